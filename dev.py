@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Set up a development environment and run the project: ``python3 dev.py run|test|setup``.
+
+Needs only Python 3.11+ and pip. It creates ``.venv``, installs the core and every
+plugin in editable mode with one pip command (pip satisfies each plugin's
+``zswap-core`` requirement from the local path given in the same command), installs
+the system's LZO headers when it can (python-lzo builds from source), and then runs
+the command. Safe to run again: set-up is skipped while nothing it depends on changed.
+
+    python3 dev.py run [zswap run options]   # the main job: `zswap run`
+    python3 dev.py test [pytest options]     # ruff, mypy --strict, and every test
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+PY = BIN / "python"
+STAMP = VENV / ".zswap-setup"
+
+#: Workspace members, installed together; the lzo plugin only where liblzo2 headers exist.
+MEMBERS = [
+    ".",
+    "plugins/compressors/lz4",
+    "plugins/compressors/zstd",
+    "plugins/compressors/deflate",
+    "plugins/compressors/lzo",
+    "plugins/zpools/zbud",
+    "plugins/zpools/z3fold",
+    "plugins/zpools/zsmalloc",
+]
+LZO_HEADER = Path("/usr/include/lzo/lzo1x.h")
+
+
+def say(msg: str) -> None:
+    print(f"[dev.py] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kw: object) -> None:
+    subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
+
+
+def ensure_lzo_headers() -> bool:
+    """python-lzo has no wheel for this platform and links liblzo2; install its headers."""
+    if LZO_HEADER.exists():
+        return True
+    apt = shutil.which("apt-get")
+    if apt is None:
+        say("no apt-get: the lzo plugin is skipped (install liblzo2 headers to build it)")
+        return False
+    prefix: list[str] = []
+    if os.geteuid() != 0:
+        sudo = shutil.which("sudo")
+        if sudo is None or subprocess.run([sudo, "-n", "true"], capture_output=True).returncode:
+            say("not root and no password-less sudo: the lzo plugin is skipped")
+            return False
+        prefix = [sudo, "-n"]
+    say("installing liblzo2-dev (python-lzo builds against it)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        run([*prefix, apt, "-qq", "update"], env=env, stdout=subprocess.DEVNULL)
+        run([*prefix, apt, "-qq", "install", "-y", "liblzo2-dev"], env=env,
+            stdout=subprocess.DEVNULL)
+    except subprocess.CalledProcessError:
+        say("could not install liblzo2-dev: the lzo plugin is skipped")
+        return False
+    return LZO_HEADER.exists()
+
+
+def fingerprint(members: list[str]) -> str:
+    h = hashlib.sha256()
+    for m in members:
+        h.update(m.encode())
+        h.update((ROOT / m / "pyproject.toml").read_bytes())
+    h.update((ROOT / "requirements-dev.txt").read_bytes())
+    h.update(sys.version.encode())
+    return h.hexdigest()
+
+
+def setup() -> None:
+    have_lzo = ensure_lzo_headers()
+    members = [m for m in MEMBERS if (ROOT / m / "pyproject.toml").exists()]
+    if not have_lzo:
+        members = [m for m in members if not m.endswith("/lzo")]
+    want = fingerprint(members)
+    if PY.exists() and STAMP.exists() and STAMP.read_text() == want:
+        return
+    if not PY.exists():
+        say(f"creating {VENV}")
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    say("installing the core, the plugins and the dev tools")
+    pip = [str(PY), "-m", "pip", "--disable-pip-version-check", "-q"]
+    run([*pip, "install", "--upgrade", "pip"])
+    editable = [arg for m in members for arg in ("-e", str(ROOT / m))]
+    run([*pip, "install", *editable, "-r", str(ROOT / "requirements-dev.txt")])
+    STAMP.write_text(want)
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ)
+    out["PATH"] = f"{BIN}{os.pathsep}{out.get('PATH', '')}"
+    out["VIRTUAL_ENV"] = str(VENV)
+    out.pop("PYTHONHOME", None)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("run", "test", "setup", "bench"):
+        print(__doc__)
+        return 2
+    cmd, rest = argv[0], argv[1:]
+    setup()
+    if cmd == "setup":
+        return 0
+    if cmd == "run":
+        return subprocess.run([str(BIN / "zswap"), "run", *rest], env=env()).returncode
+    if cmd == "bench":
+        return subprocess.run(
+            [str(PY), str(ROOT / "benchmarks" / "run.py"), *rest], env=env()
+        ).returncode
+    steps = [
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        ["mypy"],
+        ["python", "-m", "pytest", "-q", *rest],
+    ]
+    for step in steps:
+        say("$ " + " ".join(step))
+        exe = [str(BIN / step[0]), *step[1:]] if step[0] != "python" else [str(PY), *step[1:]]
+        rc = subprocess.run(exe, cwd=ROOT, env=env()).returncode
+        if rc != 0:
+            say(f"failed: {' '.join(step)} (exit {rc})")
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

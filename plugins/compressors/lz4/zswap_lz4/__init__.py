@@ -1,0 +1,47 @@
+"""lz4 and lz4hc compressors (the kernel's ``lz4`` and ``lz4hc`` crypto modules)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import lz4.block
+
+from zswap_core import Compressor, Param
+
+if TYPE_CHECKING:
+    from collections.abc import Buffer
+
+__all__ = ["LZ4", "LZ4HC"]
+
+
+class LZ4(Compressor):
+    """LZ4 block format, default acceleration, as the kernel's ``lz4``."""
+
+    name = "lz4"
+    description = "LZ4 fast compression (lz4.block)"
+
+    def compress(self, src: Buffer) -> bytes:
+        # store_size=False: zswap keeps the length itself, as the kernel does.
+        return lz4.block.compress(src, store_size=False)
+
+    def decompress(self, src: Buffer, dlen: int) -> bytes:
+        return lz4.block.decompress(src, uncompressed_size=dlen)
+
+
+class LZ4HC(Compressor):
+    """LZ4 high-compression mode; ``level`` as the kernel's LZ4HC_DEFAULT_CLEVEL (9)."""
+
+    name = "lz4hc"
+    description = "LZ4 high compression (lz4.block, mode=high_compression)"
+    parameters: ClassVar[tuple[Param, ...]] = (
+        Param("level", "int", 9, "compression level 1..12", minimum=1, maximum=12),
+    )
+
+    def compress(self, src: Buffer) -> bytes:
+        level = self.params["level"] if self.params is not None else 9
+        return lz4.block.compress(
+            src, mode="high_compression", compression=level, store_size=False
+        )
+
+    def decompress(self, src: Buffer, dlen: int) -> bytes:
+        return lz4.block.decompress(src, uncompressed_size=dlen)

@@ -1,0 +1,140 @@
+"""Observer hooks (pluggy): the userspace analogue of zswap's tracepoints.
+
+Observers are 1:N listeners: pool created/destroyed, parameter changed, store, load,
+invalidate, writeback. They come from the ``zswap.hooks`` entry point group (loaded
+when the first :class:`~zswap_core.Zswap` is made) or from :func:`register_observer`.
+
+The store/load path pays nothing measurable while no observer is registered: it tests
+one module attribute (:data:`STATE.active`) before building any call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pluggy
+
+__all__ = ["STATE", "hookimpl", "plugin_manager", "register_observer", "unregister_observer"]
+
+log = logging.getLogger("zswap_core")
+
+PROJECT = "zswap"
+
+
+class _State:
+    __slots__ = ("active", "entry_points_loaded", "pm")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.pm: pluggy.PluginManager | None = None
+        self.entry_points_loaded = False
+
+
+STATE = _State()
+_lock = threading.Lock()
+
+
+class _Specs:
+    """Hook specifications; an observer implements any subset of them."""
+
+    def __init__(self) -> None:
+        import pluggy
+
+        spec = pluggy.HookspecMarker(PROJECT)
+
+        class Specs:
+            @spec
+            def zswap_pool_created(self, zswap: Any, pool: Any) -> None:
+                """A pool (compressor + zpool) was created."""
+
+            @spec
+            def zswap_pool_destroyed(self, zswap: Any, pool: Any) -> None:
+                """A pool lost its last entry and was destroyed."""
+
+            @spec
+            def zswap_param_changed(self, module: str, name: str, old: Any, new: Any) -> None:
+                """A module parameter took a new value."""
+
+            @spec
+            def zswap_store(self, zswap: Any, type: int, offset: int, stored: bool) -> None:
+                """A page was offered to zswap; ``stored`` says whether zswap took it."""
+
+            @spec
+            def zswap_load(self, zswap: Any, type: int, offset: int, found: bool) -> None:
+                """A page was asked for; ``found`` says whether zswap had it."""
+
+            @spec
+            def zswap_invalidate(self, zswap: Any, type: int, offset: int) -> None:
+                """A stored page was dropped."""
+
+            @spec
+            def zswap_writeback(self, zswap: Any, type: int, offset: int, ok: bool) -> None:
+                """An entry was written back to the swap device (or the attempt failed)."""
+
+        self.specs = Specs
+
+
+def hookimpl(function: Any = None, **kwargs: Any) -> Any:
+    """Decorator for observer methods (``pluggy.HookimplMarker("zswap")``)."""
+    import pluggy
+
+    marker = pluggy.HookimplMarker(PROJECT)
+    return marker(function, **kwargs) if function is not None else marker(**kwargs)
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """The process-wide observer manager (pluggy imported on first use)."""
+    if STATE.pm is None:
+        with _lock:
+            if STATE.pm is None:
+                import pluggy
+
+                pm = pluggy.PluginManager(PROJECT)
+                pm.add_hookspecs(_Specs().specs)
+                STATE.pm = pm
+    return STATE.pm
+
+
+def load_observer_entry_points() -> None:
+    """Register every ``zswap.hooks`` observer once, one failure never stopping the rest."""
+    if STATE.entry_points_loaded:
+        return
+    from ._registry import default_registry
+
+    reg = default_registry()
+    with _lock:
+        if STATE.entry_points_loaded:
+            return
+        STATE.entry_points_loaded = True
+    pm = plugin_manager()
+    for cand in reg.hook_entry_points():
+        name = cand.ep.name
+        if reg.is_blocked("hooks", name, cand) or pm.has_plugin(name):
+            continue
+        try:
+            pm.register(cand.ep.load(), name=name)
+        except Exception as exc:
+            log.warning(
+                "observer %r from %s failed to load: %s", name, cand.distribution or "?", exc
+            )
+    _refresh()
+
+
+def register_observer(plugin: object, name: str | None = None) -> str | None:
+    """Register an object whose methods are marked with :func:`hookimpl`."""
+    out = plugin_manager().register(plugin, name=name)
+    _refresh()
+    return out
+
+
+def unregister_observer(plugin: object) -> None:
+    plugin_manager().unregister(plugin)
+    _refresh()
+
+
+def _refresh() -> None:
+    pm = STATE.pm
+    STATE.active = pm is not None and bool(pm.get_plugins())

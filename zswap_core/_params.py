@@ -1,0 +1,336 @@
+"""Module parameters: typed values with sysfs string forms, boot strings, modprobe files.
+
+The kernel's ``module_param`` in miniature. A *module* (the built-in ``zswap``, or one
+loaded plugin such as ``zstd``) declares :class:`Param` s; :class:`ModuleParams` holds
+their values. Every read and write happens under the module's parameter lock:
+
+* built-in modules share :data:`BUILTIN_PARAM_LOCK`;
+* every loadable module gets a lock of its own.
+
+That split is the point of the kernel's "module: add per-module param_lock" (4.2): a
+``zswap.compressor`` write holds the built-in lock while it waits for a plugin to load,
+and the plugin applies its own configured parameters under *its* lock, so the two never
+wait for each other.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shlex
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._errors import ParamError
+
+__all__ = [
+    "BUILTIN_PARAM_LOCK",
+    "MAX_VALUE_LEN",
+    "ModprobeConfig",
+    "ModuleParams",
+    "Param",
+    "parse_cmdline",
+    "parse_modprobe",
+]
+
+ParamKind = Literal["bool", "int", "uint", "charp"]
+
+#: The one lock of all built-in modules (the kernel's ``param_lock`` for built-in code).
+#: Re-entrant so that a set callback may read its module's other parameters.
+BUILTIN_PARAM_LOCK = threading.RLock()
+
+#: Longest value accepted, as the kernel's ``charp`` limit (1024 bytes).
+MAX_VALUE_LEN = 1024
+
+_TRUE = frozenset({"y", "Y", "1", "on", "true", "yes"})
+_FALSE = frozenset({"n", "N", "0", "off", "false", "no"})
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+#: A set callback receives the parsed value and must commit it with
+#: :meth:`ModuleParams.commit` (or raise :class:`ParamError` to refuse it).
+SetCallback = Callable[["ModuleParams", str, Any], None]
+
+
+@dataclass(frozen=True)
+class Param:
+    """Declaration of one parameter of a module.
+
+    ``writable`` is the sysfs permission: False means boot-time (and modprobe) only.
+    ``on_set`` replaces the plain store, as a kernel ``kernel_param_ops.set``.
+    """
+
+    name: str
+    kind: ParamKind
+    default: Any
+    description: str = ""
+    writable: bool = True
+    minimum: int | None = None
+    maximum: int | None = None
+    on_set: SetCallback | None = field(default=None, compare=False)
+
+    def parse(self, value: object) -> Any:
+        """Turn a typed value or its string form into this parameter's type."""
+        if isinstance(value, str):
+            return self._parse_str(value)
+        if self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            raise ParamError(errno.EINVAL, f"{self.name}: expected a bool, got {value!r}")
+        if self.kind in ("int", "uint"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ParamError(errno.EINVAL, f"{self.name}: expected an integer, got {value!r}")
+            return self._check_range(value)
+        raise ParamError(errno.EINVAL, f"{self.name}: expected a string, got {value!r}")
+
+    def _parse_str(self, text: str) -> Any:
+        if len(text) > MAX_VALUE_LEN:
+            raise ParamError(errno.EINVAL, f"{self.name}: value longer than {MAX_VALUE_LEN}")
+        if "\0" in text:
+            raise ParamError(errno.EINVAL, f"{self.name}: value contains a NUL byte")
+        # sysfs writes usually end in a newline ("echo zstd > ..."); the kernel strips it.
+        stripped = text.strip()
+        if self.kind == "bool":
+            if stripped in _TRUE:
+                return True
+            if stripped in _FALSE:
+                return False
+            raise ParamError(errno.EINVAL, f"{self.name}: {text!r} is not a bool (Y/N/1/0)")
+        if self.kind in ("int", "uint"):
+            try:
+                number = int(stripped, 0)
+            except ValueError:
+                raise ParamError(
+                    errno.EINVAL, f"{self.name}: {text!r} is not an integer"
+                ) from None
+            return self._check_range(number)
+        if any(ch in stripped for ch in "\n\r\t"):
+            raise ParamError(errno.EINVAL, f"{self.name}: value contains a control character")
+        return stripped
+
+    def _check_range(self, number: int) -> int:
+        if self.kind == "uint" and not 0 <= number < 2**32:
+            raise ParamError(errno.EINVAL, f"{self.name}: {number} is not an unsigned int")
+        if self.kind == "int" and not -(2**31) <= number < 2**31:
+            raise ParamError(errno.EINVAL, f"{self.name}: {number} is out of int range")
+        if self.minimum is not None and number < self.minimum:
+            raise ParamError(errno.EINVAL, f"{self.name}: {number} is below {self.minimum}")
+        if self.maximum is not None and number > self.maximum:
+            raise ParamError(errno.EINVAL, f"{self.name}: {number} is above {self.maximum}")
+        return number
+
+    def format(self, value: Any) -> str:
+        """The sysfs string form: bools as ``Y``/``N``, a missing string as ``(null)``."""
+        if self.kind == "bool":
+            return "Y" if value else "N"
+        if value is None:
+            return "(null)"
+        return str(value)
+
+
+class ModuleParams(Mapping[str, Any]):
+    """The parameter values of one module, behind that module's lock.
+
+    Reads are typed (``params["enabled"] is True``); :meth:`sysfs` gives the string
+    form. Writes accept the typed value or a string. A refused write raises
+    :class:`ParamError` and leaves the old value.
+    """
+
+    def __init__(
+        self,
+        module: str,
+        params: Iterable[Param],
+        *,
+        lock: threading.RLock | None = None,
+        builtin: bool = False,
+    ) -> None:
+        if not _MODULE_NAME.match(module):
+            raise ValueError(f"bad module name {module!r}")
+        self.module = module
+        self.builtin = builtin
+        self.lock: threading.RLock = (
+            lock if lock is not None else (BUILTIN_PARAM_LOCK if builtin else threading.RLock())
+        )
+        self._decl: dict[str, Param] = {}
+        for p in params:
+            if not _PARAM_NAME.match(p.name):
+                raise ValueError(f"bad parameter name {p.name!r}")
+            self._decl[p.name] = p
+        self._values: dict[str, Any] = {p.name: p.default for p in self._decl.values()}
+        self._listeners: list[Callable[[str, str, Any, Any], None]] = []
+
+    # -- reading ---------------------------------------------------------------------
+    def __getitem__(self, name: str) -> Any:
+        with self.lock:
+            return self._values[self._param(name).name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decl)
+
+    def __len__(self) -> int:
+        return len(self._decl)
+
+    def declaration(self, name: str) -> Param:
+        return self._param(name)
+
+    def sysfs(self, name: str) -> str:
+        """Read ``/sys/module/<module>/parameters/<name>``."""
+        p = self._param(name)
+        with self.lock:
+            return p.format(self._values[name])
+
+    def as_sysfs(self) -> dict[str, str]:
+        with self.lock:
+            return {n: p.format(self._values[n]) for n, p in self._decl.items()}
+
+    # -- writing ---------------------------------------------------------------------
+    def __setitem__(self, name: str, value: object) -> None:
+        self.set(name, value)
+
+    def set(self, name: str, value: object, *, boot: bool = False) -> None:
+        """Write a parameter at run time (``boot=True``: as at load, read-only ones too)."""
+        p = self._param(name)
+        if not p.writable and not boot:
+            raise ParamError(errno.EPERM, f"{self.module}.{name} is read-only at run time")
+        parsed = p.parse(value)
+        with self.lock:
+            if p.on_set is not None:
+                p.on_set(self, name, parsed)
+            else:
+                self.commit(name, parsed)
+
+    def update(self, values: Mapping[str, object], *, boot: bool = False) -> None:
+        """Set several values; all are validated before any is written."""
+        for name, value in values.items():
+            p = self._param(name)
+            if not p.writable and not boot:
+                raise ParamError(errno.EPERM, f"{self.module}.{name} is read-only at run time")
+            p.parse(value)
+        for name, value in values.items():
+            self.set(name, value, boot=boot)
+
+    def commit(self, name: str, value: Any) -> None:
+        """Store an already validated value; for set callbacks (lock must be held)."""
+        with self.lock:
+            old = self._values[name]
+            self._values[name] = value
+        if old != value:
+            for listener in list(self._listeners):
+                listener(self.module, name, old, value)
+
+    def add_listener(self, fn: Callable[[str, str, Any, Any], None]) -> None:
+        """Call ``fn(module, name, old, new)`` after each committed change."""
+        self._listeners.append(fn)
+
+    def _param(self, name: str) -> Param:
+        try:
+            return self._decl[name]
+        except (KeyError, TypeError):
+            raise ParamError(
+                errno.EINVAL, f"module {self.module} has no parameter {name!r}"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"<ModuleParams {self.module} {self.as_sysfs()}>"
+
+
+# -- boot strings and modprobe.d ------------------------------------------------------------
+
+
+def parse_cmdline(cmdline: str) -> dict[str, dict[str, str]]:
+    """Parse a kernel-command-line style string into ``{module: {param: value}}``.
+
+    ``zswap.compressor=zstd zstd.level=5`` gives
+    ``{"zswap": {"compressor": "zstd"}, "zstd": {"level": "5"}}``. Double quotes
+    protect spaces, as on a real command line. Words without a dot belong to the
+    kernel proper and are ignored; a ``module.param`` without ``=`` means ``Y``, as
+    the kernel does for bools. Anything malformed raises :class:`ParamError`.
+    """
+    if not isinstance(cmdline, str):
+        raise ParamError(errno.EINVAL, f"boot string must be str, got {type(cmdline).__name__}")
+    if "\0" in cmdline:
+        raise ParamError(errno.EINVAL, "boot string contains a NUL byte")
+    try:
+        words = shlex.split(cmdline, comments=False, posix=True)
+    except ValueError as exc:
+        raise ParamError(errno.EINVAL, f"malformed boot string: {exc}") from None
+    out: dict[str, dict[str, str]] = {}
+    for word in words:
+        key, eq, value = word.partition("=")
+        if "." not in key:
+            continue
+        module, _, param = key.partition(".")
+        if not _MODULE_NAME.match(module) or not _PARAM_NAME.match(param):
+            raise ParamError(errno.EINVAL, f"malformed boot parameter {word!r}")
+        out.setdefault(module, {})[param] = value if eq else "Y"
+    return out
+
+
+@dataclass
+class ModprobeConfig:
+    """What modprobe.d files say: per-module options and blacklisted modules."""
+
+    options: dict[str, dict[str, str]] = field(default_factory=dict)
+    blacklist: set[str] = field(default_factory=set)
+
+
+def parse_modprobe(text: str, *, source: str = "<string>") -> ModprobeConfig:
+    """Parse one modprobe.d file (``options zstd level=5``, ``blacklist lzo``, ``#``)."""
+    cfg = ModprobeConfig()
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if "\0" in line:
+            raise ParamError(errno.EINVAL, f"{source}:{lineno}: NUL byte")
+        words = line.split()
+        verb = words[0]
+        where = f"{source}:{lineno}"
+        if verb == "options":
+            if len(words) < 3:
+                raise ParamError(errno.EINVAL, f"{where}: 'options' needs a module and key=value")
+            module = words[1]
+            if not _MODULE_NAME.match(module):
+                raise ParamError(errno.EINVAL, f"{where}: bad module name {module!r}")
+            for pair in words[2:]:
+                key, eq, value = pair.partition("=")
+                if not _PARAM_NAME.match(key):
+                    raise ParamError(errno.EINVAL, f"{where}: bad option {pair!r}")
+                cfg.options.setdefault(module, {})[key] = value if eq else "Y"
+        elif verb == "blacklist":
+            if len(words) != 2 or not _MODULE_NAME.match(words[1]):
+                raise ParamError(errno.EINVAL, f"{where}: 'blacklist' takes one module name")
+            cfg.blacklist.add(words[1])
+        elif verb in ("alias", "softdep", "install", "remove", "include"):
+            continue  # meaningful to modprobe, not to us
+        else:
+            raise ParamError(errno.EINVAL, f"{where}: unknown directive {verb!r}")
+    return cfg
+
+
+def read_modprobe_dir(directory: str | os.PathLike[str] | None) -> ModprobeConfig:
+    """Merge every ``*.conf`` of a modprobe.d directory, in name order (later wins)."""
+    merged = ModprobeConfig()
+    if directory is None:
+        return merged
+    path = os.fspath(directory)
+    if not os.path.isdir(path):
+        return merged
+    for entry in sorted(os.listdir(path)):
+        if not entry.endswith(".conf"):
+            continue
+        conf = os.path.join(path, entry)
+        with open(conf, encoding="utf-8", errors="replace") as fh:
+            cfg = parse_modprobe(fh.read(), source=conf)
+        for module, opts in cfg.options.items():
+            merged.options.setdefault(module, {}).update(opts)
+        merged.blacklist |= cfg.blacklist
+    return merged
+
+
+def split_words(text: str) -> list[str]:
+    """Helper for callers that accept space-separated lists (``ZSWAP_BLOCK_PLUGINS``)."""
+    return [w for w in re.split(r"[\s,]+", text) if w]

@@ -1,0 +1,1109 @@
+"""zswap: a compressed cache in front of a swap device, after mm/zswap.c.
+
+Reads top to bottom as the kernel file does:
+
+1. parameters  - the built-in ``zswap`` module's values and their set callbacks
+2. pools       - compressor + zpool pairs; a list whose head is current
+3. entries     - per-swap-type trees of packed 64-bit entries (no per-page objects)
+4. store/load  - the frontswap interface: init, store, load, invalidate
+5. writeback   - the LRU of entries, the pool limit worker, explicit writeback
+6. init        - creation with fallbacks, stats, teardown
+
+Per stored page the metadata is two 8-byte array slots: the packed entry and its
+LRU stamp (for a same-filled page the stamp slot holds the fill word), plus a third
+when checksums are on. See ``_Tree`` for the layout.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import struct
+import threading
+import warnings
+import zlib
+from array import array
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import _hooks
+from ._errors import DecompressError, ParamError, ZpoolError, ZswapError
+from ._page_alloc import PageAllocator
+from ._params import ModuleParams, Param, parse_cmdline
+from ._registry import LoadedModule, Registry, default_registry
+from ._zpool import MapMode
+
+if TYPE_CHECKING:
+    from collections.abc import Buffer
+
+    from ._compressor import Compressor
+    from ._zpool import Zpool
+
+__all__ = ["MAX_SWAPFILES", "PoolInfo", "WritebackHandler", "Zswap"]
+
+log = logging.getLogger("zswap_core")
+
+#: As the kernel: at most 32 swap types (swap files) at once.
+MAX_SWAPFILES = 32
+#: Offsets are 32-bit here (a 16 TiB swap file of 4 KiB pages).
+MAX_OFFSET = (1 << 32) - 1
+
+DEFAULT_COMPRESSOR = "lz4"
+DEFAULT_ZPOOL = "zsmalloc"
+
+#: Called to write a decompressed page to its slot on the swap device; raises OSError.
+WritebackHandler = Callable[[int, int, bytes], None]
+
+# ---------------------------------------------------------------------------------------
+# 1. parameters
+# ---------------------------------------------------------------------------------------
+
+_PARAMS: tuple[Param, ...] = (
+    Param("enabled", "bool", True, "accept new pages (stored pages always load)"),
+    Param("compressor", "charp", DEFAULT_COMPRESSOR, "compressor of the current pool"),
+    Param("zpool", "charp", DEFAULT_ZPOOL, "allocator of the current pool"),
+    Param("max_pool_percent", "uint", 20, "pool limit, percent of RAM", maximum=100),
+    Param(
+        "accept_threshold_percent",
+        "uint",
+        90,
+        "after the limit is hit, accept again below this percent of it",
+        maximum=100,
+    ),
+    Param("same_filled_pages_enabled", "bool", True, "store same-filled pages as one word"),
+    Param("non_same_filled_pages_enabled", "bool", True, "store pages that need compression"),
+    Param("exclusive_loads", "bool", False, "drop an entry once it has been loaded"),
+    Param("checksums_enabled", "bool", False, "crc32 every page; a mismatch is decompress_fail"),
+)
+
+#: Names of the debugfs counters, the observable contract (``z.stats``).
+STAT_NAMES = (
+    "pool_limit_hit",
+    "reject_reclaim_fail",
+    "reject_alloc_fail",
+    "reject_kmemcache_fail",
+    "reject_compress_fail",
+    "reject_compress_poor",
+    "decompress_fail",
+    "written_back_pages",
+    "duplicate_entry",
+    "pool_total_size",
+    "stored_pages",
+    "same_filled_pages",
+    "pages_compacted",
+)
+
+# ---------------------------------------------------------------------------------------
+# 2. pools
+# ---------------------------------------------------------------------------------------
+
+_pool_ids = itertools.count()  # "zswap%x" names, unique in the process as the kernel's
+
+
+class _Pool:
+    """One compressor + one zpool instance. ``refs`` = entries + 1 while current."""
+
+    __slots__ = (
+        "comp_mod",
+        "compressor",
+        "compressor_name",
+        "dead",
+        "id",
+        "lock",
+        "name",
+        "refs",
+        "zpool",
+        "zpool_mod",
+        "zpool_type",
+    )
+
+    def __init__(
+        self, pid: int, comp_mod: LoadedModule, zpool_mod: LoadedModule, pages: PageAllocator
+    ) -> None:
+        self.id = pid
+        self.name = f"zswap{next(_pool_ids):x}"
+        self.comp_mod = comp_mod
+        self.zpool_mod = zpool_mod
+        self.compressor_name = comp_mod.name
+        self.zpool_type = zpool_mod.name
+        self.compressor: Compressor = comp_mod.driver(comp_mod.params)
+        try:
+            self.zpool: Zpool = zpool_mod.driver(self.name, pages, zpool_mod.params)
+        except BaseException:
+            self.compressor.close()
+            raise
+        self.refs = 1  # the "current" reference
+        self.dead = False
+        self.lock = threading.Lock()
+
+    def tryget(self) -> bool:
+        with self.lock:
+            if self.refs <= 0:
+                return False
+            self.refs += 1
+            return True
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """A snapshot of one pool for ``z.pools``."""
+
+    name: str
+    compressor: str
+    zpool: str
+    nr_entries: int
+    total_size: int
+    current: bool
+
+
+# ---------------------------------------------------------------------------------------
+# 3. entries
+# ---------------------------------------------------------------------------------------
+#
+# A packed entry is one unsigned 64-bit word:
+#   bit 0       present
+#   bit 1       same-filled (the fill word is in the stamp slot; no pool memory)
+#   bits 2-9    pool id (1..255)
+#   bits 10-26  compressed length
+#   bits 27-63  zpool handle (allocators hand out handles below 2**37)
+
+_PRESENT = 1
+_SAME = 2
+_POOL_SHIFT = 2
+_LEN_SHIFT = 10
+_HANDLE_SHIFT = 27
+_LEN_MASK = (1 << 17) - 1
+MAX_HANDLE = (1 << 37) - 1
+_CHUNK_SHIFT = 12
+_CHUNK = 1 << _CHUNK_SHIFT  # slots per chunk; chunks are allocated on first use
+_CHUNK_MASK = _CHUNK - 1
+_CRC_VALID = 1 << 32
+
+_ZERO_CHUNK = array("Q", bytes(8 * _CHUNK))
+
+
+class _Tree:
+    """Entries of one swap type: chunked arrays indexed by offset, with one lock.
+
+    Like the kernel's per-type tree (and its later split into 64 MiB pieces), but a
+    chunk is an ``array('Q')`` so a stored page costs array slots, not objects.
+    """
+
+    __slots__ = ("chunks", "crcs", "dup", "lock", "nr_same", "nr_stored", "stamps")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.chunks: dict[int, array[int]] = {}
+        self.stamps: dict[int, array[int]] = {}
+        self.crcs: dict[int, array[int]] = {}
+        self.nr_stored = 0
+        self.nr_same = 0
+        self.dup = 0
+
+    def slot(self, ci: int) -> tuple[array[int], array[int]]:
+        chunk = self.chunks.get(ci)
+        if chunk is None:
+            chunk = self.chunks[ci] = array("Q", _ZERO_CHUNK)
+            self.stamps[ci] = array("Q", _ZERO_CHUNK)
+        return chunk, self.stamps[ci]
+
+    def entries(self) -> Iterator[tuple[int, int, int]]:
+        """(offset, packed entry, stamp) of every present entry; caller holds the lock."""
+        for ci, chunk in self.chunks.items():
+            stamps = self.stamps[ci]
+            base = ci << _CHUNK_SHIFT
+            for i, e in enumerate(chunk):
+                if e:
+                    yield base + i, e, stamps[i]
+
+
+class _Stats:
+    """Counters outside the trees; exact (updated under a lock)."""
+
+    __slots__ = (
+        "decompress_fail",
+        "lock",
+        "pages_compacted",
+        "pool_limit_hit",
+        "reject_alloc_fail",
+        "reject_compress_fail",
+        "reject_compress_poor",
+        "reject_kmemcache_fail",
+        "reject_reclaim_fail",
+        "written_back_pages",
+    )
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        for name in self.__slots__:
+            if name != "lock":
+                setattr(self, name, 0)
+
+    def inc(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+class Zswap:
+    """One instance of the built-in ``zswap`` module, with its own parameters and pools.
+
+    Boot parameters are keyword arguments (typed or in sysfs string form), or come
+    from :meth:`from_cmdline`. ``ram_bytes`` (what ``max_pool_percent`` applies to;
+    default: this machine's memory) and ``page_size`` are fixed at creation.
+
+    >>> z = Zswap(compressor="lz4", zpool="zbud")          # doctest: +SKIP
+    >>> z.init(0); z.store(0, 7, page); z.load(0, 7) == page
+    """
+
+    def __init__(
+        self,
+        *,
+        ram_bytes: int | None = None,
+        page_size: int = 4096,
+        registry: Registry | None = None,
+        **boot_params: object,
+    ) -> None:
+        if not isinstance(page_size, int) or page_size not in (4096, 8192, 16384, 32768, 65536):
+            raise ValueError(f"page_size must be 4096..65536 and a power of two, got {page_size}")
+        if ram_bytes is None:
+            ram_bytes = _physical_memory()
+        if isinstance(ram_bytes, bool) or not isinstance(ram_bytes, int) or ram_bytes <= 0:
+            raise ValueError(f"ram_bytes must be a positive int, got {ram_bytes!r}")
+        self.page_size = page_size
+        self.ram_bytes = ram_bytes
+        self.totalram_pages = ram_bytes // page_size
+        self.registry = registry if registry is not None else default_registry()
+        self.pages = PageAllocator(page_size)
+        self._zero_page = bytes(page_size)
+        self._words = page_size // 8
+
+        self._pools_lock = threading.Lock()
+        self._pools: list[_Pool] = []  # head = current
+        self._by_id: list[_Pool | None] = [None] * 256
+        self._current: _Pool | None = None
+        self._trees: list[_Tree | None] = [None] * MAX_SWAPFILES
+        self._stats = _Stats()
+        self._clock = itertools.count(1)  # LRU stamps; next() is atomic under the GIL
+        self._full = False
+        self._writeback_handler: WritebackHandler | None = None
+        self._worker: threading.Thread | None = None
+        self._worker_wake = threading.Event()
+        self._closed = False
+
+        # A set callback per parameter that needs one; the others just commit.
+        callbacks: dict[str, Any] = {
+            "enabled": self._set_enabled,
+            "compressor": self._set_pool_param,
+            "zpool": self._set_pool_param,
+        }
+        decls = [
+            Param(**{**p.__dict__, "on_set": callbacks.get(p.name)}) for p in _PARAMS
+        ]
+        self.params = ModuleParams("zswap", decls, builtin=True)
+        self.params.add_listener(self._param_changed)
+        self._init(boot_params)
+
+    @classmethod
+    def from_cmdline(cls, cmdline: str, **kwargs: Any) -> Zswap:
+        """Create from a boot string: ``"zswap.enabled=Y zswap.compressor=zstd zstd.level=5"``.
+
+        ``zswap.*`` values configure this instance; values for other modules are kept
+        by the registry and applied when those plugins load.
+        """
+        parsed = parse_cmdline(cmdline)
+        ours = parsed.pop("zswap", {})
+        reg = kwargs.get("registry") or default_registry()
+        # Validate everything before changing anything.
+        probe = ModuleParams("zswap", _PARAMS, builtin=True)
+        for name, value in ours.items():
+            probe.declaration(name).parse(value)
+        for module, opts in parsed.items():
+            reg.set_boot_options(module, opts)
+        return cls(**ours, **kwargs)
+
+    # -- parameter callbacks (run under the built-in parameter lock) -----------------------
+    def _set_enabled(self, params: ModuleParams, name: str, value: bool) -> None:
+        if value and self._current is None:
+            raise ParamError(errno.ENODEV, "can't enable, no pool configured")
+        params.commit(name, value)
+
+    def _set_pool_param(self, params: ModuleParams, name: str, value: str) -> None:
+        kind = "compressor" if name == "compressor" else "zpool"
+        if value == params[name] and self._current is not None:
+            return  # unchanged: a no-op, as the kernel
+        mod = self.registry.request(kind, value)  # may load the plugin (modprobe)
+        if mod is None:
+            err = self.registry.error(kind, value)
+            why = f": {err}" if err is not None else ""
+            raise ParamError(errno.ENOENT, f"{kind} {value!r} not available{why}")
+        comp = value if kind == "compressor" else params["compressor"]
+        zp = value if kind == "zpool" else params["zpool"]
+        pool = self._pool_find_get(comp, zp)
+        if pool is None:
+            other_kind = "zpool" if kind == "compressor" else "compressor"
+            other = self.registry.request(other_kind, zp if kind == "compressor" else comp)  # type: ignore[arg-type]
+            if other is None:
+                if self._current is None:
+                    # No pool yet: keep the value so the other one can be fixed next
+                    # (the kernel's "zswap_has_pool == false" case).
+                    params.commit(name, value)
+                    return
+                raise ParamError(errno.EINVAL, f"can't create a pool for {comp}/{zp}")
+            try:
+                pool = self._pool_create(comp, zp)
+            except Exception as exc:
+                raise ParamError(
+                    errno.EINVAL, f"can't create a pool for {comp}/{zp}: {exc}"
+                ) from exc
+        params.commit(name, value)
+        self._pool_make_current(pool)
+
+    def _param_changed(self, module: str, name: str, old: Any, new: Any) -> None:
+        self._refresh_cached_params()
+        if name in ("max_pool_percent", "accept_threshold_percent"):
+            self._full = False  # re-evaluated by the next store
+        if _hooks.STATE.active:
+            _hooks.plugin_manager().hook.zswap_param_changed(
+                module=module, name=name, old=old, new=new
+            )
+
+    def _refresh_cached_params(self) -> None:
+        # The hot path reads plain attributes, not the locked parameter table.
+        v = self.params._values
+        self._enabled = bool(v["enabled"])
+        self._same_enabled = bool(v["same_filled_pages_enabled"])
+        self._non_same_enabled = bool(v["non_same_filled_pages_enabled"])
+        self._exclusive = bool(v["exclusive_loads"])
+        self._checksums = bool(v["checksums_enabled"])
+        self._max_pages = self.totalram_pages * int(v["max_pool_percent"]) // 100
+        self._accept_pages = self._max_pages * int(v["accept_threshold_percent"]) // 100
+
+    # ---------------------------------------------------------------------------------
+    # 2. pools
+    # ---------------------------------------------------------------------------------
+    def _pool_create(self, compressor: str, zpool: str) -> _Pool:
+        comp_mod = self.registry.require("compressor", compressor)
+        zpool_mod = self.registry.require("zpool", zpool)
+        with self._pools_lock:
+            try:
+                pid = self._by_id.index(None, 1)
+            except ValueError:
+                raise ZswapError("too many live pools (255)") from None
+            pool = _Pool(pid, comp_mod, zpool_mod, self.pages)
+            self._by_id[pid] = pool
+            comp_mod.use_count += 1
+            zpool_mod.use_count += 1
+        log.info("zswap: %s created using %s/%s", pool.name, compressor, zpool)
+        if _hooks.STATE.active:
+            _hooks.plugin_manager().hook.zswap_pool_created(zswap=self, pool=self._info(pool))
+        return pool
+
+    def _pool_find_get(self, compressor: str, zpool: str) -> _Pool | None:
+        """A live pool of this combination, with a reference taken; removed from the list."""
+        with self._pools_lock:
+            for pool in self._pools:
+                if (
+                    pool.compressor_name == compressor
+                    and pool.zpool_type == zpool
+                    and pool is not self._current
+                    and pool.tryget()
+                ):
+                    self._pools.remove(pool)
+                    return pool
+        return None
+
+    def _pool_make_current(self, pool: _Pool) -> None:
+        with self._pools_lock:
+            old = self._current
+            if pool in self._pools:
+                self._pools.remove(pool)
+            self._pools.insert(0, pool)
+            self._current = pool
+        if old is not None and old is not pool:
+            self._pool_put(old)  # drop its "current" reference; it lives while it has entries
+
+    def _pool_put(self, pool: _Pool) -> None:
+        with pool.lock:
+            pool.refs -= 1
+            empty = pool.refs == 0
+        if empty:
+            self._pool_destroy(pool)
+
+    def _pool_destroy(self, pool: _Pool) -> None:
+        with self._pools_lock:
+            if pool.dead:
+                return
+            pool.dead = True
+            if pool in self._pools:
+                self._pools.remove(pool)
+            self._by_id[pool.id] = None
+            pool.comp_mod.use_count -= 1
+            pool.zpool_mod.use_count -= 1
+        info = self._info(pool)
+        pool.zpool.destroy()
+        pool.compressor.close()
+        log.info("zswap: %s destroyed", pool.name)
+        if _hooks.STATE.active:
+            _hooks.plugin_manager().hook.zswap_pool_destroyed(zswap=self, pool=info)
+
+    def _info(self, pool: _Pool) -> PoolInfo:
+        cur = pool is self._current
+        return PoolInfo(
+            pool.name,
+            pool.compressor_name,
+            pool.zpool_type,
+            max(0, pool.refs - (1 if cur else 0)),
+            pool.zpool.total_size() if not pool.dead else 0,
+            cur,
+        )
+
+    @property
+    def pools(self) -> list[PoolInfo]:
+        """Every live pool, current first: name, compressor, zpool, nr_entries, total_size."""
+        with self._pools_lock:
+            live = list(self._pools)
+        return [self._info(p) for p in live if not p.dead]
+
+    # ---------------------------------------------------------------------------------
+    # 4. store / load / invalidate (the frontswap interface)
+    # ---------------------------------------------------------------------------------
+    def _tree(self, type: int) -> _Tree:
+        if type.__class__ is not int or not 0 <= type < MAX_SWAPFILES:
+            raise ValueError(f"swap type must be an int in 0..{MAX_SWAPFILES - 1}, got {type!r}")
+        tree = self._trees[type]
+        if tree is None:
+            raise ValueError(f"swap type {type} is not initialised (call init({type}))")
+        return tree
+
+    @staticmethod
+    def _check_offset(offset: int) -> None:
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"offset must be an int, got {type(offset).__name__}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise ValueError(f"offset {offset} is out of range 0..{MAX_OFFSET}")
+
+    def init(self, type: int) -> None:
+        """Prepare swap type ``type`` (frontswap ``init``; called at swapon)."""
+        if isinstance(type, bool) or not isinstance(type, int):
+            raise TypeError(f"swap type must be an int, got {type!r}")
+        if not 0 <= type < MAX_SWAPFILES:
+            raise ValueError(f"swap type must be in 0..{MAX_SWAPFILES - 1}, got {type}")
+        if self._closed:
+            raise ZswapError("this Zswap has been closed")
+        if self._trees[type] is None:
+            self._trees[type] = _Tree()
+
+    def store(self, type: int, offset: int, page: Buffer) -> bool:
+        """Offer one page; True if zswap took it (else it must go to the swap device).
+
+        Order as the kernel: enabled -> pool limit with hysteresis -> same-filled ->
+        compress -> allocate -> copy -> insert (replacing a duplicate) -> stats.
+        A refused store also drops any older copy at this offset, so a later load can
+        never return stale data.
+        """
+        tree = self._tree(type)
+        if offset.__class__ is not int or not 0 <= offset <= MAX_OFFSET:
+            self._check_offset(offset)
+        if page.__class__ is not bytes:
+            page = _as_page_bytes(page)
+        ps = self.page_size
+        if len(page) != ps:
+            raise ValueError(f"page must be {ps} bytes, got {len(page)}")
+        stored = self._store(tree, offset, page)
+        if not stored:
+            self._erase(tree, offset)
+        if _hooks.STATE.active:
+            _hooks.plugin_manager().hook.zswap_store(
+                zswap=self, type=type, offset=offset, stored=stored
+            )
+        return stored
+
+    def _store(self, tree: _Tree, offset: int, page: bytes) -> bool:
+        if not self._enabled:
+            return False
+        # pool limit, with hysteresis (the 6.5+ logic: cur >= max is full; full clears
+        # only at or below the accept threshold)
+        cur = self.pages.nr_pages
+        if cur >= self._max_pages:
+            self._stats.inc("pool_limit_hit")
+            self._full = True
+        elif self._full and cur <= self._accept_pages:
+            self._full = False
+        if self._full:
+            self._wake_worker()
+            return False
+
+        # same-filled pages: one word, no pool memory
+        if self._same_enabled:
+            first = page[:8]
+            if page[-8:] == first and (page == self._zero_page or first * self._words == page):
+                value = int.from_bytes(first, "little")
+                self._insert(tree, offset, _PRESENT | _SAME, value, page)
+                return True
+        if not self._non_same_enabled:
+            return False
+
+        pool = self._current
+        if pool is None or not pool.tryget():
+            return False
+        try:
+            try:
+                data = pool.compressor.compress(page)
+            except Exception as exc:
+                self._stats.inc("reject_compress_fail")
+                log.debug("compress failed: %s", exc)
+                return self._put_false(pool)
+            dlen = len(data)
+            if dlen > 2 * self.page_size or dlen == 0:
+                self._stats.inc("reject_compress_fail")
+                return self._put_false(pool)
+            zpool = pool.zpool
+            try:
+                handle = zpool.malloc(dlen)
+            except ZpoolError as exc:
+                self._stats.inc(
+                    "reject_compress_poor" if exc.errno == errno.ENOSPC else "reject_alloc_fail"
+                )
+                return self._put_false(pool)
+            if not 0 < handle <= MAX_HANDLE:
+                zpool.free(handle)
+                self._stats.inc("reject_alloc_fail")
+                return self._put_false(pool)
+            view = zpool.map(handle, MapMode.WO)
+            try:
+                view[:dlen] = data
+            finally:
+                zpool.unmap(handle)
+        except BaseException:
+            self._pool_put(pool)
+            raise
+        packed = _PRESENT | (pool.id << _POOL_SHIFT) | (dlen << _LEN_SHIFT) | (
+            handle << _HANDLE_SHIFT
+        )
+        self._insert(tree, offset, packed, next(self._clock), page)
+        return True
+
+    def _put_false(self, pool: _Pool) -> bool:
+        self._pool_put(pool)
+        return False
+
+    def _insert(self, tree: _Tree, offset: int, packed: int, stamp: int, page: bytes) -> None:
+        ci = offset >> _CHUNK_SHIFT
+        i = offset & _CHUNK_MASK
+        crc = (zlib.crc32(page) | _CRC_VALID) if self._checksums else 0
+        with tree.lock:
+            chunk = tree.chunks.get(ci)
+            if chunk is None:
+                chunk, stamps = tree.slot(ci)
+            else:
+                stamps = tree.stamps[ci]
+            old = chunk[i]
+            chunk[i] = packed
+            stamps[i] = stamp
+            if crc or tree.crcs:
+                crcs = tree.crcs.get(ci)
+                if crcs is None:
+                    crcs = tree.crcs[ci] = array("Q", _ZERO_CHUNK)
+                crcs[i] = crc
+            if packed & _SAME:
+                tree.nr_same += 1
+            if old:
+                tree.dup += 1
+                if old & _SAME:
+                    tree.nr_same -= 1
+            else:
+                tree.nr_stored += 1
+        if old and not old & _SAME:
+            self._free_packed(old)
+
+    def _free_packed(self, packed: int) -> None:
+        """Release the pool memory of a removed entry and its pool reference."""
+        pool = self._by_id[(packed >> _POOL_SHIFT) & 0xFF]
+        if pool is None:  # pragma: no cover - would be a refcount bug
+            raise ZswapError("entry refers to a destroyed pool")
+        pool.zpool.free(packed >> _HANDLE_SHIFT)
+        self._pool_put(pool)
+
+    def _erase(self, tree: _Tree, offset: int) -> int:
+        """Remove the entry at ``offset`` if any; returns the removed packed entry."""
+        ci = offset >> _CHUNK_SHIFT
+        with tree.lock:
+            chunk = tree.chunks.get(ci)
+            if chunk is None:
+                return 0
+            i = offset & _CHUNK_MASK
+            old = chunk[i]
+            if not old:
+                return 0
+            chunk[i] = 0
+            tree.stamps[ci][i] = 0
+            tree.nr_stored -= 1
+            if old & _SAME:
+                tree.nr_same -= 1
+        if not old & _SAME:
+            self._free_packed(old)
+        return old
+
+    def load(self, type: int, offset: int) -> bytes | None:
+        """The page stored at (type, offset), or None if zswap does not hold it.
+
+        Raises :class:`DecompressError` (and counts ``decompress_fail``) instead of
+        ever returning wrong bytes.
+        """
+        out = self._load(type, offset, None)
+        return out if out is not True else None  # pragma: no cover - True only with a buffer
+
+    def load_into(self, type: int, offset: int, buffer: Buffer) -> bool:
+        """Fill ``buffer`` (a writable page) with the stored page; False if not held."""
+        view = memoryview(buffer)
+        if view.readonly or view.nbytes != self.page_size:
+            raise ValueError(f"buffer must be a writable {self.page_size}-byte buffer")
+        return self._load(type, offset, view.cast("B")) is not None
+
+    def _load(self, type: int, offset: int, into: memoryview | None) -> Any:
+        tree = self._tree(type)
+        if offset.__class__ is not int or not 0 <= offset <= MAX_OFFSET:
+            self._check_offset(offset)
+        ci = offset >> _CHUNK_SHIFT
+        i = offset & _CHUNK_MASK
+        ps = self.page_size
+        for _attempt in range(8):
+            with tree.lock:
+                chunk = tree.chunks.get(ci)
+                packed = chunk[i] if chunk is not None else 0
+                if not packed:
+                    out = None
+                    break
+                stamp = tree.stamps[ci][i]
+                if packed & _SAME:
+                    out = self._same_page(stamp, into)
+                    self._after_load(tree, ci, i, packed)
+                    break
+                pool = self._by_id[(packed >> _POOL_SHIFT) & 0xFF]
+            # Decompress outside the tree lock (the codec releases the GIL, so loads
+            # scale across threads); the entry is re-checked below, and its unique
+            # stamp means a free + reuse of the same handle cannot go unnoticed.
+            handle = packed >> _HANDLE_SHIFT
+            dlen = (packed >> _LEN_SHIFT) & _LEN_MASK
+            error: Exception | None = None
+            data: bytes | None = None
+            try:
+                zpool = pool.zpool  # type: ignore[union-attr]
+                view = zpool.map(handle, MapMode.RO)
+                try:
+                    data = pool.compressor.decompress(view[:dlen], ps)  # type: ignore[union-attr]
+                finally:
+                    zpool.unmap(handle)
+            except Exception as exc:
+                error = exc
+            with tree.lock:
+                chunk = tree.chunks.get(ci)
+                if chunk is None or chunk[i] != packed or tree.stamps[ci][i] != stamp:
+                    continue  # changed under us: try again
+                if error is None and (data is None or len(data) != ps):
+                    error = DecompressError(f"decompressed to {len(data or b'')} bytes")
+                if error is None and tree.crcs:
+                    crcs = tree.crcs.get(ci)
+                    crc = crcs[i] if crcs is not None else 0
+                    if crc and (zlib.crc32(data) | _CRC_VALID) != crc:  # type: ignore[arg-type]
+                        error = DecompressError("checksum mismatch: stored data was corrupted")
+                if error is None:
+                    self._after_load(tree, ci, i, packed)
+            if error is not None:
+                self._stats.inc("decompress_fail")
+                raise DecompressError(
+                    f"swap type {type} offset {offset}: stored page is unreadable: {error}"
+                ) from error
+            if into is not None:
+                into[:] = data  # type: ignore[index]
+                out = True
+            else:
+                out = data
+            break
+        else:
+            # Too much contention: let the tree lock keep writers away while we read.
+            return self._load_locked(tree, type, offset, into)
+        if _hooks.STATE.active:
+            _hooks.plugin_manager().hook.zswap_load(
+                zswap=self, type=type, offset=offset, found=out is not None
+            )
+        if out is not None and self._exclusive:
+            self._drop_after_exclusive_load(tree, offset, packed)
+        return out
+
+    def _load_locked(self, tree: _Tree, type: int, offset: int, into: memoryview | None) -> Any:
+        ci = offset >> _CHUNK_SHIFT
+        i = offset & _CHUNK_MASK
+        with tree.lock:
+            chunk = tree.chunks.get(ci)
+            packed = chunk[i] if chunk is not None else 0
+            if not packed:
+                return None
+            stamp = tree.stamps[ci][i]
+            if packed & _SAME:
+                return self._same_page(stamp, into)
+            pool = self._by_id[(packed >> _POOL_SHIFT) & 0xFF]
+            assert pool is not None
+            handle = packed >> _HANDLE_SHIFT
+            view = pool.zpool.map(handle, MapMode.RO)
+            try:
+                data = pool.compressor.decompress(
+                    view[: (packed >> _LEN_SHIFT) & _LEN_MASK], self.page_size
+                )
+            except Exception as exc:
+                self._stats.inc("decompress_fail")
+                raise DecompressError(f"stored page is unreadable: {exc}") from exc
+            finally:
+                pool.zpool.unmap(handle)
+            self._after_load(tree, ci, i, packed)
+        if into is not None:
+            into[:] = data
+            return True
+        return data
+
+    def _same_page(self, value: int, into: memoryview | None) -> Any:
+        if value == 0:
+            page = self._zero_page
+        else:
+            page = struct.pack("<Q", value) * self._words
+        if into is not None:
+            into[:] = page
+            return True
+        return page
+
+    def _after_load(self, tree: _Tree, ci: int, i: int, packed: int) -> None:
+        # caller holds tree.lock: a load makes the entry the youngest in the LRU
+        if not packed & _SAME:
+            tree.stamps[ci][i] = next(self._clock)
+
+    def _drop_after_exclusive_load(self, tree: _Tree, offset: int, packed: int) -> None:
+        ci = offset >> _CHUNK_SHIFT
+        i = offset & _CHUNK_MASK
+        with tree.lock:
+            chunk = tree.chunks.get(ci)
+            if chunk is None or chunk[i] != packed:
+                return
+        self._erase(tree, offset)
+
+    def invalidate_page(self, type: int, offset: int) -> None:
+        """Drop the page at (type, offset), if zswap holds it (frontswap ``invalidate_page``)."""
+        tree = self._tree(type)
+        self._check_offset(offset)
+        if self._erase(tree, offset) and _hooks.STATE.active:
+            _hooks.plugin_manager().hook.zswap_invalidate(zswap=self, type=type, offset=offset)
+
+    def invalidate_area(self, type: int) -> None:
+        """Drop every page of swap type ``type`` and forget the type (swapoff)."""
+        tree = self._tree(type)
+        with tree.lock:
+            self._trees[type] = None
+            removed = [e for _off, e, _st in tree.entries()]
+            tree.chunks.clear()
+            tree.stamps.clear()
+            tree.crcs.clear()
+            tree.nr_stored = tree.nr_same = 0
+        with self._stats.lock:
+            self._dup_retired += tree.dup
+        for packed in removed:
+            if not packed & _SAME:
+                self._free_packed(packed)
+
+    # ---------------------------------------------------------------------------------
+    # 5. writeback
+    # ---------------------------------------------------------------------------------
+    def set_writeback_handler(self, handler: WritebackHandler | None) -> None:
+        """Where written-back pages go: ``handler(type, offset, page)`` writes the slot.
+
+        The swap layer installs one; without a handler zswap cannot write back and the
+        pool limit only rejects.
+        """
+        self._writeback_handler = handler
+
+    def _wake_worker(self) -> None:
+        if self._writeback_handler is None or self._closed:
+            return
+        if self._worker is None or not self._worker.is_alive():
+            with self._pools_lock:
+                if self._worker is None or not self._worker.is_alive():
+                    self._worker = threading.Thread(
+                        target=self._worker_main, name="zswap-shrink", daemon=True
+                    )
+                    self._worker.start()
+        self._worker_wake.set()
+
+    def _worker_main(self) -> None:
+        while not self._closed:
+            if not self._worker_wake.wait(timeout=1.0):
+                continue
+            self._worker_wake.clear()
+            try:
+                self._shrink(until_accept=True)
+            except Exception:  # the worker must survive anything a plugin throws
+                log.exception("zswap: shrink worker failed")
+
+    def writeback(self, nr_pages: int) -> int:
+        """Write back up to ``nr_pages`` of the oldest entries now; returns how many.
+
+        Like ``memory.reclaim`` with ``source=zswap``. Needs a writeback handler (the
+        swap layer); returns 0 without one.
+        """
+        if isinstance(nr_pages, bool) or not isinstance(nr_pages, int) or nr_pages < 0:
+            raise ValueError(f"nr_pages must be a non-negative int, got {nr_pages!r}")
+        if self._writeback_handler is None:
+            return 0
+        return self._shrink(limit=nr_pages)
+
+    def _shrink(self, *, until_accept: bool = False, limit: int | None = None) -> int:
+        """Write back the oldest entries of the oldest pool; 16 failures in a row stop it."""
+        written = failures = 0
+        while not self._closed:
+            if until_accept and self.pages.nr_pages <= self._accept_pages:
+                break
+            want = (limit - written) if limit is not None else None
+            if want is not None and want <= 0:
+                break
+            victims = self._oldest_entries(want)
+            if not victims:
+                break
+            for _stamp, type, offset, packed in victims:
+                result = self._writeback_entry(type, offset, packed)
+                if result is None:
+                    continue  # changed or gone since it was picked: not a failure
+                if result:
+                    written += 1
+                    failures = 0
+                else:
+                    failures += 1
+                    if failures >= 16:
+                        return written
+                if until_accept and self.pages.nr_pages <= self._accept_pages:
+                    break
+                if limit is not None and written >= limit:
+                    break
+        return written
+
+    def _oldest_entries(self, want: int | None) -> list[tuple[int, int, int, int]]:
+        """The oldest entries of the oldest pool that has any, oldest first."""
+        import heapq
+
+        with self._pools_lock:
+            pools = [p for p in reversed(self._pools) if not p.dead]
+        for pool in pools:
+            entries = pool.refs - (1 if pool is self._current else 0)
+            if entries <= 0:
+                continue
+            if want is None:
+                # enough to get under the accept threshold, estimated from the density
+                over = max(1, self.pages.nr_pages - self._accept_pages)
+                per_page = entries / max(1, pool.zpool.nr_pages)
+                want_n = max(32, int(over * per_page * 1.25) + 1)
+            else:
+                want_n = want
+            found: list[tuple[int, int, int, int]] = []
+            pid = pool.id
+            for type, tree in enumerate(self._trees):
+                if tree is None:
+                    continue
+                with tree.lock:
+                    for off, e, st in tree.entries():
+                        if not e & _SAME and ((e >> _POOL_SHIFT) & 0xFF) == pid:
+                            found.append((st, type, off, e))
+            if found:
+                return heapq.nsmallest(want_n, found)
+        return []
+
+    def _writeback_entry(self, type: int, offset: int, packed: int) -> bool | None:
+        """Write one entry to its swap slot. True: done; False: failed; None: skipped."""
+        handler = self._writeback_handler
+        tree = self._trees[type]
+        if handler is None or tree is None:
+            return None
+        ci = offset >> _CHUNK_SHIFT
+        i = offset & _CHUNK_MASK
+        # Hold the tree lock across decompress and write: a racing load then sees the
+        # entry (before) or finds it gone and reads the slot (after), never a gap.
+        with tree.lock:
+            chunk = tree.chunks.get(ci)
+            if chunk is None or chunk[i] != packed:
+                return None
+            pool = self._by_id[(packed >> _POOL_SHIFT) & 0xFF]
+            assert pool is not None
+            handle = packed >> _HANDLE_SHIFT
+            try:
+                view = pool.zpool.map(handle, MapMode.RO)
+                try:
+                    data = pool.compressor.decompress(
+                        view[: (packed >> _LEN_SHIFT) & _LEN_MASK], self.page_size
+                    )
+                finally:
+                    pool.zpool.unmap(handle)
+                if len(data) != self.page_size:
+                    raise DecompressError("wrong decompressed length")
+            except Exception:
+                self._stats.inc("decompress_fail")
+                self._stats.inc("reject_reclaim_fail")
+                tree.stamps[ci][i] = next(self._clock)  # rotate: try others first
+                return False
+            try:
+                handler(type, offset, data)
+            except Exception as exc:
+                log.debug("writeback of %d:%d failed: %s", type, offset, exc)
+                self._stats.inc("reject_reclaim_fail")
+                tree.stamps[ci][i] = next(self._clock)
+                ok = False
+            else:
+                chunk[i] = 0
+                tree.stamps[ci][i] = 0
+                tree.nr_stored -= 1
+                ok = True
+        if ok:
+            self._free_packed(packed)
+            self._stats.inc("written_back_pages")
+        if _hooks.STATE.active:
+            _hooks.plugin_manager().hook.zswap_writeback(
+                zswap=self, type=type, offset=offset, ok=ok
+            )
+        return ok
+
+    # ---------------------------------------------------------------------------------
+    # 6. init, stats, teardown
+    # ---------------------------------------------------------------------------------
+    def _init(self, boot_params: Mapping[str, object]) -> None:
+        values: dict[str, Any] = {}
+        for name, value in boot_params.items():
+            try:
+                decl = self.params.declaration(name)
+            except ParamError:
+                raise TypeError(f"unknown zswap parameter {name!r}") from None
+            values[name] = decl.parse(value)
+        for name, value in values.items():
+            if name not in ("compressor", "zpool", "enabled"):
+                self.params._values[name] = value
+        comp = self._fallback("compressor", values.get("compressor", DEFAULT_COMPRESSOR))
+        zp = self._fallback("zpool", values.get("zpool", DEFAULT_ZPOOL))
+        self.params._values["compressor"] = comp
+        self.params._values["zpool"] = zp
+        enabled = values.get("enabled", True)
+        if comp and zp:
+            try:
+                self._pool_make_current(self._pool_create(comp, zp))
+            except Exception as exc:
+                warnings.warn(f"zswap: pool creation failed: {exc}", RuntimeWarning, stacklevel=3)
+        if self._current is None and enabled:
+            warnings.warn(
+                "zswap: no pool could be created; zswap.enabled forced to N",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            enabled = False
+        self.params._values["enabled"] = enabled
+        self._refresh_cached_params()
+        _hooks.load_observer_entry_points()
+
+    def _fallback(self, kind: str, name: str) -> str:
+        default = DEFAULT_COMPRESSOR if kind == "compressor" else DEFAULT_ZPOOL
+        if name and self.registry.request(kind, name) is not None:  # type: ignore[arg-type]
+            return name
+        if name != default and self.registry.request(kind, default) is not None:  # type: ignore[arg-type]
+            warnings.warn(
+                f"zswap: {kind} {name!r} not available, using default {default!r}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return default
+        warnings.warn(
+            f"zswap: default {kind} {default!r} not available", RuntimeWarning, stacklevel=4
+        )
+        return ""
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The debugfs counters (``/sys/kernel/debug/zswap/*``), exact."""
+        s = self._stats
+        with s.lock:
+            out = {name: getattr(s, name) for name in _Stats.__slots__ if name != "lock"}
+        stored = same = dup = 0
+        for tree in self._trees:
+            if tree is not None:
+                with tree.lock:
+                    stored += tree.nr_stored
+                    same += tree.nr_same
+                    dup += tree.dup
+        out["stored_pages"] = stored
+        out["same_filled_pages"] = same
+        out["duplicate_entry"] = dup + self._dup_retired
+        out["pool_total_size"] = self.pages.nr_pages * self.page_size
+        return {name: out[name] for name in STAT_NAMES}
+
+    _dup_retired = 0
+
+    def compact(self) -> int:
+        """Compact every pool whose allocator can; returns pages freed."""
+        with self._pools_lock:
+            pools = [p for p in self._pools if not p.dead]
+        freed = 0
+        for pool in pools:
+            if pool.zpool.can_compact and pool.tryget():
+                try:
+                    freed += pool.zpool.compact()
+                finally:
+                    self._pool_put(pool)
+        if freed:
+            self._stats.inc("pages_compacted", freed)
+        return freed
+
+    @property
+    def pool_limit_pages(self) -> int:
+        """``max_pool_percent`` of the configured RAM, in pages."""
+        return self._max_pages
+
+    @property
+    def accept_threshold_pages(self) -> int:
+        return self._accept_pages
+
+    def close(self) -> None:
+        """Drop every stored page and destroy every pool."""
+        if self._closed:
+            return
+        self._closed = True
+        self._worker_wake.set()
+        for type, tree in enumerate(self._trees):
+            if tree is not None:
+                self.invalidate_area(type)
+        with self._pools_lock:
+            cur = self._current
+            self._current = None
+        if cur is not None:
+            self._pool_put(cur)
+
+    def __enter__(self) -> Zswap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        p = self.params
+        return (
+            f"<Zswap enabled={p.sysfs('enabled')} compressor={p['compressor']} "
+            f"zpool={p['zpool']} pools={len(self._pools)}>"
+        )
+
+
+def _as_page_bytes(page: object) -> bytes:
+    if isinstance(page, (bytearray, memoryview)):
+        return bytes(page)
+    try:
+        return bytes(memoryview(page))  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"page must be a bytes-like object, got {type(page).__name__}") from None
