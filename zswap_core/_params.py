@@ -170,6 +170,9 @@ class ModuleParams(Mapping[str, Any]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._decl)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._decl
+
     def __len__(self) -> int:
         return len(self._decl)
 
