@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-import lz4.block
+import lz4.block  # type: ignore[import-untyped]  # lz4 ships no type hints
 
 from zswap_core import Compressor, Param
 
 if TYPE_CHECKING:
-    from collections.abc import Buffer
+    from typing_extensions import Buffer
 
 __all__ = ["LZ4", "LZ4HC"]
+
+
+def _decompress(src: Buffer, dlen: int) -> bytes:
+    # uncompressed_size is only the buffer's size: a block that decodes to fewer
+    # bytes comes back short without an error, so the length is checked here.
+    if dlen <= 0:
+        raise ValueError(f"lz4: bad decompressed length {dlen}")
+    out: bytes = lz4.block.decompress(src, uncompressed_size=dlen)
+    if len(out) != dlen:
+        raise lz4.block.LZ4BlockError(f"lz4: decompressed {len(out)} bytes, expected {dlen}")
+    return out
 
 
 class LZ4(Compressor):
@@ -22,10 +33,11 @@ class LZ4(Compressor):
 
     def compress(self, src: Buffer) -> bytes:
         # store_size=False: zswap keeps the length itself, as the kernel does.
-        return lz4.block.compress(src, store_size=False)
+        out: bytes = lz4.block.compress(src, store_size=False)
+        return out
 
     def decompress(self, src: Buffer, dlen: int) -> bytes:
-        return lz4.block.decompress(src, uncompressed_size=dlen)
+        return _decompress(src, dlen)
 
 
 class LZ4HC(Compressor):
@@ -39,9 +51,10 @@ class LZ4HC(Compressor):
 
     def compress(self, src: Buffer) -> bytes:
         level = self.params["level"] if self.params is not None else 9
-        return lz4.block.compress(
+        out: bytes = lz4.block.compress(
             src, mode="high_compression", compression=level, store_size=False
         )
+        return out
 
     def decompress(self, src: Buffer, dlen: int) -> bytes:
-        return lz4.block.decompress(src, uncompressed_size=dlen)
+        return _decompress(src, dlen)
