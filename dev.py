@@ -68,8 +68,11 @@ def ensure_lzo_headers() -> bool:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
         run([*prefix, apt, "-qq", "update"], env=env, stdout=subprocess.DEVNULL)
-        run([*prefix, apt, "-qq", "install", "-y", "liblzo2-dev"], env=env,
-            stdout=subprocess.DEVNULL)
+        run(
+            [*prefix, apt, "-qq", "install", "-y", "liblzo2-dev"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
     except subprocess.CalledProcessError:
         say("could not install liblzo2-dev: the lzo plugin is skipped")
         return False

@@ -35,4 +35,3 @@ def registry() -> Registry:
 def _no_user_plugin_config(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("ZSWAP_BLOCK_PLUGINS", "ZSWAP_DISABLE_PLUGIN_AUTOLOAD", "ZSWAP_MODPROBE_DIR"):
         monkeypatch.delenv(var, raising=False)
-

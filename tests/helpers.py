@@ -22,9 +22,7 @@ class FakeDists:
     ) -> None:
         info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
-        )
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         lines = []
         for group, eps in entry_points.items():
             lines.append(f"[{group}]")
@@ -32,7 +30,6 @@ class FakeDists:
         (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
         for mod, source in (modules or {}).items():
             (self.root / f"{mod}.py").write_text(textwrap.dedent(source))
-
 
 
 def subprocess_env() -> dict[str, str]:
@@ -69,8 +66,11 @@ def mixed_pages(n: int, page_size: int = 4096, seed: int = 0) -> list[bytes]:
             rec = bytearray()
             while len(rec) < page_size:
                 rec += struct.pack(
-                    "<QIh6s", 0x7F0000000000 + rng.randrange(1 << 20) * 16,
-                    rng.randrange(100), rng.randrange(-5, 5), rng.choice(words)[:6].encode(),
+                    "<QIh6s",
+                    0x7F0000000000 + rng.randrange(1 << 20) * 16,
+                    rng.randrange(100),
+                    rng.randrange(-5, 5),
+                    rng.choice(words)[:6].encode(),
                 )
             page = bytes(rec[:page_size])
         elif kind == 4:

@@ -31,7 +31,9 @@ class Slowcomp(Compressor):
 
 def setup_plugin(fake_dists: FakeDists, tmp_path: Path) -> Path:
     fake_dists.add(
-        "fake-dl", "1.0", {"zswap.compressors": {"dlcomp": "fake_dl:Slowcomp"}},
+        "fake-dl",
+        "1.0",
+        {"zswap.compressors": {"dlcomp": "fake_dl:Slowcomp"}},
         {"fake_dl": PLUGIN},
     )
     conf = tmp_path / "modprobe.d"
@@ -43,8 +45,9 @@ def setup_plugin(fake_dists: FakeDists, tmp_path: Path) -> Path:
 def builtin_module(reg: Registry) -> ModuleParams:
     def set_compressor(params: ModuleParams, name: str, value: str) -> None:
         if reg.request("compressor", value) is None:
-            raise ParamError(errno.ENOENT, f"compressor {value} not available: "
-                             f"{reg.error('compressor', value)}")
+            raise ParamError(
+                errno.ENOENT, f"compressor {value} not available: {reg.error('compressor', value)}"
+            )
         params.commit(name, value)
 
     return ModuleParams(

@@ -110,7 +110,8 @@ def test_builtin_modules_share_one_lock_loadable_have_their_own() -> None:
 
 def test_cmdline_parsing() -> None:
     got = parse_cmdline(
-        'root=/dev/sda1 quiet zswap.enabled=Y zswap.compressor=zstd zstd.level=5 zswap.zpool="z3fold"'
+        "root=/dev/sda1 quiet zswap.enabled=Y zswap.compressor=zstd zstd.level=5 "
+        'zswap.zpool="z3fold"'
     )
     assert got == {
         "zswap": {"enabled": "Y", "compressor": "zstd", "zpool": "z3fold"},

@@ -122,7 +122,9 @@ def test_broken_plugin_is_false_with_reason_and_others_still_load(fake_dists: Fa
         {"fake_broken": "raise RuntimeError('codec library exploded')\n"},
     )
     fake_dists.add(
-        "fake-fine", "1.0", {"zswap.compressors": {"fine": "fake_fine:Good"}},
+        "fake-fine",
+        "1.0",
+        {"zswap.compressors": {"fine": "fake_fine:Good"}},
         {"fake_fine": GOOD.format(name="fine")},
     )
     reg = Registry()
@@ -146,7 +148,9 @@ def test_duplicate_names_are_an_error_naming_both(fake_dists: FakeDists) -> None
     for dist in ("fake-dup-a", "fake-dup-b"):
         mod = dist.replace("-", "_")
         fake_dists.add(
-            dist, "1.0", {"zswap.compressors": {"dup": f"{mod}:Good"}},
+            dist,
+            "1.0",
+            {"zswap.compressors": {"dup": f"{mod}:Good"}},
             {mod: GOOD.format(name="dup")},
         )
     reg = Registry()
@@ -155,13 +159,15 @@ def test_duplicate_names_are_an_error_naming_both(fake_dists: FakeDists) -> None
     assert isinstance(err, DuplicatePluginError)
     assert "fake-dup-a" in str(err) and "fake-dup-b" in str(err)
     assert "fake_dup_a" not in sys.modules and "fake_dup_b" not in sys.modules
-    states = {r.name: r.state for r in reg.list()}
+    states = {r.name: r.state for r in reg.plugins()}
     assert states["dup"] == "duplicate"
 
 
 def test_incompatible_api_version_is_refused(fake_dists: FakeDists) -> None:
     fake_dists.add(
-        "fake-future", "9.0", {"zswap.compressors": {"future": "fake_future:Good"}},
+        "fake-future",
+        "9.0",
+        {"zswap.compressors": {"future": "fake_future:Good"}},
         {"fake_future": GOOD.format(name="future") + "Good.api_version = 99\n"},
     )
     reg = Registry()
@@ -173,7 +179,9 @@ def test_incompatible_api_version_is_refused(fake_dists: FakeDists) -> None:
 
 def test_entry_point_must_be_a_driver_class(fake_dists: FakeDists) -> None:
     fake_dists.add(
-        "fake-notdriver", "1.0", {"zswap.zpools": {"notdriver": "fake_notdriver:thing"}},
+        "fake-notdriver",
+        "1.0",
+        {"zswap.zpools": {"notdriver": "fake_notdriver:thing"}},
         {"fake_notdriver": "thing = 42\n"},
     )
     reg = Registry()
@@ -185,7 +193,9 @@ def test_blocked_plugin_is_never_imported(
     fake_dists: FakeDists, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_dists.add(
-        "fake-blk", "1.0", {"zswap.compressors": {"blk": "fake_blk:Good", "blk2": "fake_blk2:Good"}},
+        "fake-blk",
+        "1.0",
+        {"zswap.compressors": {"blk": "fake_blk:Good", "blk2": "fake_blk2:Good"}},
         {"fake_blk": GOOD.format(name="blk"), "fake_blk2": GOOD.format(name="blk2")},
     )
     reg = Registry()
@@ -195,7 +205,7 @@ def test_blocked_plugin_is_never_imported(
     assert reg.request("compressor", "blk2") is None
     assert "blocked" in str(reg.error("compressor", "blk"))
     assert "fake_blk" not in sys.modules and "fake_blk2" not in sys.modules
-    assert {r.name: r.state for r in reg.list()}["blk"] == "blocked"
+    assert {r.name: r.state for r in reg.plugins()}["blk"] == "blocked"
     reg.unblock("blk")
     assert reg.request("compressor", "blk") is not None
 
@@ -204,7 +214,9 @@ def test_disable_autoload_keeps_only_bundled_plugins(
     fake_dists: FakeDists, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_dists.add(
-        "fake-third", "1.0", {"zswap.compressors": {"third": "fake_third:Good"}},
+        "fake-third",
+        "1.0",
+        {"zswap.compressors": {"third": "fake_third:Good"}},
         {"fake_third": GOOD.format(name="third")},
     )
     monkeypatch.setenv("ZSWAP_DISABLE_PLUGIN_AUTOLOAD", "1")
@@ -218,7 +230,9 @@ def test_modprobe_and_boot_options_are_applied_at_load(
     fake_dists: FakeDists, tmp_path: Path
 ) -> None:
     fake_dists.add(
-        "fake-opt", "1.0", {"zswap.compressors": {"opt": "fake_opt:Good", "opt2": "fake_opt2:Good"}},
+        "fake-opt",
+        "1.0",
+        {"zswap.compressors": {"opt": "fake_opt:Good", "opt2": "fake_opt2:Good"}},
         {"fake_opt": GOOD.format(name="opt"), "fake_opt2": GOOD.format(name="opt2")},
     )
     conf = tmp_path / "modprobe.d"
@@ -241,7 +255,9 @@ def test_rescan_finds_plugins_installed_while_running(fake_dists: FakeDists) -> 
     reg = Registry()
     assert reg.request("compressor", "late") is None
     fake_dists.add(
-        "fake-late", "1.0", {"zswap.compressors": {"late": "fake_late:Good", "late2": "fake_late2:Good"}},
+        "fake-late",
+        "1.0",
+        {"zswap.compressors": {"late": "fake_late:Good", "late2": "fake_late2:Good"}},
         {"fake_late": GOOD.format(name="late"), "fake_late2": GOOD.format(name="late2")},
     )
     assert reg.request("compressor", "late") is None  # the failure is remembered...
@@ -249,16 +265,18 @@ def test_rescan_finds_plugins_installed_while_running(fake_dists: FakeDists) -> 
     assert reg.request("compressor", "late") is not None
     # a name never asked for is found by the rescan-on-miss alone
     reg2 = Registry()
-    reg2.list()  # scanned before late2 existed? no: scan now includes it; force a stale scan
+    reg2.plugins()  # scanned before late2 existed? no: scan now includes it; force a stale scan
     reg2._scan = reg2._do_scan()
     assert reg2.request("compressor", "late2") is not None
 
 
 def test_rescan_on_miss_sees_a_new_distribution(fake_dists: FakeDists) -> None:
     reg = Registry()
-    reg.list()  # the scan is taken now, before the plugin exists
+    reg.plugins()  # the scan is taken now, before the plugin exists
     fake_dists.add(
-        "fake-miss", "1.0", {"zswap.compressors": {"miss": "fake_miss:Good"}},
+        "fake-miss",
+        "1.0",
+        {"zswap.compressors": {"miss": "fake_miss:Good"}},
         {"fake_miss": GOOD.format(name="miss")},
     )
     assert reg.request("compressor", "miss") is not None

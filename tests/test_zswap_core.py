@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import errno
 import threading
-import zlib
 import warnings
+import zlib
 
 import pytest
 from helpers import ALL_COMPRESSORS, ALL_ZPOOLS, mixed_pages
@@ -115,6 +115,7 @@ def test_switching_compressor_and_zpool_keeps_every_page() -> None:
     b = fill(z, compressible[30:60], start=100)
     z.params["zpool"] = ZPOOLS[-1]
     c = fill(z, compressible[60:90], start=200)
+
     def pooled(d: dict[int, bytes]) -> int:  # same-filled pages hold no pool reference
         return sum(1 for p in d.values() if p[:8] * 512 != p)
 
@@ -426,9 +427,18 @@ def test_counters_pool_total_size_and_compact() -> None:
     assert s["stored_pages"] == len(stored)
     assert s["pool_total_size"] == z.pages.nr_pages * 4096 == sum(p.total_size for p in z.pools)
     assert set(s) >= {
-        "pool_limit_hit", "reject_reclaim_fail", "reject_alloc_fail", "reject_kmemcache_fail",
-        "reject_compress_fail", "reject_compress_poor", "decompress_fail", "written_back_pages",
-        "duplicate_entry", "pool_total_size", "stored_pages", "same_filled_pages",
+        "pool_limit_hit",
+        "reject_reclaim_fail",
+        "reject_alloc_fail",
+        "reject_kmemcache_fail",
+        "reject_compress_fail",
+        "reject_compress_poor",
+        "decompress_fail",
+        "written_back_pages",
+        "duplicate_entry",
+        "pool_total_size",
+        "stored_pages",
+        "same_filled_pages",
     }
     for off in list(stored)[::2]:
         z.invalidate_page(0, off)

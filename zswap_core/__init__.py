@@ -69,6 +69,7 @@ __all__ = [
     "register_observer",
     "rescan_plugins",
     "unblock_plugin",
+    "unregister_observer",
     "zpool_has_pool",
 ]
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ._api import API_VERSION
 
 if TYPE_CHECKING:
-    from collections.abc import Buffer
+    from typing_extensions import Buffer
 
     from ._params import ModuleParams, Param
 
@@ -61,5 +61,5 @@ class Compressor:
         """Decompress to exactly ``dlen`` bytes, or raise."""
         raise NotImplementedError
 
-    def close(self) -> None:  # noqa: B027 - optional hook, empty by default
+    def close(self) -> None:
         """Release codec resources when the pool using this instance is destroyed."""

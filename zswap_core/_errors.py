@@ -1,12 +1,12 @@
 """Exceptions raised by the core and by drivers.
 
-    ZswapError
-     +-- ParamError (also OSError: .errno is EINVAL, ENOENT, ENODEV ... as the kernel returns)
-     +-- PluginError (a plugin could not be found or loaded; says which and how to fix it)
-     |    +-- DuplicatePluginError
-     |    +-- ApiVersionError
-     +-- ZpoolError (also OSError: ENOSPC too big, EINVAL bad size/handle, ENOMEM no pages)
-     +-- CompressError / DecompressError
+ZswapError
+ +-- ParamError (also OSError: .errno is EINVAL, ENOENT, ENODEV ... as the kernel returns)
+ +-- PluginError (a plugin could not be found or loaded; says which and how to fix it)
+ |    +-- DuplicatePluginError
+ |    +-- ApiVersionError
+ +-- ZpoolError (also OSError: ENOSPC too big, EINVAL bad size/handle, ENOMEM no pages)
+ +-- CompressError / DecompressError
 """
 
 from __future__ import annotations

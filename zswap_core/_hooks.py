@@ -105,10 +105,8 @@ def load_observer_entry_points() -> None:
     from ._registry import default_registry
 
     reg = default_registry()
-    with _lock:
-        if STATE.entry_points_loaded:
-            return
-        STATE.entry_points_loaded = True
+    if not _claim_entry_point_loading():
+        return
     pm = plugin_manager()
     for cand in reg.hook_entry_points():
         name = cand.ep.name
@@ -121,6 +119,13 @@ def load_observer_entry_points() -> None:
                 "observer %r from %s failed to load: %s", name, cand.distribution or "?", exc
             )
     _refresh()
+
+
+def _claim_entry_point_loading() -> bool:
+    with _lock:
+        first = not STATE.entry_points_loaded
+        STATE.entry_points_loaded = True
+        return first
 
 
 def register_observer(plugin: object, name: str | None = None) -> str | None:

@@ -103,9 +103,7 @@ class Param:
             try:
                 number = int(stripped, 0)
             except ValueError:
-                raise ParamError(
-                    errno.EINVAL, f"{self.name}: {text!r} is not an integer"
-                ) from None
+                raise ParamError(errno.EINVAL, f"{self.name}: {text!r} is not an integer") from None
             return self._check_range(number)
         if any(ch in stripped for ch in "\n\r\t"):
             raise ParamError(errno.EINVAL, f"{self.name}: value contains a control character")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GROUPS",
+    "Kind",
     "LoadedModule",
     "PluginInfo",
     "Registry",
@@ -241,8 +242,8 @@ class Registry:
         return False
 
     def _modprobe_dir(self) -> str | os.PathLike[str] | None:
-        return self.modprobe_dir if self.modprobe_dir is not None else os.environ.get(
-            ENV_MODPROBE_DIR
+        return (
+            self.modprobe_dir if self.modprobe_dir is not None else os.environ.get(ENV_MODPROBE_DIR)
         )
 
     # -- boot options ------------------------------------------------------------------
@@ -439,7 +440,7 @@ class Registry:
                 version=cand.version,
                 hint=f"pip install --upgrade {cand.distribution or name} zswap-core",
             )
-        declared = cls.name if kind == "compressor" else cls.type
+        declared = getattr(cls, "name" if kind == "compressor" else "type", None)
         if declared != name:
             raise PluginError(
                 f"{kind} {name!r} from {where}: its class declares the name {declared!r}",
@@ -454,7 +455,7 @@ class Registry:
         with self._lock:
             return self._loaded.get((kind, name))
 
-    def list(self) -> list[PluginInfo]:
+    def plugins(self) -> list[PluginInfo]:
         """Every installed driver plugin, loaded or not; imports nothing."""
         scan = self._scanned()
         rows: list[PluginInfo] = []
@@ -525,7 +526,7 @@ def plugin_error(kind: Kind, name: str) -> PluginError | None:
 
 def list_plugins() -> list[PluginInfo]:
     """Installed compressor and zpool plugins with their state; imports nothing."""
-    return default_registry().list()
+    return default_registry().plugins()
 
 
 def rescan_plugins() -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ._api import API_VERSION
 
 if TYPE_CHECKING:
-    from collections.abc import Buffer
+    from typing_extensions import Buffer
 
     from ._page_alloc import PageAllocator
     from ._params import ModuleParams, Param
@@ -50,9 +50,7 @@ class Zpool:
     #: True when :meth:`compact` can free pages.
     can_compact: ClassVar[bool] = False
 
-    def __init__(
-        self, name: str, pages: PageAllocator, params: ModuleParams | None = None
-    ) -> None:
+    def __init__(self, name: str, pages: PageAllocator, params: ModuleParams | None = None) -> None:
         self.name = name
         self.pages = pages
         self.page_size = pages.page_size

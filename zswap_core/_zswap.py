@@ -33,11 +33,11 @@ from . import _hooks
 from ._errors import DecompressError, ParamError, ZpoolError, ZswapError
 from ._page_alloc import PageAllocator
 from ._params import ModuleParams, Param, parse_cmdline
-from ._registry import LoadedModule, Registry, default_registry
+from ._registry import Kind, LoadedModule, Registry, default_registry
 from ._zpool import MapMode
 
 if TYPE_CHECKING:
-    from collections.abc import Buffer
+    from typing_extensions import Buffer
 
     from ._compressor import Compressor
     from ._zpool import Zpool
@@ -306,9 +306,7 @@ class Zswap:
             "compressor": self._set_pool_param,
             "zpool": self._set_pool_param,
         }
-        decls = [
-            Param(**{**p.__dict__, "on_set": callbacks.get(p.name)}) for p in _PARAMS
-        ]
+        decls = [Param(**{**p.__dict__, "on_set": callbacks.get(p.name)}) for p in _PARAMS]
         self.params = ModuleParams("zswap", decls, builtin=True)
         self.params.add_listener(self._param_changed)
         self._init(boot_params)
@@ -321,7 +319,7 @@ class Zswap:
         by the registry and applied when those plugins load.
         """
         parsed = parse_cmdline(cmdline)
-        ours = parsed.pop("zswap", {})
+        ours: dict[str, Any] = dict(parsed.pop("zswap", {}))
         reg = kwargs.get("registry") or default_registry()
         # Validate everything before changing anything.
         probe = ModuleParams("zswap", _PARAMS, builtin=True)
@@ -338,7 +336,7 @@ class Zswap:
         params.commit(name, value)
 
     def _set_pool_param(self, params: ModuleParams, name: str, value: str) -> None:
-        kind = "compressor" if name == "compressor" else "zpool"
+        kind: Kind = "compressor" if name == "compressor" else "zpool"
         if value == params[name] and self._current is not None:
             return  # unchanged: a no-op, as the kernel
         mod = self.registry.request(kind, value)  # may load the plugin (modprobe)
@@ -587,8 +585,8 @@ class Zswap:
         except BaseException:
             self._pool_put(pool)
             raise
-        packed = _PRESENT | (pool.id << _POOL_SHIFT) | (dlen << _LEN_SHIFT) | (
-            handle << _HANDLE_SHIFT
+        packed = (
+            _PRESENT | (pool.id << _POOL_SHIFT) | (dlen << _LEN_SHIFT) | (handle << _HANDLE_SHIFT)
         )
         self._insert(tree, offset, packed, next(self._clock), page)
         return True
@@ -676,7 +674,7 @@ class Zswap:
             self._check_offset(offset)
         ci = offset >> _CHUNK_SHIFT
         i = offset & _CHUNK_MASK
-        ps = self.page_size
+        to_free = 0
         for _attempt in range(8):
             with tree.lock:
                 chunk = tree.chunks.get(ci)
@@ -687,113 +685,121 @@ class Zswap:
                 stamp = tree.stamps[ci][i]
                 if packed & _SAME:
                     out = self._same_page(stamp, into)
-                    self._after_load(tree, ci, i, packed)
+                    to_free = self._after_load(tree, ci, i, packed)
                     break
                 pool = self._by_id[(packed >> _POOL_SHIFT) & 0xFF]
             # Decompress outside the tree lock (the codec releases the GIL, so loads
             # scale across threads); the entry is re-checked below, and its unique
             # stamp means a free + reuse of the same handle cannot go unnoticed.
-            handle = packed >> _HANDLE_SHIFT
-            dlen = (packed >> _LEN_SHIFT) & _LEN_MASK
-            error: Exception | None = None
-            data: bytes | None = None
-            try:
-                zpool = pool.zpool  # type: ignore[union-attr]
-                view = zpool.map(handle, MapMode.RO)
-                try:
-                    data = pool.compressor.decompress(view[:dlen], ps)  # type: ignore[union-attr]
-                finally:
-                    zpool.unmap(handle)
-            except Exception as exc:
-                error = exc
+            data, error = self._decompress(pool, packed)
             with tree.lock:
                 chunk = tree.chunks.get(ci)
                 if chunk is None or chunk[i] != packed or tree.stamps[ci][i] != stamp:
                     continue  # changed under us: try again
-                if error is None and (data is None or len(data) != ps):
-                    error = DecompressError(f"decompressed to {len(data or b'')} bytes")
                 if error is None and tree.crcs:
-                    crcs = tree.crcs.get(ci)
-                    crc = crcs[i] if crcs is not None else 0
-                    if crc and (zlib.crc32(data) | _CRC_VALID) != crc:  # type: ignore[arg-type]
-                        error = DecompressError("checksum mismatch: stored data was corrupted")
+                    error = self._verify(tree, ci, i, data)
                 if error is None:
-                    self._after_load(tree, ci, i, packed)
+                    to_free = self._after_load(tree, ci, i, packed)
             if error is not None:
-                self._stats.inc("decompress_fail")
-                raise DecompressError(
-                    f"swap type {type} offset {offset}: stored page is unreadable: {error}"
-                ) from error
+                self._decompress_failed(type, offset, error)
             if into is not None:
-                into[:] = data  # type: ignore[index]
+                into[:] = data
                 out = True
             else:
                 out = data
             break
         else:
             # Too much contention: let the tree lock keep writers away while we read.
-            return self._load_locked(tree, type, offset, into)
+            out, to_free = self._load_locked(tree, type, offset, into)
+        if to_free:
+            self._free_packed(to_free)
         if _hooks.STATE.active:
             _hooks.plugin_manager().hook.zswap_load(
                 zswap=self, type=type, offset=offset, found=out is not None
             )
-        if out is not None and self._exclusive:
-            self._drop_after_exclusive_load(tree, offset, packed)
         return out
 
-    def _load_locked(self, tree: _Tree, type: int, offset: int, into: memoryview | None) -> Any:
+    def _decompress(self, pool: _Pool | None, packed: int) -> tuple[bytes, Exception | None]:
+        """Decompress an entry through a read-only mapping; never raises."""
+        handle = packed >> _HANDLE_SHIFT
+        try:
+            zpool = pool.zpool  # type: ignore[union-attr]
+            view = zpool.map(handle, MapMode.RO)
+            try:
+                data = pool.compressor.decompress(  # type: ignore[union-attr]
+                    view[: (packed >> _LEN_SHIFT) & _LEN_MASK], self.page_size
+                )
+            finally:
+                zpool.unmap(handle)
+        except Exception as exc:
+            return b"", exc
+        if len(data) != self.page_size:
+            return b"", DecompressError(f"decompressed to {len(data)} bytes")
+        return data, None
+
+    @staticmethod
+    def _verify(tree: _Tree, ci: int, i: int, data: bytes) -> Exception | None:
+        crcs = tree.crcs.get(ci)
+        crc = crcs[i] if crcs is not None else 0
+        if crc and (zlib.crc32(data) | _CRC_VALID) != crc:
+            return DecompressError("checksum mismatch: the stored data was corrupted")
+        return None
+
+    def _decompress_failed(self, type: int, offset: int, error: Exception) -> None:
+        self._stats.inc("decompress_fail")
+        raise DecompressError(
+            f"swap type {type} offset {offset}: stored page is unreadable: {error}"
+        ) from error
+
+    def _load_locked(
+        self, tree: _Tree, type: int, offset: int, into: memoryview | None
+    ) -> tuple[Any, int]:
         ci = offset >> _CHUNK_SHIFT
         i = offset & _CHUNK_MASK
         with tree.lock:
             chunk = tree.chunks.get(ci)
             packed = chunk[i] if chunk is not None else 0
             if not packed:
-                return None
-            stamp = tree.stamps[ci][i]
+                return None, 0
             if packed & _SAME:
-                return self._same_page(stamp, into)
-            pool = self._by_id[(packed >> _POOL_SHIFT) & 0xFF]
-            assert pool is not None
-            handle = packed >> _HANDLE_SHIFT
-            view = pool.zpool.map(handle, MapMode.RO)
-            try:
-                data = pool.compressor.decompress(
-                    view[: (packed >> _LEN_SHIFT) & _LEN_MASK], self.page_size
-                )
-            except Exception as exc:
-                self._stats.inc("decompress_fail")
-                raise DecompressError(f"stored page is unreadable: {exc}") from exc
-            finally:
-                pool.zpool.unmap(handle)
-            self._after_load(tree, ci, i, packed)
+                out = self._same_page(tree.stamps[ci][i], into)
+                return out, self._after_load(tree, ci, i, packed)
+            data, error = self._decompress(self._by_id[(packed >> _POOL_SHIFT) & 0xFF], packed)
+            if error is None and tree.crcs:
+                error = self._verify(tree, ci, i, data)
+            if error is None:
+                to_free = self._after_load(tree, ci, i, packed)
+        if error is not None:
+            self._decompress_failed(type, offset, error)
         if into is not None:
             into[:] = data
-            return True
-        return data
+            return True, to_free
+        return data, to_free
 
     def _same_page(self, value: int, into: memoryview | None) -> Any:
-        if value == 0:
-            page = self._zero_page
-        else:
-            page = struct.pack("<Q", value) * self._words
+        page = self._zero_page if value == 0 else struct.pack("<Q", value) * self._words
         if into is not None:
             into[:] = page
             return True
         return page
 
-    def _after_load(self, tree: _Tree, ci: int, i: int, packed: int) -> None:
-        # caller holds tree.lock: a load makes the entry the youngest in the LRU
+    def _after_load(self, tree: _Tree, ci: int, i: int, packed: int) -> int:
+        """Caller holds tree.lock. Returns an entry to free (exclusive loads) or 0.
+
+        A load makes the entry the youngest in the LRU; with ``exclusive_loads`` it
+        drops the entry in the same critical section, so a racing store is never lost.
+        """
+        if self._exclusive:
+            tree.chunks[ci][i] = 0
+            tree.stamps[ci][i] = 0
+            tree.nr_stored -= 1
+            if packed & _SAME:
+                tree.nr_same -= 1
+                return 0
+            return packed
         if not packed & _SAME:
             tree.stamps[ci][i] = next(self._clock)
-
-    def _drop_after_exclusive_load(self, tree: _Tree, offset: int, packed: int) -> None:
-        ci = offset >> _CHUNK_SHIFT
-        i = offset & _CHUNK_MASK
-        with tree.lock:
-            chunk = tree.chunks.get(ci)
-            if chunk is None or chunk[i] != packed:
-                return
-        self._erase(tree, offset)
+        return 0
 
     def invalidate_page(self, type: int, offset: int) -> None:
         """Drop the page at (type, offset), if zswap holds it (frontswap ``invalidate_page``)."""
