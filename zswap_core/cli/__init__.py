@@ -1,0 +1,79 @@
+"""The ``zswap`` command: run workloads, compare compressors and allocators, inspect plugins.
+
+Every command has ``--help`` with examples. Bad input gives one line on stderr,
+``zswap: error: ...``, and a non-zero exit status (1; 2 for usage errors; 3 when a page
+read back differs from what was written).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from ._common import CliError
+
+__all__ = ["CliError", "cli", "main"]
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""
+\b
+Examples:
+  zswap run                                   # the default workload, about a second
+  zswap compare --compressors lz4,zstd --json
+  zswap lsmod
+  zswap modinfo zstd
+  zswap params --cmdline "zswap.compressor=zstd zswap.max_pool_percent=30"
+  zswap stats --cmdline "zswap.zpool=zsmalloc"
+""",
+)
+@click.version_option(package_name="zswap-core", prog_name="zswap")
+def cli() -> None:
+    """zswap for userspace: a compressed page cache in front of a swap file.
+
+    Runs workloads through it and reports what the kernel's debugfs and vmstat would.
+    """
+
+
+def _register() -> None:
+    from ._compare import compare
+    from ._info import lsmod, modinfo, params, stats
+    from ._run import run
+
+    for cmd in (run, compare, lsmod, modinfo, params, stats):
+        cli.add_command(cmd)
+
+
+_register()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``zswap`` script; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="zswap", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        return 0
+    except click.UsageError as exc:
+        click.echo(f"zswap: error: {_one_line(exc.format_message())}", err=True)
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"zswap: error: {_one_line(exc.format_message())}", err=True)
+        return exc.exit_code
+    except click.Abort:
+        click.echo("zswap: aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("zswap: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 141
+    return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,229 @@
+"""Helpers shared by the ``zswap`` commands: errors, sources, zswap creation, output."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from zswap_core import Zswap
+    from zswap_core.workload import PageSource
+
+__all__ = [
+    "CliError",
+    "VerifyError",
+    "build_source",
+    "check_plugin",
+    "echo_json",
+    "make_zswap",
+    "name_value",
+    "percentile",
+    "section",
+    "source_options",
+]
+
+
+class CliError(click.ClickException):
+    """A one-line error; ``main`` prints ``zswap: error: MESSAGE`` and exits non-zero."""
+
+
+class VerifyError(CliError):
+    """A page read back differs from what was written: exit status 3."""
+
+    exit_code = 3
+
+
+# -- page sources ------------------------------------------------------------------------
+
+
+def source_options(f: Any) -> Any:
+    """``--source synthetic|files|pid``, ``--file PATH`` (repeatable) and ``--pid PID``."""
+    f = click.option(
+        "--pid",
+        type=int,
+        default=None,
+        help="Use the present private anonymous pages of this live process "
+        "(implies --source pid; needs ptrace access).",
+    )(f)
+    f = click.option(
+        "--file",
+        "files",
+        multiple=True,
+        metavar="PATH",
+        help="A file or directory to cut into pages (repeatable; implies --source files).",
+    )(f)
+    f = click.option(
+        "--source",
+        type=click.Choice(["synthetic", "files", "pid"]),
+        default=None,
+        help="Where page contents come from (default: synthetic, a seeded realistic mix).",
+    )(f)
+    return f
+
+
+def build_source(
+    source: str | None,
+    files: Sequence[str],
+    extra_paths: Sequence[str],
+    pid: int | None,
+    seed: int,
+    max_pages: int | None,
+) -> PageSource:
+    """The page source the options ask for; :class:`CliError` on bad input."""
+    from zswap_core.workload import FileSource, ProcessSource, SyntheticSource, WorkloadError
+
+    paths = [*files, *extra_paths]
+    if source is None:
+        source = "pid" if pid is not None else ("files" if paths else "synthetic")
+    try:
+        if source == "synthetic":
+            if paths or pid is not None:
+                raise CliError("--source synthetic takes no files and no --pid")
+            return SyntheticSource(seed)
+        if source == "files":
+            if pid is not None:
+                raise CliError("--source files takes no --pid")
+            if not paths:
+                raise CliError("--source files needs at least one PATH (or --file PATH)")
+            return FileSource(paths, max_pages=max_pages)
+        if pid is None:
+            raise CliError("--source pid needs --pid PID")
+        if paths:
+            raise CliError("--pid takes no files")
+        return ProcessSource(pid, max_pages=max_pages)
+    except WorkloadError as exc:
+        raise CliError(str(exc)) from None
+
+
+# -- zswap instances ---------------------------------------------------------------------
+
+
+def check_plugin(kind: str, name: str) -> None:
+    """Fail with a one-line error if plugin ``name`` of ``kind`` cannot be loaded."""
+    from zswap_core import PluginError, default_registry
+
+    try:
+        default_registry().require(kind, name)  # type: ignore[arg-type]
+    except PluginError as exc:
+        raise CliError(f"unknown {kind} {name!r}: {exc}") from None
+
+
+def make_zswap(cmdline: str, *, ram_bytes: int, **overrides: object) -> Zswap:
+    """A Zswap from a boot string; unavailable compressors or zpools are errors here.
+
+    (The library falls back to the defaults with a warning, as the kernel does at boot;
+    someone who names a compressor on the command line wants that one or an error.)
+    """
+    from zswap_core import ParamError, Zswap, parse_cmdline
+
+    try:
+        parsed = parse_cmdline(cmdline)
+    except ParamError as exc:
+        raise CliError(f"--cmdline: {exc.strerror}") from None
+    ours = parsed.get("zswap", {})
+    comp = str(overrides.get("compressor", ours.get("compressor", "lz4"))).strip()
+    zp = str(overrides.get("zpool", ours.get("zpool", "zsmalloc"))).strip()
+    check_plugin("compressor", comp)
+    check_plugin("zpool", zp)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            z = Zswap.from_cmdline(cmdline, ram_bytes=ram_bytes, **overrides)
+        except ParamError as exc:
+            raise CliError(f"--cmdline: {exc.strerror}") from None
+        except TypeError as exc:
+            raise CliError(f"--cmdline: {exc}") from None
+    for w in caught:
+        click.echo(f"zswap: warning: {w.message}", err=True)
+    return z
+
+
+def parse_size(text: str) -> int:
+    """``64M``, ``1G``, ``4096``, ``512K`` -> bytes."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    try:
+        value = float(num) * units[unit]
+    except ValueError:
+        raise CliError(f"bad size {text!r} (examples: 4096, 512K, 64M, 1G)") from None
+    if value <= 0:
+        raise CliError(f"size must be positive, got {text!r}")
+    return int(value)
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def section(title: str) -> None:
+    click.echo()
+    click.echo(title)
+
+
+def name_value(rows: Iterable[tuple[str, object]], indent: str = "") -> None:
+    """Aligned ``name value`` lines, as ``grep -r . /sys/...`` reads after tidying."""
+    rows = list(rows)
+    if not rows:
+        return
+    width = max(len(n) for n, _ in rows)
+    for name, value in rows:
+        click.echo(f"{indent}{name:<{width}}  {_fmt(value)}")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> None:
+    """A plain aligned table (numbers right-aligned), like /proc files."""
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    numeric = [
+        any(isinstance(r[i], (int, float)) for r in rows)
+        and all(isinstance(r[i], (int, float)) or r[i] in ("", "Total") for r in rows)
+        for i in range(len(headers))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]) for i, v in enumerate(values)
+        ]
+        return indent + "  ".join(parts).rstrip()
+
+    click.echo(line(headers))
+    for row in cells:
+        click.echo(line(row))
+
+
+def echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def percentile(sorted_values: Sequence[int], p: float) -> float:
+    """The p-th percentile (nearest rank) of already sorted values; 0 when empty."""
+    if not sorted_values:
+        return 0.0
+    k = max(0, min(len(sorted_values) - 1, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    return float(sorted_values[k])
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

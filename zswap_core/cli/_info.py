@@ -1,0 +1,298 @@
+"""``zswap lsmod``, ``modinfo``, ``params`` and ``stats``: what /proc and /sys would show."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ._common import CliError, echo_json, make_zswap, name_value, section, table
+
+if TYPE_CHECKING:
+    from zswap_core import Zswap
+
+__all__ = ["lsmod", "modinfo", "params", "stats"]
+
+_CMDLINE_HELP = 'Boot parameters, e.g. "zswap.compressor=zstd zswap.zpool=z3fold zstd.level=5".'
+
+
+@click.command(
+    "lsmod",
+    epilog="""
+\b
+Examples:
+  zswap lsmod
+  zswap lsmod --json
+""",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def lsmod(as_json: bool) -> None:
+    """List installed compressor and allocator plugins (imports none of them).
+
+    State is loaded, available, failed, blocked or duplicate; "Used by" counts the
+    pools of this process that use the plugin (0 in a fresh process).
+    """
+    from zswap_core import list_plugins
+
+    rows = list_plugins()
+    if as_json:
+        echo_json(
+            [
+                {
+                    "name": p.name,
+                    "kind": p.kind,
+                    "distribution": p.distribution,
+                    "version": p.version,
+                    "target": p.target,
+                    "state": p.state,
+                    "used_by": p.use_count,
+                    "error": p.error,
+                }
+                for p in rows
+            ]
+        )
+        return
+    if not rows:
+        click.echo("no plugins installed (pip install zswap-lz4 zswap-zsmalloc)")
+        return
+    table(
+        ["Module", "Kind", "Distribution", "Version", "State", "Used by"],
+        [
+            [p.name, p.kind, p.distribution or "?", p.version or "?", p.state, p.use_count]
+            for p in rows
+        ],
+    )
+
+
+@click.command(
+    "modinfo",
+    epilog="""
+\b
+Examples:
+  zswap modinfo zstd
+  zswap modinfo zsmalloc
+  zswap modinfo zswap          # the built-in module's parameters
+""",
+)
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the information as JSON.")
+def modinfo(name: str, as_json: bool) -> None:
+    """Show a plugin: distribution, version, API version, description and parameters.
+
+    The plugin is loaded (imported) to read its parameters, as modinfo reads a .ko.
+    """
+    from zswap_core import API_VERSION, PluginError, Zswap, default_registry, list_plugins
+
+    infos: list[dict[str, Any]] = []
+    if name == "zswap":
+        with Zswap(ram_bytes=1 << 30) as z:
+            infos.append(
+                {
+                    "name": "zswap",
+                    "kind": "built-in",
+                    "description": "compressed cache in front of swap (zswap_core)",
+                    "parameters": _param_rows(z.params),
+                }
+            )
+    reg = default_registry()
+    for p in list_plugins():
+        if p.name != name:
+            continue
+        info: dict[str, Any] = {
+            "name": p.name,
+            "kind": p.kind,
+            "distribution": p.distribution,
+            "version": p.version,
+            "entry_point": p.target,
+        }
+        try:
+            mod = reg.require(p.kind, p.name)
+        except PluginError as exc:
+            info["state"] = "failed"
+            info["error"] = str(exc)
+            infos.append(info)
+            continue
+        api = getattr(mod.driver, "api_version", None)
+        info.update(
+            {
+                "api_version": api,
+                "core_api_version": API_VERSION,
+                "description": getattr(mod.driver, "description", "") or "",
+                "state": "loaded",
+                "used_by": mod.use_count,
+                "parameters": _param_rows(mod.params),
+            }
+        )
+        infos.append(info)
+    if not infos:
+        raise CliError(f"module {name!r} not found (see `zswap lsmod`)")
+    if as_json:
+        echo_json(infos if len(infos) > 1 else infos[0])
+        return
+    for i, info in enumerate(infos):
+        if i:
+            click.echo()
+        rows: list[tuple[str, object]] = [
+            (f"{k}:", v if v is not None else "?")
+            for k, v in info.items()
+            if k not in ("parameters", "core_api_version")
+        ]
+        if "api_version" in info:
+            rows = [
+                (k, f"{info['api_version']} (core API {info['core_api_version']})")
+                if k == "api_version:"
+                else (k, v)
+                for k, v in rows
+            ]
+        for p in info.get("parameters", []):
+            rows.append(("parm:", f"{p['name']}:{p['description']} ({p['type']}) = {p['value']}"))
+        name_value(rows)
+
+
+def _param_rows(mp: Any) -> list[dict[str, Any]]:
+    out = []
+    sysfs = mp.as_sysfs()
+    for pname in mp:
+        decl = mp.declaration(pname)
+        out.append(
+            {
+                "name": pname,
+                "type": decl.kind,
+                "value": sysfs[pname],
+                "default": decl.format(decl.default),
+                "writable": decl.writable,
+                "description": decl.description,
+            }
+        )
+    return out
+
+
+@click.command(
+    "params",
+    epilog="""
+\b
+Examples:
+  zswap params
+  zswap params --cmdline "zswap.compressor=zstd zswap.max_pool_percent=30 zstd.level=5"
+""",
+)
+@click.option("--cmdline", default="", metavar="STRING", help=_CMDLINE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print {module: {param: value}} as JSON.")
+def params(cmdline: str, as_json: bool) -> None:
+    """Show the parameters a boot configuration gives, in sysfs form.
+
+    One /sys/module/MODULE/parameters/NAME: VALUE line each: the zswap module, then the
+    compressor and allocator of the current pool and any other module named in --cmdline.
+    """
+    z = make_zswap(cmdline, ram_bytes=1 << 30)
+    try:
+        out = _all_params(z, cmdline)
+    finally:
+        z.close()
+    if as_json:
+        echo_json(out)
+        return
+    for module, values in out.items():
+        for pname, value in values.items():
+            click.echo(f"/sys/module/{module}/parameters/{pname}: {value}")
+
+
+def _all_params(z: Zswap, cmdline: str) -> dict[str, dict[str, str]]:
+    from zswap_core import default_registry, list_plugins, parse_cmdline
+
+    out: dict[str, dict[str, str]] = {"zswap": z.params.as_sysfs()}
+    reg = default_registry()
+    wanted = [z.params["compressor"], z.params["zpool"], *parse_cmdline(cmdline)]
+    kinds = {p.name: p.kind for p in list_plugins()}
+    for module in dict.fromkeys(wanted):
+        if module in out or module not in kinds:
+            continue
+        mod = reg.request(kinds[module], module)
+        if mod is not None:
+            out[module] = mod.params.as_sysfs()
+    return out
+
+
+@click.command(
+    "stats",
+    epilog="""
+\b
+Examples:
+  zswap stats
+  zswap stats --cmdline "zswap.compressor=zstd zswap.zpool=zsmalloc" --pages 20000
+  zswap stats --all-classes
+""",
+)
+@click.option("--cmdline", default="", metavar="STRING", help=_CMDLINE_HELP)
+@click.option(
+    "--pages",
+    type=click.IntRange(1, 1 << 22),
+    default=4096,
+    show_default=True,
+    help="Synthetic pages to store.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--all-classes", is_flag=True, help="Show empty zsmalloc size classes too.")
+@click.option("--json", "as_json", is_flag=True, help="Print counters and pool stats as JSON.")
+def stats(cmdline: str, pages: int, seed: int, all_classes: bool, as_json: bool) -> None:
+    """Store a small synthetic workload and show the debugfs counters.
+
+    Prints /sys/kernel/debug/zswap/* like `grep -r . /sys/kernel/debug/zswap/`, and
+    for an allocator with statistics (zsmalloc) its per-class table like
+    /sys/kernel/debug/zsmalloc/POOL/classes.
+    """
+    from zswap_core.workload import SyntheticSource
+
+    src = SyntheticSource(seed)
+    z = make_zswap(cmdline, ram_bytes=max(1 << 30, 8 * pages * src.page_size))
+    try:
+        z.init(0)
+        for off in range(pages):
+            z.store(0, off, src.page(off))
+        counters = z.stats
+        pools = _zpool_stats(z)
+    finally:
+        z.close()
+    if as_json:
+        echo_json({"stats": counters, "pools": pools})
+        return
+    for k, v in counters.items():
+        click.echo(f"/sys/kernel/debug/zswap/{k}:{v}")
+    for p in pools:
+        st = p["stats"]
+        if not st:
+            continue
+        classes = st.get("classes") if isinstance(st, dict) else None
+        if isinstance(classes, list) and classes:
+            section(f"/sys/kernel/debug/{p['zpool']}/{p['name']}/classes")
+            _print_classes(classes, st.get("total"), all_classes)
+            rest = {k: v for k, v in st.items() if k not in ("classes", "total")}
+        else:
+            section(f"/sys/kernel/debug/{p['zpool']}/{p['name']}/")
+            rest = st if isinstance(st, dict) else {"stats": st}
+        if rest:
+            if classes:
+                click.echo()
+            name_value(rest.items(), " ")
+
+
+def _zpool_stats(z: Zswap) -> list[dict[str, Any]]:
+    """Per pool, the allocator's own statistics. Uses the private ``z._pools`` list:
+    the public ``z.pools`` snapshots do not expose the zpool object."""
+    out = []
+    for pool in list(z._pools):
+        try:
+            st = pool.zpool.stats()
+        except Exception as exc:  # a plugin's stats must not break the report
+            st = {"error": f"{type(exc).__name__}: {exc}"}
+        out.append({"name": pool.name, "zpool": pool.zpool_type, "stats": st})
+    return out
+
+
+def _print_classes(rows: list[dict[str, Any]], total: Any, all_classes: bool) -> None:
+    headers = list(rows[0])
+    shown = [r for r in rows if all_classes or r.get("obj_allocated", 1) or r.get("obj_used", 1)]
+    body: list[list[object]] = [[r.get(h, "") for h in headers] for r in shown]
+    if isinstance(total, dict):
+        body.append(["Total", "", *[total.get(h, "") for h in headers[2:]]])
+    table(headers, body, " ")

@@ -1,0 +1,586 @@
+"""``zswap run``: a program-like simulation in front of Swap + Zswap, every read verified."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ._common import (
+    CliError,
+    VerifyError,
+    build_source,
+    check_plugin,
+    echo_json,
+    human_bytes,
+    is_tty,
+    make_zswap,
+    name_value,
+    parse_size,
+    percentile,
+    section,
+    source_options,
+    table,
+)
+
+if TYPE_CHECKING:
+    from zswap_core import Zswap
+    from zswap_core.workload import PageSource
+
+__all__ = ["SetPoint", "Simulation", "parse_set", "pool_rows", "run"]
+
+_SET_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*%\s*:\s*([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)=(.*)$")
+
+
+@dataclass
+class SetPoint:
+    """A parameter write at a point of the run: ``50%:compressor=zstd``."""
+
+    percent: float
+    module: str
+    param: str
+    value: str
+    text: str
+    applied_at: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.module}.{self.param}"
+
+
+def parse_set(text: str) -> SetPoint:
+    """Parse ``P%:[module.]param=value``; :class:`CliError` if malformed."""
+    m = _SET_RE.match(text)
+    if m is None:
+        raise CliError(
+            f"--set {text!r}: expected PERCENT%:PARAM=VALUE, e.g. 50%:compressor=zstd "
+            "or 75%:zswap.zpool=z3fold"
+        )
+    percent = float(m.group(1))
+    if not 0 <= percent <= 100:
+        raise CliError(f"--set {text!r}: percent must be 0..100")
+    key, value = m.group(2), m.group(3)
+    module, _, param = key.rpartition(".")
+    return SetPoint(percent, module or "zswap", param, value, text.strip())
+
+
+def _module_params(z: Zswap, module: str) -> Any:
+    """The ModuleParams of ``module`` (``zswap`` or a loaded/loadable plugin)."""
+    if module == "zswap":
+        return z.params
+    from zswap_core import PluginError
+
+    kinds = {p.name: p.kind for p in _list_plugins()}
+    kind = kinds.get(module)
+    if kind is None:
+        raise CliError(f"no module named {module!r} (see `zswap lsmod`)")
+    try:
+        return z.registry.require(kind, module).params
+    except PluginError as exc:
+        raise CliError(f"module {module!r}: {exc}") from None
+
+
+def _list_plugins() -> list[Any]:
+    from zswap_core import list_plugins
+
+    return list(list_plugins())
+
+
+def validate_sets(z: Zswap, points: list[SetPoint]) -> None:
+    """Check names and values before the run starts, so a typo fails fast."""
+    from zswap_core import ParamError
+
+    for sp in points:
+        params = _module_params(z, sp.module)
+        try:
+            params.declaration(sp.param).parse(sp.value)
+        except ParamError as exc:
+            raise CliError(f"--set {sp.text!r}: {exc.strerror}") from None
+        if sp.module == "zswap" and sp.param in ("compressor", "zpool"):
+            check_plugin(sp.param, sp.value.strip())
+
+
+def apply_set(z: Zswap, sp: SetPoint) -> None:
+    from zswap_core import ParamError
+
+    params = _module_params(z, sp.module)
+    try:
+        params[sp.param] = sp.value
+    except ParamError as exc:
+        raise CliError(f"--set {sp.text!r}: {exc.strerror}") from None
+
+
+# ---------------------------------------------------------------------------------------
+# the simulation
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Latencies:
+    store: list[int] = field(default_factory=list)
+    load: list[int] = field(default_factory=list)
+    swap_out: list[int] = field(default_factory=list)
+    swap_in: list[int] = field(default_factory=list)
+    recording: bool = True
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for name in ("store", "load", "swap_out", "swap_in"):
+            values = sorted(getattr(self, name))
+            out[name] = {
+                "count": len(values),
+                "p50": round(percentile(values, 50) / 1000, 2),
+                "p99": round(percentile(values, 99) / 1000, 2),
+            }
+        return out
+
+
+def instrument(z: Zswap, lat: Latencies) -> None:
+    """Time every zswap store and load that succeeds (perf_counter_ns)."""
+    store, load = z.store, z.load
+    clock = time.perf_counter_ns
+
+    def timed_store(type: int, offset: int, page: Any) -> bool:
+        t0 = clock()
+        ok = store(type, offset, page)
+        if ok and lat.recording:
+            lat.store.append(clock() - t0)
+        return ok
+
+    def timed_load(type: int, offset: int) -> bytes | None:
+        t0 = clock()
+        data = load(type, offset)
+        if data is not None and lat.recording:
+            lat.load.append(clock() - t0)
+        return data
+
+    # instance attributes shadow the methods for this object only
+    setattr(z, "store", timed_store)  # noqa: B010
+    setattr(z, "load", timed_load)  # noqa: B010
+
+
+class Simulation:
+    """A program's memory: ``pages`` page ids, at most ``resident`` of them in RAM (LRU).
+
+    An access to a page not in RAM faults it in: the first touch makes it (content from
+    the source), later ones swap it in and compare it with what was last written. A
+    page leaving RAM is swapped out if it is dirty or has no swap entry; a clean page
+    that still has its entry (the swap cache) is just dropped. A write gives the page
+    new content and frees its old swap entry.
+    """
+
+    def __init__(
+        self,
+        swap: Any,
+        source: PageSource,
+        *,
+        pages: int,
+        resident: int,
+        lat: Latencies,
+    ) -> None:
+        self.swap = swap
+        self.source = source
+        self.nr_pages = pages
+        self.resident_max = resident
+        self.lat = lat
+        self.ram: OrderedDict[int, bytes] = OrderedDict()
+        self.cids: list[int] = list(range(pages))
+        self.entries: list[Any] = [None] * pages
+        self.touched = bytearray(pages)
+        self.next_cid = max(pages, source.nr_base)
+        self.verified = 0
+        self.faults = self.first_touch = self.hits = self.writes = 0
+        self.evictions = self.clean_drops = 0
+
+    def access(self, pid: int, write: bool) -> None:
+        ram = self.ram
+        page = ram.get(pid)
+        if page is None:
+            self.faults += 1
+            if not self.touched[pid]:
+                self.touched[pid] = 1
+                self.first_touch += 1
+                page = self.source.page(self.cids[pid])
+            else:
+                page = self._swap_in(pid)
+            while len(ram) >= self.resident_max:
+                self._evict()
+            ram[pid] = page
+        else:
+            self.hits += 1
+            ram.move_to_end(pid)
+        if write:
+            self.writes += 1
+            cid = self.next_cid
+            self.next_cid += 1
+            self.cids[pid] = cid
+            ram[pid] = self.source.page(cid)
+            e = self.entries[pid]
+            if e is not None:
+                self.swap.swap_free(e)
+                self.entries[pid] = None
+
+    def _swap_in(self, pid: int) -> bytes:
+        e = self.entries[pid]
+        if e is None:
+            raise VerifyError(f"page {pid} was lost: not in RAM and no swap entry")
+        t0 = time.perf_counter_ns()
+        page: bytes = self.swap.swap_in(e)
+        if self.lat.recording:
+            self.lat.swap_in.append(time.perf_counter_ns() - t0)
+        self._verify(pid, e, page)
+        # The entry stays valid (with exclusive_loads=Y the swap layer stores the page
+        # again), so a clean page can leave RAM later without another swap-out.
+        return page
+
+    def _verify(self, pid: int, e: Any, page: bytes) -> None:
+        expected = self.source.page(self.cids[pid])
+        if page != expected:
+            n = len(page) if isinstance(page, (bytes, bytearray)) else -1
+            bad = next((i for i in range(min(n, len(expected))) if page[i] != expected[i]), n)
+            raise VerifyError(
+                f"page {pid} read back wrong from swap entry {e.type}:{e.offset} "
+                f"(length {n}, first difference at byte {bad})"
+            )
+        self.verified += 1
+
+    def _evict(self) -> None:
+        pid, page = self.ram.popitem(last=False)
+        self.evictions += 1
+        if self.entries[pid] is not None:
+            self.clean_drops += 1
+            return
+        t0 = time.perf_counter_ns()
+        self.entries[pid] = self.swap.swap_out(page)
+        if self.lat.recording:
+            self.lat.swap_out.append(time.perf_counter_ns() - t0)
+
+    def check_all(self) -> int:
+        """Read back every page that is out of RAM; returns how many were checked."""
+        n = 0
+        for pid, e in enumerate(self.entries):
+            if e is not None and pid not in self.ram:
+                page = self.swap.swap_in(e)
+                self._verify(pid, e, page)
+                n += 1
+        return n
+
+    def free_all(self) -> None:
+        for pid, e in enumerate(self.entries):
+            if e is not None:
+                self.swap.swap_free(e)
+                self.entries[pid] = None
+
+
+# ---------------------------------------------------------------------------------------
+# reporting
+# ---------------------------------------------------------------------------------------
+
+
+def pool_rows(z: Zswap) -> list[dict[str, Any]]:
+    rows = []
+    for p in z.pools:
+        pool_pages = p.total_size // z.page_size
+        rows.append(
+            {
+                "name": p.name,
+                "compressor": p.compressor,
+                "zpool": p.zpool,
+                "current": p.current,
+                "entries": p.nr_entries,
+                "size": p.total_size,
+                "pages": pool_pages,
+                "density": round(p.nr_entries / pool_pages, 3) if pool_pages else 0.0,
+            }
+        )
+    return rows
+
+
+def compression_ratio(z: Zswap, stats: dict[str, int]) -> float:
+    """Original bytes of the stored pages that needed compression / pool bytes."""
+    orig = (stats["stored_pages"] - stats["same_filled_pages"]) * z.page_size
+    pool = stats["pool_total_size"]
+    return round(orig / pool, 3) if pool else 0.0
+
+
+@contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("zswap run"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} accesses"),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as prog:
+        task = prog.add_task("run", total=total)
+        yield lambda n: prog.update(task, completed=n)
+
+
+EXAMPLES = """
+\b
+Examples:
+  zswap run
+  zswap run --pages 20000 --resident 4000 --accesses 200000 --alpha 0.8
+  zswap run --cmdline "zswap.compressor=zstd zswap.zpool=z3fold" --json
+  zswap run --set 50%:compressor=zstd --set 75%:zpool=z3fold
+  zswap run --source files /usr/lib/python3*/ --pages 4096
+  zswap run --pid 1234
+"""
+
+
+@click.command("run", epilog=EXAMPLES)
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@click.option(
+    "--pages",
+    type=click.IntRange(16, 1 << 24),
+    default=8192,
+    show_default=True,
+    help="Working set: how many distinct pages the program touches.",
+)
+@click.option(
+    "--resident",
+    type=click.IntRange(1),
+    default=None,
+    help="Pages that fit in RAM (LRU).  [default: pages/4]",
+)
+@click.option(
+    "--accesses",
+    type=click.IntRange(0),
+    default=None,
+    help="Length of the access trace.  [default: 6 x pages]",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 5),
+    default=0.9,
+    show_default=True,
+    help="Zipf skew of the trace.",
+)
+@click.option(
+    "--writes",
+    type=click.FloatRange(0, 1),
+    default=0.25,
+    show_default=True,
+    help="Fraction of accesses that write (give the page new content).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of trace and pages.")
+@source_options
+@click.option(
+    "--cmdline",
+    default="",
+    metavar="STRING",
+    help='Boot parameters, e.g. "zswap.compressor=zstd zswap.zpool=z3fold zstd.level=5".',
+)
+@click.option(
+    "--ram",
+    default=None,
+    metavar="SIZE",
+    help="RAM size that max_pool_percent applies to (e.g. 64M).  "
+    "[default: the working set size, so the pool limit is hit and writeback runs]",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="P%:PARAM=VALUE",
+    help="Change a parameter when the run is P% done (repeatable), e.g. 50%:compressor=zstd.",
+)
+@click.option(
+    "--compact-every",
+    type=click.IntRange(0),
+    default=4096,
+    show_default=True,
+    metavar="N",
+    help="Compact the pools every N accesses, as the kernel's zsmalloc shrinker does "
+    "under memory pressure (0: never).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def run(
+    paths: tuple[str, ...],
+    pages: int,
+    resident: int | None,
+    accesses: int | None,
+    alpha: float,
+    writes: float,
+    seed: int,
+    source: str | None,
+    files: tuple[str, ...],
+    pid: int | None,
+    cmdline: str,
+    ram: str | None,
+    sets: tuple[str, ...],
+    compact_every: int,
+    as_json: bool,
+) -> None:
+    """Run a program-like workload through swap + zswap and report what happened.
+
+    A program with a working set of --pages pages, of which --resident fit in RAM,
+    touches its pages along a zipf trace. Pages leaving RAM are swapped out (zswap
+    first, the swap file in a temporary directory behind it); pages coming back are
+    swapped in and compared byte for byte with what was written. Exits 3 if any page
+    comes back wrong.
+    """
+    from zswap_core.workload import ZipfTrace
+
+    points = sorted((parse_set(s) for s in sets), key=lambda p: p.percent)
+    if resident is None:
+        resident = max(1, pages // 4)
+    if resident >= pages:
+        raise CliError(f"--resident ({resident}) must be smaller than --pages ({pages})")
+    if accesses is None:
+        accesses = 6 * pages
+    src = build_source(source, files, paths, pid, seed, max_pages=pages)
+    page_size = src.page_size
+    ram_bytes = parse_size(ram) if ram is not None else pages * page_size
+    try:
+        from zswap_core.swap import Swap
+    except ImportError as exc:  # pragma: no cover - the swap layer ships with the core
+        raise CliError(f"the swap layer is not available: {exc}") from None
+
+    z = make_zswap(cmdline, ram_bytes=ram_bytes)
+    try:
+        validate_sets(z, points)
+        lat = Latencies()
+        instrument(z, lat)
+        trace = ZipfTrace(pages, alpha=alpha, seed=seed)
+        wrng = random.Random(seed ^ 0x77)
+        report: dict[str, Any]
+        with tempfile.TemporaryDirectory(prefix="zswap-run-") as tmp:
+            swap = Swap(z)
+            try:
+                swap_pages = pages + pages // 8 + 16
+                swap.swapon(os.path.join(tmp, "swapfile"), swap_pages)
+                sim = Simulation(swap, src, pages=pages, resident=resident, lat=lat)
+                marks = [(int(sp.percent / 100 * accesses), sp) for sp in points]
+                t0 = time.perf_counter()
+                with _progress(accesses, is_tty() and not as_json) as tick:
+                    i = 0
+                    rand = wrng.random
+                    for pg in trace.draw(accesses):
+                        while marks and marks[0][0] <= i:
+                            sp = marks.pop(0)[1]
+                            apply_set(z, sp)
+                            sp.applied_at = i
+                        sim.access(pg, rand() < writes)
+                        i += 1
+                        if compact_every and not i % compact_every:
+                            z.compact()
+                        if not i & 1023:
+                            tick(i)
+                    for _, sp in marks:  # 100%: after the last access
+                        apply_set(z, sp)
+                        sp.applied_at = i
+                elapsed = time.perf_counter() - t0
+                lat.recording = False
+                stats = z.stats
+                report = {
+                    "workload": {
+                        "source": src.describe(),
+                        "pages": pages,
+                        "resident": resident,
+                        "accesses": accesses,
+                        "alpha": alpha,
+                        "writes": writes,
+                        "seed": seed,
+                        "compact_every": compact_every,
+                        "page_size": page_size,
+                        "ram_bytes": ram_bytes,
+                        "pool_limit_pages": z.pool_limit_pages,
+                    },
+                    "params": z.params.as_sysfs(),
+                    "stats": stats,
+                    "vmstat": dict(swap.vmstat),
+                    "pools": pool_rows(z),
+                    "compression_ratio": compression_ratio(z, stats),
+                    "latency_us": lat.summary(),
+                    "faults": {
+                        "faults": sim.faults,
+                        "first_touch": sim.first_touch,
+                        "ram_hits": sim.hits,
+                        "writes": sim.writes,
+                        "evictions": sim.evictions,
+                        "clean_drops": sim.clean_drops,
+                    },
+                    "sets": [
+                        {
+                            "set": sp.text,
+                            "param": sp.key,
+                            "value": sp.value,
+                            "at_access": sp.applied_at,
+                        }
+                        for sp in points
+                    ],
+                    "elapsed_s": round(elapsed, 3),
+                }
+                checked = sim.check_all()
+                report["pages_verified"] = sim.verified
+                report["final_check_pages"] = checked
+                sim.free_all()
+            finally:
+                swap.close()
+    finally:
+        z.close()
+    if as_json:
+        echo_json(report)
+    else:
+        print_run_report(report)
+
+
+def print_run_report(r: dict[str, Any]) -> None:
+    w = r["workload"]
+    click.echo(
+        f"zswap run: {w['source']}\n"
+        f"  {w['pages']} pages ({human_bytes(w['pages'] * w['page_size'])}) working set, "
+        f"{w['resident']} resident, {w['accesses']} accesses, zipf alpha {w['alpha']}, "
+        f"{w['writes']:.0%} writes, seed {w['seed']}, compact every {w['compact_every']}\n"
+        f"  ram {human_bytes(w['ram_bytes'])}, pool limit {w['pool_limit_pages']} pages "
+        f"(max_pool_percent={r['params']['max_pool_percent']}), {r['elapsed_s']:.2f} s"
+    )
+    for sp in r["sets"]:
+        click.echo(f"  set {sp['param']}={sp['value']} at access {sp['at_access']}")
+    section("/sys/module/zswap/parameters/")
+    name_value(r["params"].items(), "  ")
+    section("/sys/kernel/debug/zswap/")
+    name_value(r["stats"].items(), "  ")
+    section("/proc/vmstat")
+    name_value(r["vmstat"].items(), "  ")
+    section("pools")
+    table(
+        ["name", "compressor", "zpool", "entries", "size", "density", ""],
+        [
+            [
+                p["name"],
+                p["compressor"],
+                p["zpool"],
+                p["entries"],
+                p["size"],
+                p["density"],
+                "current" if p["current"] else "",
+            ]
+            for p in r["pools"]
+        ],
+        "  ",
+    )
+    section("summary")
+    lat = r["latency_us"]
+    rows: list[tuple[str, object]] = [("compression_ratio", r["compression_ratio"])]
+    for name in ("store", "load", "swap_out", "swap_in"):
+        rows.append((f"{name}_p50_us", lat[name]["p50"]))
+        rows.append((f"{name}_p99_us", lat[name]["p99"]))
+    rows += list(r["faults"].items())
+    rows.append(("pages_verified", r["pages_verified"]))
+    name_value(rows, "  ")
