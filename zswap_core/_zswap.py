@@ -185,6 +185,27 @@ _CRC_VALID = 1 << 32
 _ZERO_CHUNK = array("Q", bytes(8 * _CHUNK))
 
 
+class _Lru:
+    """One pool's entries of one tree in LRU order: (offset, stamp) records, oldest first.
+
+    A store or a load appends a record with the entry's new stamp; older records of
+    the same entry become stale and are skipped when popped (their stamp no longer
+    matches). Appends and pops happen under the tree lock. Stale records are dropped
+    once they outnumber the live ones, so the arrays stay O(live entries).
+    """
+
+    __slots__ = ("head", "offsets", "stamps")
+
+    def __init__(self) -> None:
+        self.offsets: array[int] = array("Q")
+        self.stamps: array[int] = array("Q")
+        self.head = 0
+
+    def push(self, offset: int, stamp: int) -> None:
+        self.offsets.append(offset)
+        self.stamps.append(stamp)
+
+
 class _Tree:
     """Entries of one swap type: chunked arrays indexed by offset, with one lock.
 
@@ -192,9 +213,11 @@ class _Tree:
     chunk is an ``array('Q')`` so a stored page costs array slots, not objects.
     """
 
-    __slots__ = ("chunks", "crcs", "dup", "lock", "nr_same", "nr_stored", "stamps")
+    __slots__ = ("chunks", "crcs", "dup", "lock", "lru", "nr_same", "nr_stored", "stamps", "type")
 
-    def __init__(self) -> None:
+    def __init__(self, type: int = 0) -> None:
+        self.type = type
+        self.lru: dict[int, _Lru] = {}  # pool id -> its entries of this tree, oldest first
         self.lock = threading.Lock()
         self.chunks: dict[int, array[int]] = {}
         self.stamps: dict[int, array[int]] = {}
@@ -209,6 +232,61 @@ class _Tree:
             chunk = self.chunks[ci] = array("Q", _ZERO_CHUNK)
             self.stamps[ci] = array("Q", _ZERO_CHUNK)
         return chunk, self.stamps[ci]
+
+    def lru_push(self, pid: int, offset: int, stamp: int) -> None:
+        """Record that (offset, stamp) of pool ``pid`` is now the youngest; lock held."""
+        lru = self.lru.get(pid)
+        if lru is None:
+            lru = self.lru[pid] = _Lru()
+        lru.offsets.append(offset)
+        lru.stamps.append(stamp)
+        if len(lru.offsets) - lru.head > 4 * self.nr_stored + 4096:
+            self.lru_trim(pid, lru)
+
+    def lru_trim(self, pid: int, lru: _Lru) -> None:
+        """Drop stale records (lock held)."""
+        offs = array("Q")
+        stamps = array("Q")
+        for k in range(lru.head, len(lru.offsets)):
+            off = lru.offsets[k]
+            st = lru.stamps[k]
+            if self.live(off, pid, st):
+                offs.append(off)
+                stamps.append(st)
+        lru.offsets, lru.stamps, lru.head = offs, stamps, 0
+
+    def live(self, offset: int, pid: int, stamp: int) -> bool:
+        """True if (offset, stamp) is the current record of a pool-``pid`` entry."""
+        ci = offset >> _CHUNK_SHIFT
+        chunk = self.chunks.get(ci)
+        if chunk is None:
+            return False
+        i = offset & _CHUNK_MASK
+        e = chunk[i]
+        return (
+            bool(e)
+            and not e & _SAME
+            and ((e >> _POOL_SHIFT) & 0xFF) == pid
+            and self.stamps[ci][i] == stamp
+        )
+
+    def lru_peek(self, pid: int) -> tuple[int, int] | None:
+        """(stamp, offset) of the oldest live entry of pool ``pid``; lock held."""
+        lru = self.lru.get(pid)
+        if lru is None:
+            return None
+        offs = lru.offsets
+        stamps = lru.stamps
+        head = lru.head
+        end = len(offs)
+        while head < end:
+            if self.live(offs[head], pid, stamps[head]):
+                lru.head = head
+                return stamps[head], offs[head]
+            head += 1
+        # all consumed: start afresh rather than keep the dead records
+        del self.lru[pid]
+        return None
 
     def entries(self) -> Iterator[tuple[int, int, int]]:
         """(offset, packed entry, stamp) of every present entry; caller holds the lock."""
@@ -499,7 +577,7 @@ class Zswap:
         if self._closed:
             raise ZswapError("this Zswap has been closed")
         if self._trees[type] is None:
-            self._trees[type] = _Tree()
+            self._trees[type] = _Tree(type)
 
     def store(self, type: int, offset: int, page: Buffer) -> bool:
         """Offer one page; True if zswap took it (else it must go to the swap device).
@@ -615,6 +693,8 @@ class Zswap:
                 crcs[i] = crc
             if packed & _SAME:
                 tree.nr_same += 1
+            else:
+                tree.lru_push((packed >> _POOL_SHIFT) & 0xFF, offset, stamp)
             if old:
                 tree.dup += 1
                 if old & _SAME:
@@ -798,7 +878,9 @@ class Zswap:
                 return 0
             return packed
         if not packed & _SAME:
-            tree.stamps[ci][i] = next(self._clock)
+            stamp = next(self._clock)
+            tree.stamps[ci][i] = stamp
+            tree.lru_push((packed >> _POOL_SHIFT) & 0xFF, (ci << _CHUNK_SHIFT) | i, stamp)
         return 0
 
     def invalidate_page(self, type: int, offset: int) -> None:
@@ -817,6 +899,7 @@ class Zswap:
             tree.chunks.clear()
             tree.stamps.clear()
             tree.crcs.clear()
+            tree.lru.clear()
             tree.nr_stored = tree.nr_same = 0
         with self._stats.lock:
             self._dup_retired += tree.dup
@@ -870,102 +953,105 @@ class Zswap:
         return self._shrink(limit=nr_pages)
 
     def _shrink(self, *, until_accept: bool = False, limit: int | None = None) -> int:
-        """Write back the oldest entries of the oldest pool; 16 failures in a row stop it."""
-        written = failures = 0
+        """Write back the oldest entries of the oldest pool; 16 failures in a row stop it.
+
+        The limit worker (``until_accept``) first compacts: freeing fragmented pages
+        costs no I/O, as zsmalloc's own shrinker does under memory pressure. It
+        compacts again every 512 pages written back, since writeback leaves holes.
+        """
+        written = failures = since_compact = 0
+        if until_accept:
+            self.compact()
         while not self._closed:
             if until_accept and self.pages.nr_pages <= self._accept_pages:
                 break
-            want = (limit - written) if limit is not None else None
-            if want is not None and want <= 0:
+            if limit is not None and written >= limit:
                 break
-            victims = self._oldest_entries(want)
-            if not victims:
+            if until_accept and since_compact >= 512:
+                since_compact = 0
+                self.compact()
+                continue
+            victim = self._pop_oldest()
+            if victim is None:
                 break
-            for _stamp, type, offset, packed in victims:
-                result = self._writeback_entry(type, offset, packed)
-                if result is None:
-                    continue  # changed or gone since it was picked: not a failure
-                if result:
-                    written += 1
-                    failures = 0
-                else:
-                    failures += 1
-                    if failures >= 16:
-                        return written
-                if until_accept and self.pages.nr_pages <= self._accept_pages:
-                    break
-                if limit is not None and written >= limit:
+            result = self._writeback_entry(*victim)
+            if result is None:
+                continue  # changed or gone since it was picked: not a failure
+            if result:
+                written += 1
+                since_compact += 1
+                failures = 0
+            else:
+                failures += 1
+                if failures >= 16:
                     break
         return written
 
-    def _oldest_entries(self, want: int | None) -> list[tuple[int, int, int, int]]:
-        """The oldest entries of the oldest pool that has any, oldest first."""
-        import heapq
-
+    def _pop_oldest(self) -> tuple[_Tree, int, int, int] | None:
+        """The oldest entry of the oldest pool that has any: (tree, offset, entry, stamp)."""
         with self._pools_lock:
             pools = [p for p in reversed(self._pools) if not p.dead]
         for pool in pools:
-            entries = pool.refs - (1 if pool is self._current else 0)
-            if entries <= 0:
+            if pool.refs - (1 if pool is self._current else 0) <= 0:
                 continue
-            if want is None:
-                # enough to get under the accept threshold, estimated from the density
-                over = max(1, self.pages.nr_pages - self._accept_pages)
-                per_page = entries / max(1, pool.zpool.nr_pages)
-                want_n = max(32, int(over * per_page * 1.25) + 1)
-            else:
-                want_n = want
-            found: list[tuple[int, int, int, int]] = []
             pid = pool.id
-            for type, tree in enumerate(self._trees):
-                if tree is None:
+            best: tuple[int, int, _Tree] | None = None
+            for tree in self._trees:
+                if tree is None or pid not in tree.lru:
                     continue
                 with tree.lock:
-                    for off, e, st in tree.entries():
-                        if not e & _SAME and ((e >> _POOL_SHIFT) & 0xFF) == pid:
-                            found.append((st, type, off, e))
-            if found:
-                return heapq.nsmallest(want_n, found)
-        return []
+                    head = tree.lru_peek(pid)
+                if head is not None and (best is None or head[0] < best[0]):
+                    best = (head[0], head[1], tree)
+            if best is None:
+                continue
+            stamp, offset, tree = best
+            with tree.lock:
+                lru = tree.lru.get(pid)
+                if (
+                    lru is not None
+                    and lru.head < len(lru.offsets)
+                    and lru.offsets[lru.head] == offset
+                    and lru.stamps[lru.head] == stamp
+                ):
+                    lru.head += 1
+                chunk = tree.chunks.get(offset >> _CHUNK_SHIFT)
+                packed = chunk[offset & _CHUNK_MASK] if chunk is not None else 0
+            return tree, offset, packed, stamp
+        return None
 
-    def _writeback_entry(self, type: int, offset: int, packed: int) -> bool | None:
+    def _writeback_entry(self, tree: _Tree, offset: int, packed: int, stamp: int) -> bool | None:
         """Write one entry to its swap slot. True: done; False: failed; None: skipped."""
         handler = self._writeback_handler
-        tree = self._trees[type]
-        if handler is None or tree is None:
+        if handler is None or not packed or self._trees[tree.type] is not tree:
             return None
+        type = tree.type
         ci = offset >> _CHUNK_SHIFT
         i = offset & _CHUNK_MASK
+        pid = (packed >> _POOL_SHIFT) & 0xFF
         # Hold the tree lock across decompress and write: a racing load then sees the
         # entry (before) or finds it gone and reads the slot (after), never a gap.
         with tree.lock:
             chunk = tree.chunks.get(ci)
-            if chunk is None or chunk[i] != packed:
-                return None
-            pool = self._by_id[(packed >> _POOL_SHIFT) & 0xFF]
-            assert pool is not None
-            handle = packed >> _HANDLE_SHIFT
-            try:
-                view = pool.zpool.map(handle, MapMode.RO)
-                try:
-                    data = pool.compressor.decompress(
-                        view[: (packed >> _LEN_SHIFT) & _LEN_MASK], self.page_size
-                    )
-                finally:
-                    pool.zpool.unmap(handle)
-                if len(data) != self.page_size:
-                    raise DecompressError("wrong decompressed length")
-            except Exception:
+            if chunk is None or chunk[i] != packed or tree.stamps[ci][i] != stamp:
+                return None  # gone, replaced or touched since it was picked
+            data, error = self._decompress(self._by_id[pid], packed)
+            if error is None and tree.crcs:
+                error = self._verify(tree, ci, i, data)
+            if error is not None:
                 self._stats.inc("decompress_fail")
+            else:
+                try:
+                    handler(type, offset, data)
+                except Exception as exc:
+                    log.debug("writeback of %d:%d failed: %s", type, offset, exc)
+                    error = exc
+            if error is not None:
                 self._stats.inc("reject_reclaim_fail")
-                tree.stamps[ci][i] = next(self._clock)  # rotate: try others first
-                return False
-            try:
-                handler(type, offset, data)
-            except Exception as exc:
-                log.debug("writeback of %d:%d failed: %s", type, offset, exc)
-                self._stats.inc("reject_reclaim_fail")
-                tree.stamps[ci][i] = next(self._clock)
+                # rotate to the young end so that others are tried first
+                stamp = next(self._clock)
+                tree.stamps[ci][i] = stamp
+                tree.lru_push(pid, offset, stamp)
                 ok = False
             else:
                 chunk[i] = 0
@@ -1052,6 +1138,31 @@ class Zswap:
         return {name: out[name] for name in STAT_NAMES}
 
     _dup_retired = 0
+
+    def zpool_stats(self) -> list[dict[str, Any]]:
+        """Each live pool's allocator statistics, current first.
+
+        ``{"name", "compressor", "zpool", "stats"}``; ``stats`` is the allocator's own
+        (zsmalloc: the per-class table of ``/sys/kernel/debug/zsmalloc/<pool>/classes``).
+        A plugin whose ``stats()`` raises gets ``{"error": ...}`` instead.
+        """
+        with self._pools_lock:
+            pools = [p for p in self._pools if not p.dead]
+        out = []
+        for pool in pools:
+            try:
+                st = pool.zpool.stats()
+            except Exception as exc:  # a plugin's statistics must not break a report
+                st = {"error": f"{type(exc).__name__}: {exc}"}
+            out.append(
+                {
+                    "name": pool.name,
+                    "compressor": pool.compressor_name,
+                    "zpool": pool.zpool_type,
+                    "stats": st,
+                }
+            )
+        return out
 
     def compact(self) -> int:
         """Compact every pool whose allocator can; returns pages freed."""

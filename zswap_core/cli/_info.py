@@ -277,16 +277,8 @@ def stats(cmdline: str, pages: int, seed: int, all_classes: bool, as_json: bool)
 
 
 def _zpool_stats(z: Zswap) -> list[dict[str, Any]]:
-    """Per pool, the allocator's own statistics. Uses the private ``z._pools`` list:
-    the public ``z.pools`` snapshots do not expose the zpool object."""
-    out = []
-    for pool in list(z._pools):
-        try:
-            st = pool.zpool.stats()
-        except Exception as exc:  # a plugin's stats must not break the report
-            st = {"error": f"{type(exc).__name__}: {exc}"}
-        out.append({"name": pool.name, "zpool": pool.zpool_type, "stats": st})
-    return out
+    """Per pool, the allocator's own statistics."""
+    return z.zpool_stats()
 
 
 def _print_classes(rows: list[dict[str, Any]], total: Any, all_classes: bool) -> None:

@@ -402,11 +402,11 @@ Examples:
 @click.option(
     "--compact-every",
     type=click.IntRange(0),
-    default=4096,
+    default=0,
     show_default=True,
     metavar="N",
-    help="Compact the pools every N accesses, as the kernel's zsmalloc shrinker does "
-    "under memory pressure (0: never).",
+    help="Also compact the pools every N accesses (0: only when the pool limit is hit, "
+    "which zswap does by itself before writing back).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def run(
