@@ -32,14 +32,10 @@ class PageAllocator:
         self.limit = limit
         self.fail: Callable[[], bool] | None = None
         self._lock = threading.Lock()
-        self._in_use = 0
+        #: Pages currently handed out (a plain attribute: zswap reads it on every store).
+        self.nr_pages = 0
         self._peak = 0
         self._failures = 0
-
-    @property
-    def nr_pages(self) -> int:
-        """Pages currently handed out."""
-        return self._in_use
 
     @property
     def peak_pages(self) -> int:
@@ -54,13 +50,13 @@ class PageAllocator:
         """A new zeroed page; raises :class:`ZpoolError` (``ENOMEM``) when refused."""
         with self._lock:
             if (self.fail is not None and self.fail()) or (
-                self.limit is not None and self._in_use >= self.limit
+                self.limit is not None and self.nr_pages >= self.limit
             ):
                 self._failures += 1
                 raise ZpoolError(errno.ENOMEM, "page allocation failed")
-            self._in_use += 1
-            if self._in_use > self._peak:
-                self._peak = self._in_use
+            self.nr_pages += 1
+            if self.nr_pages > self._peak:
+                self._peak = self.nr_pages
         return bytearray(self.page_size)
 
     def free_page(self, page: bytearray) -> None:
@@ -68,9 +64,9 @@ class PageAllocator:
         if len(page) != self.page_size:
             raise ValueError("not a page of this allocator")
         with self._lock:
-            if self._in_use <= 0:
+            if self.nr_pages <= 0:
                 raise RuntimeError("page allocator: more pages freed than allocated")
-            self._in_use -= 1
+            self.nr_pages -= 1
 
     # -- fault injection -------------------------------------------------------------
     def fail_randomly(self, probability: float, *, seed: int = 0) -> None:

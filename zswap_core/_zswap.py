@@ -16,6 +16,7 @@ when checksums are on. See ``_Tree`` for the layout.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import logging
@@ -30,11 +31,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _hooks
-from ._errors import DecompressError, ParamError, ZpoolError, ZswapError
+from ._errors import CompressError, DecompressError, ParamError, ZpoolError, ZswapError
 from ._page_alloc import PageAllocator
 from ._params import ModuleParams, Param, parse_cmdline
 from ._registry import Kind, LoadedModule, Registry, default_registry
-from ._zpool import MapMode
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -188,10 +188,11 @@ _ZERO_CHUNK = array("Q", bytes(8 * _CHUNK))
 class _Lru:
     """One pool's entries of one tree in LRU order: (offset, stamp) records, oldest first.
 
-    A store or a load appends a record with the entry's new stamp; older records of
-    the same entry become stale and are skipped when popped (their stamp no longer
-    matches). Appends and pops happen under the tree lock. Stale records are dropped
-    once they outnumber the live ones, so the arrays stay O(live entries).
+    A store appends a record. A load only gives the entry a new stamp; when writeback
+    meets a record whose entry has been loaded since, it moves it to the young end
+    instead of writing it back: the kernel's second-chance LRU (6.8+, its
+    ``referenced`` bit), without a list operation on the load path. Records of entries
+    that are gone are dropped when met. All of this happens under the tree lock.
     """
 
     __slots__ = ("head", "offsets", "stamps")
@@ -200,10 +201,6 @@ class _Lru:
         self.offsets: array[int] = array("Q")
         self.stamps: array[int] = array("Q")
         self.head = 0
-
-    def push(self, offset: int, stamp: int) -> None:
-        self.offsets.append(offset)
-        self.stamps.append(stamp)
 
 
 class _Tree:
@@ -244,48 +241,51 @@ class _Tree:
             self.lru_trim(pid, lru)
 
     def lru_trim(self, pid: int, lru: _Lru) -> None:
-        """Drop stale records (lock held)."""
-        offs = array("Q")
-        stamps = array("Q")
+        """Drop records of entries that are gone and repeats (lock held)."""
+        offs: array[int] = array("Q")
+        stamps: array[int] = array("Q")
+        seen: set[int] = set()
         for k in range(lru.head, len(lru.offsets)):
             off = lru.offsets[k]
-            st = lru.stamps[k]
-            if self.live(off, pid, st):
+            cur = self.pooled_stamp(off, pid)
+            if cur is not None and off not in seen:
+                seen.add(off)
                 offs.append(off)
-                stamps.append(st)
+                stamps.append(cur)
         lru.offsets, lru.stamps, lru.head = offs, stamps, 0
 
-    def live(self, offset: int, pid: int, stamp: int) -> bool:
-        """True if (offset, stamp) is the current record of a pool-``pid`` entry."""
+    def pooled_stamp(self, offset: int, pid: int) -> int | None:
+        """The stamp of the entry at ``offset`` if it is a pool-``pid`` entry, else None."""
         ci = offset >> _CHUNK_SHIFT
         chunk = self.chunks.get(ci)
         if chunk is None:
-            return False
+            return None
         i = offset & _CHUNK_MASK
         e = chunk[i]
-        return (
-            bool(e)
-            and not e & _SAME
-            and ((e >> _POOL_SHIFT) & 0xFF) == pid
-            and self.stamps[ci][i] == stamp
-        )
+        if not e or e & _SAME or ((e >> _POOL_SHIFT) & 0xFF) != pid:
+            return None
+        return self.stamps[ci][i]
 
     def lru_peek(self, pid: int) -> tuple[int, int] | None:
-        """(stamp, offset) of the oldest live entry of pool ``pid``; lock held."""
+        """(stamp, offset) of the oldest entry of pool ``pid`` not loaded since it was
+        queued; entries loaded since get their second chance. Lock held."""
         lru = self.lru.get(pid)
         if lru is None:
             return None
         offs = lru.offsets
         stamps = lru.stamps
         head = lru.head
-        end = len(offs)
-        while head < end:
-            if self.live(offs[head], pid, stamps[head]):
-                lru.head = head
-                return stamps[head], offs[head]
+        while head < len(offs):
+            off = offs[head]
+            cur = self.pooled_stamp(off, pid)
+            if cur is not None:
+                if cur == stamps[head]:
+                    lru.head = head
+                    return cur, off
+                offs.append(off)  # loaded since queued: to the young end
+                stamps.append(cur)
             head += 1
-        # all consumed: start afresh rather than keep the dead records
-        del self.lru[pid]
+        del self.lru[pid]  # all consumed: start afresh rather than keep dead records
         return None
 
     def entries(self) -> Iterator[tuple[int, int, int]]:
@@ -587,26 +587,20 @@ class Zswap:
         A refused store also drops any older copy at this offset, so a later load can
         never return stale data.
         """
-        tree = self._tree(type)
+        # This is the product's hot loop: checks are inlined and the common case
+        # (bytes page, current pool, allocation succeeds) makes no extra calls.
+        tree = self._trees[type] if type.__class__ is int and 0 <= type < MAX_SWAPFILES else None
+        if tree is None:
+            tree = self._tree(type)  # raises the right error
         if offset.__class__ is not int or not 0 <= offset <= MAX_OFFSET:
             self._check_offset(offset)
         if page.__class__ is not bytes:
             page = _as_page_bytes(page)
-        ps = self.page_size
-        if len(page) != ps:
-            raise ValueError(f"page must be {ps} bytes, got {len(page)}")
-        stored = self._store(tree, offset, page)
-        if not stored:
-            self._erase(tree, offset)
-        if _hooks.STATE.active:
-            _hooks.plugin_manager().hook.zswap_store(
-                zswap=self, type=type, offset=offset, stored=stored
-            )
-        return stored
-
-    def _store(self, tree: _Tree, offset: int, page: bytes) -> bool:
+        if len(page) != self.page_size:
+            raise ValueError(f"page must be {self.page_size} bytes, got {len(page)}")
         if not self._enabled:
-            return False
+            return self._refuse(tree, offset)
+
         # pool limit, with hysteresis (the 6.5+ logic: cur >= max is full; full clears
         # only at or below the accept threshold)
         cur = self.pages.nr_pages
@@ -617,60 +611,76 @@ class Zswap:
             self._full = False
         if self._full:
             self._wake_worker()
-            return False
+            return self._refuse(tree, offset)
 
         # same-filled pages: one word, no pool memory
         if self._same_enabled:
             first = page[:8]
             if page[-8:] == first and (page == self._zero_page or first * self._words == page):
-                value = int.from_bytes(first, "little")
-                self._insert(tree, offset, _PRESENT | _SAME, value, page)
-                return True
+                self._insert(tree, offset, _PRESENT | _SAME, int.from_bytes(first, "little"), page)
+                return self._stored(type, offset)
         if not self._non_same_enabled:
-            return False
+            return self._refuse(tree, offset)
 
         pool = self._current
-        if pool is None or not pool.tryget():
-            return False
+        if pool is None:
+            return self._refuse(tree, offset)
+        with pool.lock:  # the entry's pool reference (tryget, inlined)
+            if pool.refs <= 0:
+                return self._refuse(tree, offset)
+            pool.refs += 1
         try:
-            try:
-                data = pool.compressor.compress(page)
-            except Exception as exc:
-                self._stats.inc("reject_compress_fail")
-                log.debug("compress failed: %s", exc)
-                return self._put_false(pool)
+            data = pool.compressor.compress(page)
             dlen = len(data)
-            if dlen > 2 * self.page_size or dlen == 0:
-                self._stats.inc("reject_compress_fail")
-                return self._put_false(pool)
-            zpool = pool.zpool
-            try:
-                handle = zpool.malloc(dlen)
-            except ZpoolError as exc:
-                self._stats.inc(
-                    "reject_compress_poor" if exc.errno == errno.ENOSPC else "reject_alloc_fail"
-                )
-                return self._put_false(pool)
-            if not 0 < handle <= MAX_HANDLE:
-                zpool.free(handle)
-                self._stats.inc("reject_alloc_fail")
-                return self._put_false(pool)
-            view = zpool.map(handle, MapMode.WO)
-            try:
-                view[:dlen] = data
-            finally:
-                zpool.unmap(handle)
-        except BaseException:
+            if not 0 < dlen <= 2 * self.page_size:
+                raise CompressError(f"compressor output of {dlen} bytes")
+        except Exception as exc:
+            self._stats.inc("reject_compress_fail")
+            log.debug("compress failed: %s", exc)
             self._pool_put(pool)
-            raise
-        packed = (
-            _PRESENT | (pool.id << _POOL_SHIFT) | (dlen << _LEN_SHIFT) | (handle << _HANDLE_SHIFT)
+            return self._refuse(tree, offset)
+        zpool = pool.zpool
+        try:
+            handle = zpool.malloc(dlen)
+        except ZpoolError as exc:
+            self._stats.inc(
+                "reject_compress_poor" if exc.errno == errno.ENOSPC else "reject_alloc_fail"
+            )
+            self._pool_put(pool)
+            return self._refuse(tree, offset)
+        try:
+            if not 0 < handle <= MAX_HANDLE:
+                raise ZpoolError(errno.EINVAL, f"handle {handle!r} out of range")
+            zpool.write(handle, data)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                zpool.free(handle)
+            self._stats.inc("reject_alloc_fail")
+            self._pool_put(pool)
+            return self._refuse(tree, offset)
+        self._insert(
+            tree,
+            offset,
+            _PRESENT | (pool.id << _POOL_SHIFT) | (dlen << _LEN_SHIFT) | (handle << _HANDLE_SHIFT),
+            next(self._clock),
+            page,
         )
-        self._insert(tree, offset, packed, next(self._clock), page)
+        return self._stored(type, offset) if _hooks.STATE.active else True
+
+    def _stored(self, type: int, offset: int) -> bool:
+        if _hooks.STATE.active:
+            _hooks.plugin_manager().hook.zswap_store(
+                zswap=self, type=type, offset=offset, stored=True
+            )
         return True
 
-    def _put_false(self, pool: _Pool) -> bool:
-        self._pool_put(pool)
+    def _refuse(self, tree: _Tree, offset: int) -> bool:
+        """A refused store: drop any older copy so that a load cannot return it."""
+        self._erase(tree, offset)
+        if _hooks.STATE.active:
+            _hooks.plugin_manager().hook.zswap_store(
+                zswap=self, type=tree.type, offset=offset, stored=False
+            )
         return False
 
     def _insert(self, tree: _Tree, offset: int, packed: int, stamp: int, page: bytes) -> None:
@@ -738,23 +748,17 @@ class Zswap:
         Raises :class:`DecompressError` (and counts ``decompress_fail``) instead of
         ever returning wrong bytes.
         """
-        out = self._load(type, offset, None)
-        return out if out is not True else None  # pragma: no cover - True only with a buffer
-
-    def load_into(self, type: int, offset: int, buffer: Buffer) -> bool:
-        """Fill ``buffer`` (a writable page) with the stored page; False if not held."""
-        view = memoryview(buffer)
-        if view.readonly or view.nbytes != self.page_size:
-            raise ValueError(f"buffer must be a writable {self.page_size}-byte buffer")
-        return self._load(type, offset, view.cast("B")) is not None
-
-    def _load(self, type: int, offset: int, into: memoryview | None) -> Any:
-        tree = self._tree(type)
+        tree = self._trees[type] if type.__class__ is int and 0 <= type < MAX_SWAPFILES else None
+        if tree is None:
+            tree = self._tree(type)
         if offset.__class__ is not int or not 0 <= offset <= MAX_OFFSET:
             self._check_offset(offset)
         ci = offset >> _CHUNK_SHIFT
         i = offset & _CHUNK_MASK
+        ps = self.page_size
         to_free = 0
+        out: bytes | None
+        error: Exception | None
         for _attempt in range(8):
             with tree.lock:
                 chunk = tree.chunks.get(ci)
@@ -764,33 +768,40 @@ class Zswap:
                     break
                 stamp = tree.stamps[ci][i]
                 if packed & _SAME:
-                    out = self._same_page(stamp, into)
+                    out = self._same_page(stamp)
                     to_free = self._after_load(tree, ci, i, packed)
                     break
                 pool = self._by_id[(packed >> _POOL_SHIFT) & 0xFF]
             # Decompress outside the tree lock (the codec releases the GIL, so loads
             # scale across threads); the entry is re-checked below, and its unique
             # stamp means a free + reuse of the same handle cannot go unnoticed.
-            data, error = self._decompress(pool, packed)
+            # zpool.read copies the object under the allocator's lock, which also keeps
+            # compaction from moving it meanwhile.
+            try:
+                out = pool.compressor.decompress(  # type: ignore[union-attr]
+                    pool.zpool.read(packed >> _HANDLE_SHIFT, (packed >> _LEN_SHIFT) & _LEN_MASK),  # type: ignore[union-attr]
+                    ps,
+                )
+                error = None if len(out) == ps else DecompressError(f"got {len(out)} bytes")
+            except Exception as exc:
+                error = exc
             with tree.lock:
                 chunk = tree.chunks.get(ci)
                 if chunk is None or chunk[i] != packed or tree.stamps[ci][i] != stamp:
                     continue  # changed under us: try again
                 if error is None and tree.crcs:
-                    error = self._verify(tree, ci, i, data)
+                    error = self._verify(tree, ci, i, out)  # type: ignore[arg-type]
                 if error is None:
-                    to_free = self._after_load(tree, ci, i, packed)
+                    if self._exclusive:
+                        to_free = self._after_load(tree, ci, i, packed)
+                    else:
+                        tree.stamps[ci][i] = next(self._clock)  # young again (see _Lru)
             if error is not None:
                 self._decompress_failed(type, offset, error)
-            if into is not None:
-                into[:] = data
-                out = True
-            else:
-                out = data
             break
         else:
             # Too much contention: let the tree lock keep writers away while we read.
-            out, to_free = self._load_locked(tree, type, offset, into)
+            out, to_free = self._load_locked(tree, type, offset)
         if to_free:
             self._free_packed(to_free)
         if _hooks.STATE.active:
@@ -799,18 +810,28 @@ class Zswap:
             )
         return out
 
+    def load_into(self, type: int, offset: int, buffer: Buffer) -> bool:
+        """Fill ``buffer`` (a writable page) with the stored page; False if not held.
+
+        The codecs return new bytes objects, so this costs one copy into ``buffer``
+        and no other.
+        """
+        view = memoryview(buffer)
+        if view.readonly or view.nbytes != self.page_size:
+            raise ValueError(f"buffer must be a writable {self.page_size}-byte buffer")
+        data = self.load(type, offset)
+        if data is None:
+            return False
+        view.cast("B")[:] = data
+        return True
+
     def _decompress(self, pool: _Pool | None, packed: int) -> tuple[bytes, Exception | None]:
-        """Decompress an entry through a read-only mapping; never raises."""
-        handle = packed >> _HANDLE_SHIFT
+        """Decompress an entry (copied out under the allocator's lock); never raises."""
         try:
-            zpool = pool.zpool  # type: ignore[union-attr]
-            view = zpool.map(handle, MapMode.RO)
-            try:
-                data = pool.compressor.decompress(  # type: ignore[union-attr]
-                    view[: (packed >> _LEN_SHIFT) & _LEN_MASK], self.page_size
-                )
-            finally:
-                zpool.unmap(handle)
+            src = pool.zpool.read(  # type: ignore[union-attr]
+                packed >> _HANDLE_SHIFT, (packed >> _LEN_SHIFT) & _LEN_MASK
+            )
+            data = pool.compressor.decompress(src, self.page_size)  # type: ignore[union-attr]
         except Exception as exc:
             return b"", exc
         if len(data) != self.page_size:
@@ -831,9 +852,7 @@ class Zswap:
             f"swap type {type} offset {offset}: stored page is unreadable: {error}"
         ) from error
 
-    def _load_locked(
-        self, tree: _Tree, type: int, offset: int, into: memoryview | None
-    ) -> tuple[Any, int]:
+    def _load_locked(self, tree: _Tree, type: int, offset: int) -> tuple[bytes | None, int]:
         ci = offset >> _CHUNK_SHIFT
         i = offset & _CHUNK_MASK
         with tree.lock:
@@ -842,8 +861,7 @@ class Zswap:
             if not packed:
                 return None, 0
             if packed & _SAME:
-                out = self._same_page(tree.stamps[ci][i], into)
-                return out, self._after_load(tree, ci, i, packed)
+                return self._same_page(tree.stamps[ci][i]), self._after_load(tree, ci, i, packed)
             data, error = self._decompress(self._by_id[(packed >> _POOL_SHIFT) & 0xFF], packed)
             if error is None and tree.crcs:
                 error = self._verify(tree, ci, i, data)
@@ -851,17 +869,10 @@ class Zswap:
                 to_free = self._after_load(tree, ci, i, packed)
         if error is not None:
             self._decompress_failed(type, offset, error)
-        if into is not None:
-            into[:] = data
-            return True, to_free
         return data, to_free
 
-    def _same_page(self, value: int, into: memoryview | None) -> Any:
-        page = self._zero_page if value == 0 else struct.pack("<Q", value) * self._words
-        if into is not None:
-            into[:] = page
-            return True
-        return page
+    def _same_page(self, value: int) -> bytes:
+        return self._zero_page if value == 0 else struct.pack("<Q", value) * self._words
 
     def _after_load(self, tree: _Tree, ci: int, i: int, packed: int) -> int:
         """Caller holds tree.lock. Returns an entry to free (exclusive loads) or 0.
@@ -878,9 +889,7 @@ class Zswap:
                 return 0
             return packed
         if not packed & _SAME:
-            stamp = next(self._clock)
-            tree.stamps[ci][i] = stamp
-            tree.lru_push((packed >> _POOL_SHIFT) & 0xFF, (ci << _CHUNK_SHIFT) | i, stamp)
+            tree.stamps[ci][i] = next(self._clock)  # young again (see _Lru)
         return 0
 
     def invalidate_page(self, type: int, offset: int) -> None:
@@ -1034,7 +1043,12 @@ class Zswap:
         with tree.lock:
             chunk = tree.chunks.get(ci)
             if chunk is None or chunk[i] != packed or tree.stamps[ci][i] != stamp:
-                return None  # gone, replaced or touched since it was picked
+                # Gone, replaced or loaded since it was picked. Its record was taken
+                # off the LRU, so one that is still here goes back, at the young end.
+                cur = tree.pooled_stamp(offset, pid)
+                if cur is not None:
+                    tree.lru_push(pid, offset, cur)
+                return None
             data, error = self._decompress(self._by_id[pid], packed)
             if error is None and tree.crcs:
                 error = self._verify(tree, ci, i, data)
