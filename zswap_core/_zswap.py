@@ -641,6 +641,8 @@ class Zswap:
             return self._refuse(tree, offset)
         zpool = pool.zpool
         try:
+            if dlen > _LEN_MASK:  # only with 64 KiB pages: more than an entry can record
+                raise ZpoolError(errno.ENOSPC, "compressed page too large")
             handle = zpool.malloc(dlen)
         except ZpoolError as exc:
             self._stats.inc(

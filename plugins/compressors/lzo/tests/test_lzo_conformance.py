@@ -1,0 +1,13 @@
+"""The conformance kit (zswap_core.testing) run against this plugin."""
+
+from __future__ import annotations
+
+from zswap_core.testing import CompressorConformance
+
+
+class TestLZO(CompressorConformance):
+    compressor_name = "lzo"
+
+
+class TestLZORLE(CompressorConformance):
+    compressor_name = "lzo-rle"

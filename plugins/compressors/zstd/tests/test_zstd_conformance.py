@@ -1,0 +1,9 @@
+"""The conformance kit (zswap_core.testing) run against this plugin."""
+
+from __future__ import annotations
+
+from zswap_core.testing import CompressorConformance
+
+
+class TestZstd(CompressorConformance):
+    compressor_name = "zstd"

@@ -1,0 +1,317 @@
+"""The conformance kit (zswap_core.testing) itself: it passes correct drivers, catches broken ones.
+
+Deliberately broken allocators and compressors are run through the kit's test classes
+with pytest's ``pytester`` (one in-process run); each must fail the test that checks
+the rule it breaks, and the same driver without the bug must pass everything.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from helpers import subprocess_env
+
+from zswap_core.testing import (
+    CompressorConformance,
+    ReferenceDeflate,
+    ReferencePagePool,
+    ZpoolConformance,
+)
+
+pytest_plugins = ["pytester"]
+
+
+# -- the kit passes correct drivers ------------------------------------------------------------
+
+
+class TestReferencePagePool(ZpoolConformance):
+    zpool_class = ReferencePagePool
+
+
+class TestReferenceDeflate(CompressorConformance):
+    compressor_class = ReferenceDeflate
+
+
+def test_import_zswap_core_does_not_import_the_kit_or_pytest() -> None:
+    code = (
+        "import sys, zswap_core\n"
+        "bad = [m for m in ('zswap_core.testing', 'pytest', '_pytest') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=subprocess_env())
+
+
+# -- the kit catches broken drivers ------------------------------------------------------------
+
+BROKEN = '''
+import errno
+import threading
+import zlib
+
+from zswap_core import Compressor, MapMode, Zpool, ZpoolError
+from zswap_core.testing import CompressorConformance, ZpoolConformance
+
+
+class BumpPool(Zpool):
+    """Bump allocation in pages; a page goes back when its last object is freed.
+
+    Correct as it stands; each subclass below breaks one rule.
+    """
+
+    type = "bump"
+
+    def __init__(self, name, pages, params=None):
+        super().__init__(name, pages, params)
+        self.lock = threading.RLock()
+        self.objects = {}  # handle -> (page number, offset, size)
+        self.page_list = {}  # page number -> [bytearray, live objects]
+        self.cur = None  # (page number, next offset)
+        self.next_handle = 1
+        self.next_page = 0
+
+    def step(self, size):
+        return size
+
+    def new_page(self):
+        data = self.pages.alloc_page()
+        self.nr_pages += 1
+        return data
+
+    def malloc(self, size):
+        if not isinstance(size, int) or size <= 0:
+            raise ZpoolError(errno.EINVAL, "bad size")
+        if size > self.page_size:
+            raise ZpoolError(errno.ENOSPC, "too big")
+        with self.lock:
+            if self.cur is None or self.cur[1] + size > self.page_size:
+                data = self.new_page()
+                self.page_list[self.next_page] = [data, 0]
+                self.cur = (self.next_page, 0)
+                self.next_page += 1
+            pno, off = self.cur
+            self.cur = (pno, off + self.step(size))
+            self.page_list[pno][1] += 1
+            handle = self.next_handle
+            self.next_handle += 1
+            self.objects[handle] = (pno, off, size)
+            return handle
+
+    def release(self, handle):
+        pno, _off, _size = self.objects.pop(handle)
+        entry = self.page_list[pno]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self.page_list[pno]
+            if self.cur is not None and self.cur[0] == pno:
+                self.cur = None
+            self.nr_pages -= 1
+            self.pages.free_page(entry[0])
+
+    def free(self, handle):
+        with self.lock:
+            if handle not in self.objects:
+                raise ZpoolError(errno.EINVAL, "bad handle")
+            self.release(handle)
+
+    def map(self, handle, mode=MapMode.RW):
+        with self.lock:
+            if handle not in self.objects:
+                raise ZpoolError(errno.EINVAL, "bad handle")
+            pno, off, size = self.objects[handle]
+            return memoryview(self.page_list[pno][0])[off : off + size]
+
+    def unmap(self, handle):
+        pass
+
+    def destroy(self):
+        with self.lock:
+            for data, _n in self.page_list.values():
+                self.pages.free_page(data)
+            self.page_list.clear()
+            self.objects.clear()
+            self.nr_pages = 0
+
+
+class OverlapPool(BumpPool):
+    """Objects overlap: the bump pointer moves only half an object."""
+
+    def step(self, size):
+        return size // 2 + 1
+
+
+class LeakyPool(BumpPool):
+    """Emptied pages are never given back."""
+
+    def release(self, handle):
+        pno, _off, _size = self.objects.pop(handle)
+        self.page_list[pno][1] -= 1
+
+
+class NoDoubleFreeCheckPool(BumpPool):
+    """A second free of the same handle is silently ignored."""
+
+    def free(self, handle):
+        with self.lock:
+            if handle in self.objects:
+                self.release(handle)
+
+
+class SwallowEnomemPool(BumpPool):
+    """An allocation failure comes out as the wrong error (ENOSPC)."""
+
+    def new_page(self):
+        try:
+            return super().new_page()
+        except ZpoolError:
+            raise ZpoolError(errno.ENOSPC, "no page") from None
+
+
+class TestBump(ZpoolConformance):
+    zpool_class = BumpPool
+    page_sizes = (4096,)
+
+
+class TestOverlap(TestBump):
+    zpool_class = OverlapPool
+
+
+class TestLeaky(TestBump):
+    zpool_class = LeakyPool
+
+
+class TestNoDoubleFreeCheck(TestBump):
+    zpool_class = NoDoubleFreeCheckPool
+
+
+class TestSwallowEnomem(TestBump):
+    zpool_class = SwallowEnomemPool
+
+
+class Zlib(Compressor):
+    """Correct as it stands; each subclass below breaks one rule."""
+
+    name = "kit-zlib-test"
+
+    def compress(self, src):
+        return zlib.compress(src, 1)
+
+    def decompress(self, src, dlen):
+        d = zlib.decompressobj()
+        out = d.decompress(src, dlen)
+        if not d.eof or len(out) != dlen:
+            raise ValueError("truncated or wrong length")
+        return out
+
+
+class WrongDataCompressor(Zlib):
+    """Flips a bit of the last byte of every page it decompresses."""
+
+    def decompress(self, src, dlen):
+        out = bytearray(super().decompress(src, dlen))
+        out[-1] ^= 1
+        return bytes(out)
+
+
+class PadsTruncatedCompressor(Zlib):
+    """Decodes what it can and pads with zeros: a cut-off input looks like a page."""
+
+    def decompress(self, src, dlen):
+        out = zlib.decompressobj().decompress(src, dlen)
+        return out.ljust(dlen, b"\\0")
+
+
+class ExpandingCompressor(Zlib):
+    """Output can exceed the core's two-page buffer."""
+
+    def compress(self, src):
+        return super().compress(src) + bytes(3 * len(src))
+
+    def decompress(self, src, dlen):
+        return super().decompress(bytes(src)[: len(src) - 3 * dlen], dlen)
+
+
+class TestZlib(CompressorConformance):
+    compressor_class = Zlib
+    page_sizes = (4096,)
+    zswap_page_sizes = (4096,)
+
+
+class TestWrongData(TestZlib):
+    compressor_class = WrongDataCompressor
+
+
+class TestPadsTruncated(TestZlib):
+    compressor_class = PadsTruncatedCompressor
+
+
+class TestExpanding(TestZlib):
+    compressor_class = ExpandingCompressor
+
+
+class TestMissing(ZpoolConformance):
+    zpool_type = "no-such-zpool"
+'''
+
+#: (class, test) -> a phrase the failure message must contain
+MUST_FAIL = {
+    ("TestOverlap", "test_random_operations"): "was corrupted",
+    ("TestOverlap", "test_many_handles_unique"): "was corrupted",
+    ("TestOverlap", "test_zswap_switch"): "DecompressError",
+    ("TestLeaky", "test_random_operations"): "pages kept after freeing every object",
+    ("TestLeaky", "test_threads"): "pages kept after all threads freed",
+    ("TestNoDoubleFreeCheck", "test_double_free_and_bad_handles"): "DID NOT RAISE",
+    ("TestSwallowEnomem", "test_enomem_leaves_pool_consistent"): "expected ENOMEM",
+    ("TestSwallowEnomem", "test_page_limit"): "expected ENOMEM",
+    ("TestWrongData", "test_round_trip"): "that differ",
+    ("TestWrongData", "test_zswap_switch"): "checksum mismatch",
+    ("TestWrongData", "test_threads"): "came back wrong",
+    ("TestPadsTruncated", "test_truncated_input_raises"): "instead of raising",
+    ("TestExpanding", "test_output_bounded"): "compressed to",
+}
+
+
+def run_kit(pytester: pytest.Pytester, classes: str) -> dict[tuple[str, str], pytest.TestReport]:
+    """Run the kit's classes named in ``classes`` (a -k expression); reports by (class, test)."""
+    pytester.makepyfile(test_broken=BROKEN)
+    reprec = pytester.inline_run("-p", "no:cacheprovider", "-k", classes)
+    out: dict[tuple[str, str], pytest.TestReport] = {}
+    for rep in reprec.getreports("pytest_runtest_logreport"):
+        if rep.when == "call" or not rep.passed:
+            cls, test = rep.nodeid.split("::")[1:3]
+            key = (cls, test.split("[")[0])
+            if key not in out or out[key].passed:
+                out[key] = rep
+    return out
+
+
+def test_broken_drivers_are_caught(pytester: pytest.Pytester) -> None:
+    classes = sorted({cls for cls, _test in MUST_FAIL})
+    reports = run_kit(pytester, " or ".join(classes))
+    missed = []
+    for (cls, test), phrase in sorted(MUST_FAIL.items()):
+        rep = reports.get((cls, test))
+        if rep is None or not rep.failed:
+            missed.append(f"{cls}.{test} did not fail ({rep.outcome if rep else 'not run'})")
+        elif phrase not in rep.longreprtext:
+            missed.append(f"{cls}.{test} failed without {phrase!r}: {rep.longreprtext[-600:]}")
+    assert not missed, "\n".join(missed)
+
+
+def test_the_same_drivers_without_the_bugs_pass(pytester: pytest.Pytester) -> None:
+    reports = run_kit(pytester, "TestBump or TestZlib")
+    assert {cls for cls, _test in reports} == {"TestBump", "TestZlib"}
+    assert len(reports) >= 20
+    bad = {key: rep.longreprtext[-800:] for key, rep in reports.items() if not rep.passed}
+    assert not bad
+
+
+def test_a_missing_plugin_skips_with_the_reason(pytester: pytest.Pytester) -> None:
+    reports = run_kit(pytester, "TestMissing")
+    assert reports and all(rep.skipped for rep in reports.values())
+    longrepr = next(iter(reports.values())).longrepr
+    assert isinstance(longrepr, tuple)
+    reason = longrepr[2]
+    assert "zpool 'no-such-zpool' is not available" in reason
+    assert "pip install" in reason

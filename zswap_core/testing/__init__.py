@@ -1,0 +1,45 @@
+"""The conformance kit for compressor and zpool plugins (``pytest`` test classes).
+
+A plugin's test suite subclasses a kit class and names its driver; every test of the
+driver contract then runs against it::
+
+    # tests/test_conformance.py of the plugin
+    from zswap_core.testing import CompressorConformance, ZpoolConformance
+
+    class TestMyPool(ZpoolConformance):
+        zpool_type = "mypool"
+
+    class TestMyCodec(CompressorConformance):
+        compressor_name = "mycodec"
+
+For detailed assertion messages from the kit's own code, add to your ``conftest.py``
+(before anything imports the kit)::
+
+    import pytest
+    pytest.register_assert_rewrite("zswap_core.testing")
+
+``import zswap_core`` never imports this package; it needs pytest
+(``pip install "zswap-core[test]"``).
+"""
+
+from __future__ import annotations
+
+try:
+    import pytest  # noqa: F401  # the kit is made of pytest classes and fixtures
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError('zswap_core.testing needs pytest: pip install "zswap-core[test]"') from exc
+
+from ._common import KitRegistry, page_mix, sample_pages
+from ._compressor_kit import CompressorConformance
+from ._reference import ReferenceDeflate, ReferencePagePool
+from ._zpool_kit import ZpoolConformance
+
+__all__ = [
+    "CompressorConformance",
+    "KitRegistry",
+    "ReferenceDeflate",
+    "ReferencePagePool",
+    "ZpoolConformance",
+    "page_mix",
+    "sample_pages",
+]

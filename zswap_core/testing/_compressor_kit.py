@@ -1,0 +1,306 @@
+"""The compressor half of the conformance kit: :class:`CompressorConformance`."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, ClassVar
+
+import pytest
+
+from .._compressor import Compressor
+from .._params import ModuleParams
+from .._registry import LoadedModule
+from ._common import (
+    BUNDLED_COMPRESSORS,
+    BUNDLED_ZPOOLS,
+    KitRegistry,
+    check_declaration,
+    first_available,
+    load_driver,
+    run_threads,
+    sample_pages,
+    zswap_switch_check,
+    zswap_threads_check,
+)
+from ._reference import ReferenceDeflate, ReferencePagePool
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+__all__ = ["CompressorConformance"]
+
+#: Pages that any real codec shrinks.
+COMPRESSIBLE = ("zero", "same-filled", "text", "sparse", "short-cycle", "ff")
+
+
+class CompressorConformance:
+    """The compressor driver contract, as pytest tests. Subclass it in your test suite::
+
+        from zswap_core.testing import CompressorConformance
+
+        class TestMyCodec(CompressorConformance):
+            compressor_name = "mycodec"
+
+    The driver is looked up like ``zswap_core.crypto_has_comp`` does (the tests skip,
+    saying why, when it is not installed); set ``compressor_class`` to test a class
+    directly. Codec tests run at each of ``page_sizes``, the Zswap tests at each of
+    ``zswap_page_sizes``.
+    """
+
+    #: The compressor's name (its entry point in ``zswap.compressors``).
+    compressor_name: ClassVar[str] = ""
+    #: Test this class directly instead of the installed entry point.
+    compressor_class: ClassVar[type[Compressor] | None] = None
+    #: Module parameters for the test (``{"level": 3}``), as a modprobe option.
+    params: ClassVar[Mapping[str, object]] = {}
+    page_sizes: ClassVar[tuple[int, ...]] = (4096, 65536)
+    zswap_page_sizes: ClassVar[tuple[int, ...]] = (4096, 16384)
+    threads: ClassVar[int] = 4
+    seed: ClassVar[int] = 0
+    #: The zpool and the other compressor of the Zswap tests (None: the first bundled
+    #: zpool installed; the kit's reference zlib compressor).
+    partner_zpool: ClassVar[str | None] = None
+    partner_compressor: ClassVar[str | None] = None
+
+    module: LoadedModule
+
+    # -- machinery --------------------------------------------------------------------
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "page_size" in metafunc.fixturenames:
+            metafunc.parametrize("page_size", self.page_sizes, ids=lambda p: f"page{p}")
+        if "zswap_page_size" in metafunc.fixturenames:
+            metafunc.parametrize("zswap_page_size", self.zswap_page_sizes, ids=lambda p: f"page{p}")
+
+    @pytest.fixture(autouse=True)
+    def _zswap_kit_driver(self) -> Iterator[None]:
+        cls = self.compressor_class
+        name = self.compressor_name or (cls.name if cls is not None else "")
+        self.module = load_driver("compressor", name, cls, self.params)
+        self._instances: list[Compressor] = []
+        yield
+        for c in self._instances:
+            c.close()
+
+    @property
+    def driver(self) -> type[Compressor]:
+        cls: type[Compressor] = self.module.driver
+        return cls
+
+    def new_compressor(self, params: ModuleParams | None = None) -> Compressor:
+        """An instance as a pool makes one (closed after the test)."""
+        c = self.driver(params if params is not None else self.module.params)
+        self._instances.append(c)
+        return c
+
+    def compressed(self, comp: Compressor, page: Buffer, what: str) -> bytes:
+        out = comp.compress(page)
+        assert isinstance(out, bytes | bytearray), (
+            f"compress() of {what} returned {type(out).__name__}, not bytes"
+        )
+        return bytes(out)
+
+    def round_trip(self, comp: Compressor, page: bytes, what: str) -> bytes:
+        c = self.compressed(comp, page, what)
+        out = comp.decompress(c, len(page))
+        assert out == page, (
+            f"{what}: decompress(compress(page)) returned "
+            f"{len(out)} bytes{' that differ' if len(out) == len(page) else ''}"
+        )
+        return c
+
+    # -- the driver class ----------------------------------------------------------------
+    def test_declaration(self) -> None:
+        check_declaration("compressor", self.module.name, self.driver, Compressor)
+
+    # -- codec ---------------------------------------------------------------------------
+    def test_round_trip(self, page_size: int) -> None:
+        comp = self.new_compressor()
+        for kind, page in sample_pages(page_size, self.seed).items():
+            self.round_trip(comp, page, f"{kind} page of {page_size} bytes")
+
+    def test_round_trip_random_pages(self, page_size: int) -> None:
+        comp = self.new_compressor()
+        rng = random.Random(self.seed + page_size)
+        for i in range(24):
+            # random runs of literals, repeats and zeros: every match/literal mix
+            page = bytearray()
+            while len(page) < page_size:
+                n = rng.randint(1, 300)
+                pick = rng.random()
+                if pick < 0.4:
+                    page += rng.randbytes(n)
+                elif pick < 0.7 and page:
+                    start = rng.randrange(len(page))
+                    page += (page[start:] * (n // max(1, len(page) - start) + 1))[:n]
+                else:
+                    page += bytes([rng.randrange(256)]) * n
+            self.round_trip(comp, bytes(page[:page_size]), f"random mix page {i}")
+
+    def test_accepts_any_buffer(self, page_size: int) -> None:
+        """The core hands decompress() a memoryview slice of the zpool's memory."""
+        comp = self.new_compressor()
+        page = sample_pages(page_size, self.seed)["text"]
+        c = self.compressed(comp, memoryview(page), "a memoryview")
+        assert self.compressed(comp, bytearray(page), "a bytearray") is not None
+        arena = bytearray(len(c) + 64)
+        arena[16 : 16 + len(c)] = c
+        out = comp.decompress(memoryview(arena)[16 : 16 + len(c)], page_size)
+        assert out == page, "decompress() of a memoryview slice returned wrong data"
+
+    def test_compressible_pages_shrink(self, page_size: int) -> None:
+        comp = self.new_compressor()
+        pages = sample_pages(page_size, self.seed)
+        for kind in COMPRESSIBLE:
+            c = self.compressed(comp, pages[kind], kind)
+            assert len(c) < page_size, (
+                f"a {kind} page of {page_size} bytes compressed to {len(c)} bytes"
+            )
+        text = self.compressed(comp, pages["text"], "text")
+        assert len(text) < page_size * 3 // 4, (
+            f"a text page compressed only to {len(text)} of {page_size} bytes"
+        )
+
+    def test_output_bounded(self, page_size: int) -> None:
+        """Output is never empty and never over two pages (the core's buffer)."""
+        comp = self.new_compressor()
+        rng = random.Random(self.seed + 1)
+        pages = list(sample_pages(page_size, self.seed).items())
+        pages += [(f"random {i}", rng.randbytes(page_size)) for i in range(8)]
+        for kind, page in pages:
+            c = self.compressed(comp, page, kind)
+            assert 0 < len(c) <= 2 * page_size, (
+                f"a {kind} page of {page_size} bytes compressed to {len(c)} bytes"
+            )
+
+    def test_truncated_input_raises(self, page_size: int) -> None:
+        """A cut-off input raises; it never decodes to a (wrong) page."""
+        comp = self.new_compressor()
+        for kind, page in sample_pages(page_size, self.seed).items():
+            c = self.compressed(comp, page, kind)
+            for cut in sorted({0, 1, len(c) // 2, len(c) - 1} - {len(c)}):
+                try:
+                    out = comp.decompress(c[:cut], page_size)
+                except Exception:
+                    continue
+                raise AssertionError(
+                    f"decompress() of a {kind} page's output cut to {cut} of {len(c)} bytes "
+                    f"returned {len(out)} bytes instead of raising"
+                    + (" (the page itself!)" if out == page else "")
+                )
+
+    def test_corrupt_input_is_refused_or_page_sized(self, page_size: int) -> None:
+        """Garbage either raises or decodes to exactly ``dlen`` bytes, never another size.
+
+        Codecs without their own checksum cannot tell every corrupted input from a
+        real one; zswap's ``checksums_enabled`` catches those. Wrong sizes, hangs and
+        crashes are never acceptable.
+        """
+        comp = self.new_compressor()
+        rng = random.Random(self.seed + 2)
+        samples = sample_pages(page_size, self.seed)
+        inputs: list[tuple[str, bytes]] = [
+            ("random bytes", rng.randbytes(n)) for n in (1, 7, 100, page_size // 2, page_size)
+        ]
+        inputs += [("0xff bytes", b"\xff" * 64), ("zeros", bytes(64))]
+        for kind in ("text", "heap", "random"):
+            c = bytearray(self.compressed(comp, samples[kind], kind))
+            for _ in range(6):
+                bad = bytearray(c)
+                for _ in range(rng.randint(1, 4)):
+                    bad[rng.randrange(len(bad))] ^= 1 << rng.randrange(8)
+                inputs.append((f"a {kind} page's output with flipped bits", bytes(bad)))
+        for what, data in inputs:
+            try:
+                out = comp.decompress(data, page_size)
+            except Exception:
+                continue
+            assert isinstance(out, bytes | bytearray) and len(out) == page_size, (
+                f"decompress() of {what} returned {len(out)} bytes; expected {page_size} "
+                "or an exception"
+            )
+
+    def test_wrong_length_raises(self, page_size: int) -> None:
+        """Input that decodes to N bytes is not a page of N+1 or N-1 bytes."""
+        comp = self.new_compressor()
+        for kind in ("text", "random", "zero"):
+            page = sample_pages(page_size, self.seed)[kind]
+            c = self.compressed(comp, page, kind)
+            for dlen in (page_size - 1, page_size + 1):
+                try:
+                    out = comp.decompress(c, dlen)
+                except Exception:
+                    continue
+                raise AssertionError(
+                    f"decompress() of a {page_size}-byte {kind} page with dlen={dlen} "
+                    f"returned {len(out)} bytes instead of raising"
+                )
+
+    def test_threads(self, page_size: int) -> None:
+        """One instance (as one pool shares it) used by several threads at once."""
+        comp = self.new_compressor()
+
+        def work(t: int) -> None:
+            pages = list(sample_pages(page_size, self.seed * 13 + t).values())
+            for r in range(6):
+                for i, page in enumerate(pages):
+                    c = comp.compress(page)
+                    out = comp.decompress(c, page_size)
+                    assert out == page, f"thread {t} round {r}: page {i} came back wrong"
+
+        run_threads(self.threads, work)
+
+    def test_parameters(self) -> None:
+        """Every declared parameter value the module accepts gives a working codec."""
+        page = sample_pages(4096, self.seed)["heap"]
+        for p in self.driver.parameters:
+            values: list[object] = [p.default]
+            if p.kind == "bool":
+                values = [True, False]
+            elif p.kind in ("int", "uint"):
+                values += [v for v in (p.minimum, p.maximum) if v is not None]
+            for value in values:
+                mp = ModuleParams(self.module.name, self.driver.parameters)
+                mp.update(dict(self.params), boot=True)
+                mp.set(p.name, value, boot=True)
+                self.round_trip(self.new_compressor(mp), page, f"{p.name}={value!r}")
+
+    # -- inside Zswap --------------------------------------------------------------------
+    def kit_registry(self) -> KitRegistry:
+        ref_c = load_driver("compressor", "kit-deflate", ReferenceDeflate, {})
+        ref_z = load_driver("zpool", "kit-pagepool", ReferencePagePool, {})
+        return KitRegistry(self.module, ref_c, ref_z)
+
+    def test_zswap_switch(self, zswap_page_size: int) -> None:
+        """Zswap (checksums on) switches its compressor to this one and back."""
+        reg = self.kit_registry()
+        zpool = self.partner_zpool or first_available(
+            "zpool", BUNDLED_ZPOOLS, "", "kit-pagepool", reg
+        )
+        other = self.partner_compressor or first_available(
+            "compressor", ("kit-deflate", *BUNDLED_COMPRESSORS), self.module.name, "", reg
+        )
+        if not other:
+            pytest.skip("no other compressor to switch from (set partner_compressor)")
+        zswap_switch_check(
+            reg,
+            param="compressor",
+            plugin=self.module.name,
+            partner_compressor=other,
+            partner_zpool=zpool,
+            page_size=zswap_page_size,
+            seed=self.seed,
+        )
+
+    def test_zswap_threads(self, zswap_page_size: int) -> None:
+        reg = self.kit_registry()
+        zpool = self.partner_zpool or first_available(
+            "zpool", BUNDLED_ZPOOLS, "", "kit-pagepool", reg
+        )
+        zswap_threads_check(
+            reg,
+            compressor=self.module.name,
+            zpool=zpool,
+            page_size=zswap_page_size,
+            seed=self.seed,
+        )

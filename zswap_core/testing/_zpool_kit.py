@@ -1,0 +1,535 @@
+"""The zpool (allocator) half of the conformance kit: :class:`ZpoolConformance`."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import random
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import pytest
+
+from .._errors import ZpoolError
+from .._page_alloc import PageAllocator
+from .._registry import LoadedModule
+from .._zpool import MapMode, Zpool
+from ._common import (
+    BUNDLED_COMPRESSORS,
+    BUNDLED_ZPOOLS,
+    KitRegistry,
+    check_declaration,
+    first_available,
+    load_driver,
+    run_threads,
+    zswap_switch_check,
+    zswap_threads_check,
+)
+from ._reference import ReferenceDeflate, ReferencePagePool
+
+__all__ = ["ZpoolConformance"]
+
+#: Handles are packed into 37 bits of a zswap entry.
+MAX_HANDLE = (1 << 37) - 1
+
+_probed: dict[tuple[type[Any], int, tuple[tuple[str, str], ...]], int] = {}
+
+
+def _pattern(serial: int, size: int) -> bytes:
+    """Bytes that differ between any two objects (a shared byte is found by the check)."""
+    return random.Random(serial * 2654435761 + size).randbytes(size)
+
+
+class _Objects:
+    """The live objects of one pool and what each must contain."""
+
+    def __init__(self, pool: Zpool, pages: PageAllocator, serial0: int = 0) -> None:
+        self.pool = pool
+        self.pages = pages
+        self.live: dict[int, bytes] = {}
+        self.serial = serial0
+        self.writes = 0
+
+    def alloc(self, size: int) -> int:
+        handle = self.pool.malloc(size)
+        assert isinstance(handle, int) and not isinstance(handle, bool), (
+            f"malloc({size}) returned {handle!r}, not an int handle"
+        )
+        assert 0 < handle <= MAX_HANDLE, (
+            f"malloc({size}) returned handle {handle}; handles must be in 1..2**37-1"
+        )
+        assert handle not in self.live, (
+            f"malloc({size}) returned handle {handle:#x}, which is still live "
+            f"({len(self.live[handle])} bytes)"
+        )
+        self.serial += 1
+        data = _pattern(self.serial, size)
+        self.live[handle] = data
+        self.put(handle, data)
+        return handle
+
+    def put(self, handle: int, data: bytes) -> None:
+        """Write ``data`` into the object, by turns through each way of writing."""
+        self.writes += 1
+        way = self.writes % 3
+        if way == 0:
+            self.pool.write(handle, data)
+            return
+        view = self.pool.map(handle, MapMode.WO if way == 1 else MapMode.RW)
+        try:
+            check_view(view, handle, len(data))
+            view[: len(data)] = data
+        finally:
+            self.pool.unmap(handle)
+
+    def rewrite(self, handle: int) -> None:
+        self.serial += 1
+        data = _pattern(self.serial, len(self.live[handle]))
+        self.live[handle] = data
+        self.put(handle, data)
+
+    def free(self, handle: int) -> None:
+        del self.live[handle]
+        self.pool.free(handle)
+
+    def free_all(self) -> None:
+        for h in list(self.live):
+            self.free(h)
+
+    def verify(self, where: str) -> None:
+        """Every live object still holds its own bytes (an overlap shows up here)."""
+        for i, (handle, data) in enumerate(self.live.items()):
+            if i % 2:
+                got = self.pool.read(handle, len(data))
+            else:
+                view = self.pool.map(handle, MapMode.RO)
+                try:
+                    check_view(view, handle, len(data))
+                    got = bytes(view[: len(data)])
+                finally:
+                    self.pool.unmap(handle)
+            if got != data:
+                diff = next(
+                    (j for j, (a, b) in enumerate(zip(got, data, strict=False)) if a != b),
+                    min(len(got), len(data)),
+                )
+                raise AssertionError(
+                    f"{where}: object {handle:#x} ({len(data)} bytes) was corrupted from "
+                    f"byte {diff} on (overlapping objects, or a write that went astray); "
+                    f"{len(self.live)} objects live"
+                )
+        self.accounting(where)
+
+    def accounting(self, where: str) -> None:
+        assert self.pool.nr_pages == self.pages.nr_pages, (
+            f"{where}: pool.nr_pages is {self.pool.nr_pages} but the pool holds "
+            f"{self.pages.nr_pages} pages of its PageAllocator"
+        )
+        assert self.pool.total_size() == self.pool.nr_pages * self.pool.page_size, (
+            f"{where}: total_size() {self.pool.total_size()} != nr_pages * page_size"
+        )
+
+
+def check_view(view: memoryview, handle: int, size: int) -> None:
+    assert isinstance(view, memoryview), f"map({handle:#x}) returned {type(view).__name__}"
+    assert view.ndim == 1 and view.itemsize == 1, (
+        f"map({handle:#x}) returned a view of format {view.format!r}; it must be bytes"
+    )
+    assert view.nbytes >= size, (
+        f"map({handle:#x}) returned {view.nbytes} bytes for a {size}-byte object"
+    )
+
+
+def _expect_errno(exc: ZpoolError, want: int, what: str) -> None:
+    assert exc.errno == want, (
+        f"{what} raised ZpoolError({errno.errorcode.get(exc.errno or 0, exc.errno)}), "
+        f"expected {errno.errorcode[want]}"
+    )
+
+
+class ZpoolConformance:
+    """The zpool driver contract, as pytest tests. Subclass it in your test suite::
+
+        from zswap_core.testing import ZpoolConformance
+
+        class TestMyPool(ZpoolConformance):
+            zpool_type = "mypool"
+
+    The driver is looked up like ``zswap_core.zpool_has_pool`` does (the tests skip,
+    saying why, when it is not installed); set ``zpool_class`` to test a class directly.
+    Every test runs at each of ``page_sizes``. Override a test method to adapt or skip
+    it, as with any pytest class.
+    """
+
+    #: The allocator's name (its entry point in ``zswap.zpools``).
+    zpool_type: ClassVar[str] = ""
+    #: Test this class directly instead of the installed entry point.
+    zpool_class: ClassVar[type[Zpool] | None] = None
+    #: Module parameters for the test (``{"chain_size": 8}``), as a modprobe option.
+    params: ClassVar[Mapping[str, object]] = {}
+    page_sizes: ClassVar[tuple[int, ...]] = (4096, 16384)
+    #: The largest object size; None: found by probing (the largest size <= page_size
+    #: that malloc accepts). Set it for an allocator that takes objects over a page.
+    max_size: ClassVar[int | None] = None
+    #: Steps of the random malloc/write/free test, and threads of the threaded test.
+    steps: ClassVar[int] = 300
+    threads: ClassVar[int] = 4
+    seed: ClassVar[int] = 0
+    #: The compressor and the other allocator of the Zswap tests (None: the first
+    #: bundled compressor installed; the kit's one-object-per-page reference pool).
+    partner_compressor: ClassVar[str | None] = None
+    partner_zpool: ClassVar[str | None] = None
+
+    module: LoadedModule
+
+    # -- machinery --------------------------------------------------------------------
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "page_size" in metafunc.fixturenames:
+            metafunc.parametrize("page_size", self.page_sizes, ids=lambda p: f"page{p}")
+
+    @pytest.fixture(autouse=True)
+    def _zswap_kit_driver(self) -> Iterator[None]:
+        cls = self.zpool_class
+        name = self.zpool_type or (cls.type if cls is not None else "")
+        self.module = load_driver("zpool", name, cls, self.params)
+        self._pools: list[Zpool] = []
+        yield
+        for pool in self._pools:
+            # already destroyed by the test, or the failure shows elsewhere
+            with contextlib.suppress(Exception):
+                pool.destroy()
+
+    @property
+    def driver(self) -> type[Zpool]:
+        cls: type[Zpool] = self.module.driver
+        return cls
+
+    def new_pool(self, page_size: int, *, limit: int | None = None) -> tuple[Zpool, _Objects]:
+        """A fresh pool on its own PageAllocator, destroyed after the test."""
+        pages = PageAllocator(page_size, limit=limit)
+        pool = self.driver(f"kit{len(self._pools)}", pages, self.module.params)
+        self._pools.append(pool)
+        assert pool.page_size == page_size
+        assert pool.nr_pages == 0 and pages.nr_pages == 0, "a new pool must hold no pages"
+        return pool, _Objects(pool, pages, serial0=len(self._pools) << 32)
+
+    def max_size_for(self, page_size: int) -> int:
+        """The largest object size at ``page_size``: ``max_size``, or probed."""
+        if self.max_size is not None:
+            return self.max_size
+        key = (self.driver, page_size, tuple(sorted((k, str(v)) for k, v in self.params.items())))
+        if key not in _probed:
+            _probed[key] = self._probe(page_size)
+        return _probed[key]
+
+    def _probe(self, page_size: int) -> int:
+        pages = PageAllocator(page_size)
+        pool = self.driver("kit-probe", pages, self.module.params)
+        try:
+
+            def fits(size: int) -> bool:
+                try:
+                    handle = pool.malloc(size)
+                except ZpoolError as exc:
+                    _expect_errno(exc, errno.ENOSPC, f"malloc({size}) (probing the largest size)")
+                    return False
+                pool.free(handle)
+                return True
+
+            if fits(page_size):
+                return page_size
+            lo, hi = 1, page_size  # fits(lo) is checked below, not fits(hi)
+            assert fits(1), "malloc(1) failed"
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if fits(mid):
+                    lo = mid
+                else:
+                    hi = mid
+            return lo
+        finally:
+            pool.destroy()
+
+    def random_size(self, rng: random.Random, page_size: int) -> int:
+        top = self.max_size_for(page_size)
+        pick = rng.random()
+        if pick < 0.3:
+            return rng.randint(1, min(96, top))
+        if pick < 0.65:
+            return rng.randint(1, max(1, top // 2))
+        if pick < 0.95:
+            return rng.randint(max(1, top // 2), top)
+        return rng.choice((1, top))
+
+    # -- the driver class ----------------------------------------------------------------
+    def test_declaration(self) -> None:
+        check_declaration("zpool", self.module.name, self.driver, Zpool)
+        assert isinstance(self.driver.can_compact, bool)
+
+    # -- sizes and errors ----------------------------------------------------------------
+    def test_size_limits(self, page_size: int) -> None:
+        pool, objs = self.new_pool(page_size)
+        for bad in (0, -1):
+            with pytest.raises(ZpoolError) as info:
+                pool.malloc(bad)
+            _expect_errno(info.value, errno.EINVAL, f"malloc({bad})")
+        top = self.max_size_for(page_size)
+        assert top >= page_size // 2, (
+            f"the largest object is {top} bytes: zswap needs at least half a page"
+        )
+        too_big = {top + 1, 2 * page_size + 1}
+        if self.max_size is None:
+            too_big |= {page_size + 1}
+        for size in sorted(too_big):
+            with pytest.raises(ZpoolError) as info:
+                pool.malloc(size)
+            _expect_errno(info.value, errno.ENOSPC, f"malloc({size}) (max {top})")
+        objs.accounting("after refused mallocs")
+        assert pool.nr_pages == 0, "refused mallocs left pages behind"
+        for size in (1, top, top - 1, 2, top // 2):
+            objs.alloc(size)
+        objs.verify("objects of the extreme sizes")
+        objs.free_all()
+        objs.accounting("after freeing everything")
+
+    def test_double_free_and_bad_handles(self, page_size: int) -> None:
+        pool, objs = self.new_pool(page_size)
+        keep = [objs.alloc(s) for s in (10, 200, 1000)]
+        victim = objs.alloc(300)
+        objs.free(victim)
+        with pytest.raises(ZpoolError) as info:
+            pool.free(victim)
+        _expect_errno(info.value, errno.EINVAL, "free() of a freed handle")
+        with pytest.raises(ZpoolError):
+            pool.free(MAX_HANDLE)
+        objs.verify("after a double free was refused")
+        assert len(keep) == len(objs.live)
+        objs.free_all()
+        assert pool.nr_pages == 0, "pages not returned after freeing everything"
+
+    # -- random operations ---------------------------------------------------------------
+    def test_random_operations(self, page_size: int) -> None:
+        """malloc/write/rewrite/free (and compact) in a seeded random order.
+
+        After every step every live object is read back: two objects sharing a byte,
+        or a write landing outside its object, fails here.
+        """
+        rng = random.Random(self.seed * 1009 + page_size)
+        pool, objs = self.new_pool(page_size)
+        cap = 48 + rng.randrange(48)
+        for step in range(self.steps):
+            op = rng.random()
+            where = f"step {step} (seed {self.seed}, page size {page_size})"
+            if not objs.live or (op < 0.5 and len(objs.live) < cap):
+                size = self.random_size(rng, page_size)
+                try:
+                    objs.alloc(size)
+                except ZpoolError as exc:
+                    raise AssertionError(
+                        f"{where}: malloc({size}) failed although the largest size is "
+                        f"{self.max_size_for(page_size)}: {exc}"
+                    ) from exc
+            elif op < 0.85:
+                objs.free(rng.choice(list(objs.live)))
+            elif op < 0.95:
+                objs.rewrite(rng.choice(list(objs.live)))
+            elif op < 0.98 and self.driver.can_compact:
+                freed = pool.compact()
+                assert isinstance(freed, int) and freed >= 0
+            else:  # free about half: pages empty out and must go back
+                for h in rng.sample(list(objs.live), len(objs.live) // 2):
+                    objs.free(h)
+            objs.verify(where)
+        objs.free_all()
+        assert pool.nr_pages == 0, f"{pool.nr_pages} pages kept after freeing every object"
+        pool.destroy()
+        assert objs.pages.nr_pages == 0, "pages kept after destroy()"
+
+    def test_many_handles_unique(self, page_size: int) -> None:
+        pool, objs = self.new_pool(page_size)
+        rng = random.Random(self.seed + 7)
+        for _ in range(400):
+            objs.alloc(rng.randint(1, 200))
+        assert pool.nr_pages > 0
+        objs.verify("400 small objects")
+        for h in list(objs.live)[::2]:
+            objs.free(h)
+        for _ in range(200):
+            objs.alloc(rng.randint(1, 200))
+        objs.verify("after reusing freed space")
+
+    def test_map_modes(self, page_size: int) -> None:
+        pool, objs = self.new_pool(page_size)
+        h = objs.alloc(100)
+        view = pool.map(h, MapMode.RW)
+        try:
+            view[:4] = b"ABCD"
+        finally:
+            pool.unmap(h)
+        objs.live[h] = b"ABCD" + objs.live[h][4:]
+        objs.verify("after a write through a RW mapping")
+        assert pool.read(h, 4) == b"ABCD"
+
+    # -- pages ---------------------------------------------------------------------------
+    def test_destroy_returns_every_page(self, page_size: int) -> None:
+        pool, objs = self.new_pool(page_size)
+        rng = random.Random(self.seed + 3)
+        for _ in range(60):
+            objs.alloc(self.random_size(rng, page_size))
+        assert objs.pages.nr_pages > 0
+        objs.accounting("60 objects")
+        pool.destroy()
+        assert objs.pages.nr_pages == 0, (
+            f"destroy() kept {objs.pages.nr_pages} pages of the PageAllocator"
+        )
+
+    def test_enomem_leaves_pool_consistent(self, page_size: int) -> None:
+        """The k-th page allocation fails: malloc raises ENOMEM and nothing is lost."""
+        top = self.max_size_for(page_size)
+        for size in sorted({top, page_size // 3, 48}):
+            for k in (1, 2, 3, 5):
+                pool, objs = self.new_pool(page_size)
+                for s in (size, 20):
+                    objs.alloc(s)
+                calls = [0]
+
+                def fail(k: int = k, calls: list[int] = calls) -> bool:
+                    calls[0] += 1
+                    return calls[0] == k
+
+                objs.pages.fail = fail
+                where = f"size {size}, page allocation {k} refused"
+                refused: ZpoolError | None = None
+                for _ in range(k * (page_size // size + 2) * 32):
+                    try:
+                        objs.alloc(size)
+                    except ZpoolError as exc:
+                        refused = exc
+                        break
+                assert refused is not None, f"{where}: malloc never reported the failure"
+                _expect_errno(refused, errno.ENOMEM, f"malloc ({where})")
+                objs.verify(f"after ENOMEM ({where})")
+                objs.pages.stop_failing()
+                objs.alloc(size)
+                objs.verify(f"allocating again after ENOMEM ({where})")
+                objs.free_all()
+                assert pool.nr_pages == 0, f"{where}: pages kept after freeing everything"
+                pool.destroy()
+                assert objs.pages.nr_pages == 0
+
+    def test_page_limit(self, page_size: int) -> None:
+        pool, objs = self.new_pool(page_size, limit=4)
+        rng = random.Random(self.seed + 11)
+        full = 0
+        for _ in range(2000):
+            try:
+                objs.alloc(self.random_size(rng, page_size))
+            except ZpoolError as exc:
+                _expect_errno(exc, errno.ENOMEM, "malloc at the PageAllocator's limit")
+                full += 1
+                if full > 20:
+                    break
+        assert full, "a pool on 4 pages never ran out of memory"
+        assert objs.pages.nr_pages <= 4
+        objs.verify("at the page limit")
+        objs.free_all()
+        assert pool.nr_pages == 0
+
+    # -- threads -------------------------------------------------------------------------
+    def test_threads(self, page_size: int) -> None:
+        """Threads malloc, write, verify and free their own objects in one pool."""
+        pool, shared = self.new_pool(page_size)
+        owner: dict[int, int] = {}
+        lock = threading.Lock()
+
+        def work(t: int) -> None:
+            rng = random.Random(self.seed * 97 + t)
+            objs = _Objects(pool, shared.pages, serial0=(t + 1) << 40)
+            for step in range(self.steps // 2):
+                if not objs.live or (rng.random() < 0.55 and len(objs.live) < 24):
+                    h = objs.alloc(self.random_size(rng, page_size))
+                    with lock:
+                        other = owner.get(h)
+                        owner[h] = t
+                    assert other is None, f"handle {h:#x} given to threads {other} and {t}"
+                else:
+                    h = rng.choice(list(objs.live))
+                    with lock:
+                        del owner[h]
+                    objs.free(h)
+                for handle, data in objs.live.items():
+                    got = pool.read(handle, len(data))
+                    assert got == data, f"thread {t} step {step}: object {handle:#x} corrupted"
+            for h in list(objs.live):
+                with lock:
+                    del owner[h]
+                objs.free(h)
+
+        run_threads(self.threads, work)
+        shared.accounting("after the threads freed everything")
+        assert pool.nr_pages == 0, f"{pool.nr_pages} pages kept after all threads freed"
+
+    # -- compaction ----------------------------------------------------------------------
+    def test_compaction(self, page_size: int) -> None:
+        pool, objs = self.new_pool(page_size)
+        rng = random.Random(self.seed + 5)
+        for _ in range(5000):
+            objs.alloc(rng.randint(16, max(16, page_size // 8)))
+            if pool.nr_pages >= 12:
+                break
+        for h in list(objs.live):
+            if rng.random() < 0.7:
+                objs.free(h)
+        before = pool.nr_pages
+        freed = pool.compact()
+        assert isinstance(freed, int) and not isinstance(freed, bool) and freed >= 0
+        if not self.driver.can_compact:
+            assert freed == 0, "compact() freed pages but can_compact is False"
+        after = pool.nr_pages
+        assert after <= before, f"compact() grew the pool from {before} to {after} pages"
+        assert freed == before - after, (
+            f"compact() returned {freed} but the pool went from {before} to {after} pages"
+        )
+        objs.verify("after compact(): objects must be readable through their handles")
+        for _ in range(20):
+            objs.alloc(rng.randint(1, 300))
+        objs.verify("allocating after compact()")
+        objs.free_all()
+        assert pool.nr_pages == 0
+
+    # -- inside Zswap --------------------------------------------------------------------
+    def kit_registry(self) -> KitRegistry:
+        ref_c = load_driver("compressor", "kit-deflate", ReferenceDeflate, {})
+        ref_z = load_driver("zpool", "kit-pagepool", ReferencePagePool, {})
+        return KitRegistry(self.module, ref_c, ref_z)
+
+    def test_zswap_switch(self, page_size: int) -> None:
+        """Zswap (checksums on) switches its zpool to this one and back; no page is lost."""
+        reg = self.kit_registry()
+        comp = self.partner_compressor or first_available(
+            "compressor", BUNDLED_COMPRESSORS, "", "kit-deflate", reg
+        )
+        other = self.partner_zpool or first_available(
+            "zpool", ("kit-pagepool", *BUNDLED_ZPOOLS), self.module.name, "", reg
+        )
+        if not other:
+            pytest.skip("no other zpool to switch from (set partner_zpool)")
+        zswap_switch_check(
+            reg,
+            param="zpool",
+            plugin=self.module.name,
+            partner_compressor=comp,
+            partner_zpool=other,
+            page_size=page_size,
+            seed=self.seed,
+        )
+
+    def test_zswap_threads(self, page_size: int) -> None:
+        reg = self.kit_registry()
+        comp = self.partner_compressor or first_available(
+            "compressor", BUNDLED_COMPRESSORS, "", "kit-deflate", reg
+        )
+        zswap_threads_check(
+            reg, compressor=comp, zpool=self.module.name, page_size=page_size, seed=self.seed
+        )
