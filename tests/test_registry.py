@@ -309,3 +309,24 @@ def test_param_error_is_oserror_with_errno() -> None:
     e = ParamError(errno.ENOENT, "x")
     assert isinstance(e, OSError) and e.errno == errno.ENOENT
     assert isinstance(PluginError("x"), zswap_core.ZswapError)
+
+
+def test_no_observer_means_no_hook_call_on_the_hot_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing registered, store/load/invalidate never reach pluggy at all."""
+    from zswap_core import Zswap, _hooks
+
+    z = Zswap(compressor="lz4", zpool="zbud", ram_bytes=1 << 30)
+    z.init(0)
+    assert STATE.active is False
+
+    def boom() -> None:
+        raise AssertionError("the hook machinery was called with no observer")
+
+    monkeypatch.setattr(_hooks, "plugin_manager", boom)
+    page = bytes(range(256)) * 16
+    for off in range(50):
+        assert z.store(0, off, page)
+        assert z.load(0, off) == page
+        z.invalidate_page(0, off)
+    z.params["enabled"] = False
+    assert not z.store(0, 1, page)  # the refusal path too
