@@ -98,10 +98,24 @@ class Zpool:
         finally:
             self.unmap(handle)
 
-    def read(self, handle: int, size: int) -> bytes:
+    def read(self, handle: int, size: int) -> bytes | bytearray:
         """A copy of the object's first ``size`` bytes."""
         view = self.map(handle, MapMode.RO)
         try:
             return bytes(view[:size])
         finally:
             self.unmap(handle)
+
+    def alloc_write(self, data: Buffer) -> int:
+        """``malloc(len(data))`` then ``write``; returns the handle.
+
+        zswap's store path calls this once per page. An allocator can override it to
+        do both under one lock; errors are those of :meth:`malloc`.
+        """
+        handle = self.malloc(len(memoryview(data)))
+        try:
+            self.write(handle, data)
+        except BaseException:
+            self.free(handle)
+            raise
+        return handle

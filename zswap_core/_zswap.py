@@ -643,18 +643,13 @@ class Zswap:
         try:
             if dlen > _LEN_MASK:  # only with 64 KiB pages: more than an entry can record
                 raise ZpoolError(errno.ENOSPC, "compressed page too large")
-            handle = zpool.malloc(dlen)
-        except ZpoolError as exc:
-            self._stats.inc(
-                "reject_compress_poor" if exc.errno == errno.ENOSPC else "reject_alloc_fail"
-            )
+            handle = zpool.alloc_write(data)  # malloc + copy
+        except Exception as exc:
+            poor = isinstance(exc, ZpoolError) and exc.errno == errno.ENOSPC
+            self._stats.inc("reject_compress_poor" if poor else "reject_alloc_fail")
             self._pool_put(pool)
             return self._refuse(tree, offset)
-        try:
-            if not 0 < handle <= MAX_HANDLE:
-                raise ZpoolError(errno.EINVAL, f"handle {handle!r} out of range")
-            zpool.write(handle, data)
-        except BaseException:
+        if not 0 < handle <= MAX_HANDLE:  # a plugin breaking the handle contract
             with contextlib.suppress(Exception):
                 zpool.free(handle)
             self._stats.inc("reject_alloc_fail")

@@ -103,12 +103,13 @@ class _SizeClass:
 class _Zspage:
     """A chain of pages holding objects of one class."""
 
-    __slots__ = ("cls", "fg", "free", "inuse", "owner", "pages", "pos", "views")
+    # No cached memoryview per page: a memoryview costs ~180 bytes, more than the
+    # object it would serve; bytearray slices do the copies directly.
+    __slots__ = ("cls", "fg", "free", "inuse", "owner", "pages", "pos")
 
     def __init__(self, cls: _SizeClass, pages: list[bytearray]) -> None:
         self.cls = cls
         self.pages = pages
-        self.views = [memoryview(p) for p in pages]
         self.inuse = 0
         self.free = array("I", cls.free_tmpl)  # stack of free object indices
         self.owner = array("I", cls.owner_tmpl)  # object index -> table slot + 1
@@ -171,6 +172,15 @@ class Zsmalloc(Zpool):
 
     # -- allocation ------------------------------------------------------------------
     def malloc(self, size: int) -> int:
+        return self._alloc(size, None)
+
+    def alloc_write(self, data: Buffer) -> int:
+        """malloc + write under one lock (the store path's one call into the pool)."""
+        if data.__class__ is not bytes:
+            data = bytes(data)
+        return self._alloc(len(data), data)
+
+    def _alloc(self, size: int, data: bytes | bytearray | None) -> int:
         if type(size) is not int or not 0 < size <= self.page_size:
             if type(size) is int and size > self.page_size:
                 raise ZpoolError(errno.ENOSPC, f"zsmalloc: {size} bytes exceed a page")
@@ -220,6 +230,10 @@ class Zsmalloc(Zpool):
                 lst.append(zs)
                 cls.mask |= 1 << g
                 zs.fg = g
+            if data is not None:
+                if size > cls.dlen:  # pragma: no cover - the class was chosen for size
+                    raise ZpoolError(errno.EINVAL, "zsmalloc: data larger than its class")
+                self._put(zs, obj, data)
         return handle
 
     def free(self, handle: int) -> None:
@@ -277,7 +291,7 @@ class Zsmalloc(Zpool):
             end = o + cls.dlen
             self._hmap[hs] += 1
             if end <= self.page_size:
-                return zs.views[off >> self._page_shift][o:end]
+                return memoryview(zs.pages[off >> self._page_shift])[o:end]
             return self._map_span(hs, zs, off, mode)
 
     def _map_span(self, hs: int, zs: _Zspage, off: int, mode: MapMode) -> memoryview:
@@ -288,8 +302,8 @@ class Zsmalloc(Zpool):
         o = off & self._page_mask
         if mode != _WO:
             k = self.page_size - o
-            buf[:k] = zs.views[p][o:]
-            buf[k:dlen] = zs.views[p + 1][: dlen - k]
+            buf[:k] = zs.pages[p][o:]
+            buf[k:dlen] = zs.pages[p + 1][: dlen - k]
         recs = self._spans.get(hs)
         if recs is None:
             recs = self._spans[hs] = []
@@ -330,8 +344,8 @@ class Zsmalloc(Zpool):
                 o = off & self._page_mask
                 k = self.page_size - o
                 dlen = cls.dlen
-                zs.views[p][o:] = buf[:k]
-                zs.views[p + 1][: dlen - k] = buf[k:dlen]
+                zs.pages[p][o:] = buf[:k]
+                zs.pages[p + 1][: dlen - k] = buf[k:dlen]
             self._put_buf(buf)
 
     def write(self, handle: int, data: Buffer) -> None:
@@ -353,13 +367,13 @@ class Zsmalloc(Zpool):
             p = off >> self._page_shift
             o = off & self._page_mask
             if o + n <= self.page_size:
-                zs.views[p][o : o + n] = src
+                zs.pages[p][o : o + n] = src
             else:
                 k = self.page_size - o
-                zs.views[p][o:] = src[:k]
-                zs.views[p + 1][: n - k] = src[k:]
+                zs.pages[p][o:] = src[:k]
+                zs.pages[p + 1][: n - k] = src[k:]
 
-    def read(self, handle: int, size: int) -> bytes:
+    def read(self, handle: int, size: int) -> bytes | bytearray:
         """A copy of the object's first ``size`` bytes."""
         with self._lock:
             try:
@@ -383,7 +397,6 @@ class Zsmalloc(Zpool):
                         for page in zs.pages:
                             self.pages.free_page(page)
                         zs.pages = []
-                        zs.views = []
                     group.clear()
                 cls.mask = 0
                 cls.nr_zspages = 0
@@ -462,7 +475,6 @@ class Zsmalloc(Zpool):
         for page in zs.pages:
             self.pages.free_page(page)
         zs.pages = []
-        zs.views = []
         self.nr_pages -= cls.ppz
         cls.nr_zspages -= 1
 
@@ -491,28 +503,28 @@ class Zsmalloc(Zpool):
         wasted = cls.nr_zspages * cls.objs - cls.obj_used
         return wasted // cls.objs * cls.ppz
 
-    def _get(self, zs: _Zspage, obj: int, n: int) -> bytes:
+    def _get(self, zs: _Zspage, obj: int, n: int) -> bytearray:
         cls = zs.cls
         off = obj * cls.size + cls.hdr
         p = off >> self._page_shift
         o = off & self._page_mask
         if o + n <= self.page_size:
-            return zs.views[p][o : o + n].tobytes()
+            return zs.pages[p][o : o + n]
         k = self.page_size - o
-        return zs.views[p][o:].tobytes() + zs.views[p + 1][: n - k].tobytes()
+        return zs.pages[p][o:] + zs.pages[p + 1][: n - k]
 
-    def _put(self, zs: _Zspage, obj: int, data: bytes) -> None:
+    def _put(self, zs: _Zspage, obj: int, data: bytes | bytearray) -> None:
         cls = zs.cls
         n = len(data)
         off = obj * cls.size + cls.hdr
         p = off >> self._page_shift
         o = off & self._page_mask
         if o + n <= self.page_size:
-            zs.views[p][o : o + n] = data
+            zs.pages[p][o : o + n] = data
         else:
             k = self.page_size - o
-            zs.views[p][o:] = data[:k]
-            zs.views[p + 1][: n - k] = data[k:]
+            zs.pages[p][o:] = data[:k]
+            zs.pages[p + 1][: n - k] = data[k:]
 
     def _take(self, cls: _SizeClass, groups: range, skip: set[int]) -> _Zspage | None:
         """Remove and return a zspage from the first non-empty group of ``groups``."""
