@@ -479,7 +479,6 @@ BUG_CMDLINE_HALF_APPLIED = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_CMDLINE_HALF_APPLIED)
 def test_a_failing_constructor_leaves_boot_options_alone() -> None:
     reg = Registry()
     refused(
@@ -525,22 +524,11 @@ def test_malformed_modprobe_files(text: str, tmp_path: Path) -> None:
     assert reg.require("compressor", "zstd").params["level"] == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_modprobe(None / bytes / int) raises AttributeError or TypeError "
-    "from inside the parser instead of ParamError (parse_cmdline checks its type)",
-)
 @pytest.mark.parametrize("text", [None, b"options zstd level=1", 5])
 def test_modprobe_parser_rejects_wrong_types_with_its_error(text: object) -> None:
     refused(None, "malformed modprobe file", lambda: parse_modprobe(text), ParamError)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (kernel parity): integer parameters accept Python-only spellings: "
-    "'1_0' (digit separator) and non-ASCII digits like '\\u0663'; the kernel's "
-    "kstrtouint refuses both with EINVAL",
-)
 @pytest.mark.parametrize("value", ["1_0", "\u0663", "\uff11\uff10"])
 def test_integer_parameters_refuse_non_kernel_spellings(world: World, value: str) -> None:
     refused(world, "bad parameter value",

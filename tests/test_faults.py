@@ -531,7 +531,6 @@ def test_compressor_raising_keyboard_interrupt_propagates(
     assert s.swap_in(keep) == bytes(PS)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_BASEEXC_REF_LEAK)
 def test_compressor_raising_keyboard_interrupt_leaves_nothing_half_done(
     plugins: Registry, tmp_path: Path, rigs: list[Rig]
 ) -> None:
@@ -549,7 +548,6 @@ def test_compressor_raising_keyboard_interrupt_leaves_nothing_half_done(
     assert s.swap_in(keep) == bytes(PS)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_MALLOC_REF_LEAK)
 def test_allocator_raising_a_stray_exception_is_a_rejected_store(
     plugins: Registry, tmp_path: Path, rigs: list[Rig]
 ) -> None:

@@ -49,6 +49,8 @@ _TRUE = frozenset({"y", "Y", "1", "on", "true", "yes"})
 _FALSE = frozenset({"n", "N", "0", "off", "false", "no"})
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_INT = re.compile(r"\A([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z", re.ASCII)
 
 #: A set callback receives the parsed value and must commit it with
 #: :meth:`ModuleParams.commit` (or raise :class:`ParamError` to refuse it).
@@ -92,7 +94,7 @@ class Param:
         if "\0" in text:
             raise ParamError(errno.EINVAL, f"{self.name}: value contains a NUL byte")
         # sysfs writes usually end in a newline ("echo zstd > ..."); the kernel strips it.
-        stripped = text.strip()
+        stripped = text.strip(" \t\n\r\v\f")  # ASCII whitespace only, as the kernel
         if self.kind == "bool":
             if stripped in _TRUE:
                 return True
@@ -100,12 +102,20 @@ class Param:
                 return False
             raise ParamError(errno.EINVAL, f"{self.name}: {text!r} is not a bool (Y/N/1/0)")
         if self.kind in ("int", "uint"):
-            try:
-                number = int(stripped, 0)
-            except ValueError:
-                raise ParamError(errno.EINVAL, f"{self.name}: {text!r} is not an integer") from None
-            return self._check_range(number)
-        if any(ch in stripped for ch in "\n\r\t"):
+            # The kernel's kstrtoint with base 0: decimal, 0x hex, leading-0 octal,
+            # ASCII only (int() alone would take "1_0" and non-ASCII digits).
+            m = _INT.match(stripped)
+            if m is None:
+                raise ParamError(errno.EINVAL, f"{self.name}: {text!r} is not an integer")
+            sign, digits = m.group(1), m.group(2)
+            if digits[:2] in ("0x", "0X"):
+                number = int(digits[2:], 16)
+            elif len(digits) > 1 and digits[0] == "0":
+                number = int(digits[1:], 8)
+            else:
+                number = int(digits)
+            return self._check_range(-number if sign == "-" else number)
+        if _CONTROL.search(stripped):
             raise ParamError(errno.EINVAL, f"{self.name}: value contains a control character")
         return stripped
 
@@ -280,6 +290,8 @@ class ModprobeConfig:
 
 def parse_modprobe(text: str, *, source: str = "<string>") -> ModprobeConfig:
     """Parse one modprobe.d file (``options zstd level=5``, ``blacklist lzo``, ``#``)."""
+    if not isinstance(text, str):
+        raise ParamError(errno.EINVAL, f"{source}: expected text, got {type(text).__name__}")
     cfg = ModprobeConfig()
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()

@@ -399,13 +399,20 @@ class Zswap:
         parsed = parse_cmdline(cmdline)
         ours: dict[str, Any] = dict(parsed.pop("zswap", {}))
         reg = kwargs.get("registry") or default_registry()
-        # Validate everything before changing anything.
+        # Validate everything before changing anything...
         probe = ModuleParams("zswap", _PARAMS, builtin=True)
         for name, value in ours.items():
             probe.declaration(name).parse(value)
-        for module, opts in parsed.items():
-            reg.set_boot_options(module, opts)
-        return cls(**ours, **kwargs)
+        # ...and hand other modules' options over only once this instance exists, so
+        # that a failing constructor leaves them untouched.
+        z = cls(**ours, **kwargs)
+        try:
+            for module, opts in parsed.items():
+                reg.set_boot_options(module, opts)
+        except BaseException:
+            z.close()
+            raise
+        return z
 
     # -- parameter callbacks (run under the built-in parameter lock) -----------------------
     def _set_enabled(self, params: ModuleParams, name: str, value: bool) -> None:
@@ -639,16 +646,22 @@ class Zswap:
             log.debug("compress failed: %s", exc)
             self._pool_put(pool)
             return self._refuse(tree, offset)
+        except BaseException:  # KeyboardInterrupt in the codec: no reference may leak
+            self._pool_put(pool)
+            raise
         zpool = pool.zpool
         try:
             if dlen > _LEN_MASK:  # only with 64 KiB pages: more than an entry can record
                 raise ZpoolError(errno.ENOSPC, "compressed page too large")
             handle = zpool.alloc_write(data)  # malloc + copy
-        except Exception as exc:
+        except Exception as exc:  # any allocator failure is a refusal, never an escape
             poor = isinstance(exc, ZpoolError) and exc.errno == errno.ENOSPC
             self._stats.inc("reject_compress_poor" if poor else "reject_alloc_fail")
             self._pool_put(pool)
             return self._refuse(tree, offset)
+        except BaseException:
+            self._pool_put(pool)
+            raise
         if not 0 < handle <= MAX_HANDLE:  # a plugin breaking the handle contract
             with contextlib.suppress(Exception):
                 zpool.free(handle)
