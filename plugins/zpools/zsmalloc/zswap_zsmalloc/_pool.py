@@ -186,7 +186,8 @@ class Zsmalloc(Zpool):
                 raise ZpoolError(errno.ENOSPC, f"zsmalloc: {size} bytes exceed a page")
             raise ZpoolError(errno.EINVAL, f"zsmalloc: bad allocation size {size!r}")
         cls = self._cls_by_size[size]
-        with self._lock:
+        self._lock.acquire()  # not `with`: half the cost on the hot path
+        try:
             if self._dead:
                 raise ZpoolError(errno.EINVAL, "zsmalloc: pool destroyed")
             hfree = self._hfree
@@ -234,10 +235,13 @@ class Zsmalloc(Zpool):
                 if size > cls.dlen:  # pragma: no cover - the class was chosen for size
                     raise ZpoolError(errno.EINVAL, "zsmalloc: data larger than its class")
                 self._put(zs, obj, data)
+        finally:
+            self._lock.release()
         return handle
 
     def free(self, handle: int) -> None:
-        with self._lock:
+        self._lock.acquire()  # not `with`: half the cost on the hot path
+        try:
             try:
                 hs = handle & _SLOT_MASK
                 zs = self._hzs[hs]
@@ -274,6 +278,8 @@ class Zsmalloc(Zpool):
                     cls.mask |= 1 << g
                 else:
                     self._free_zspage(zs)
+        finally:
+            self._lock.release()
 
     # -- mapping ---------------------------------------------------------------------
     def map(self, handle: int, mode: MapMode = MapMode.RW) -> memoryview:
@@ -375,7 +381,8 @@ class Zsmalloc(Zpool):
 
     def read(self, handle: int, size: int) -> bytes | bytearray:
         """A copy of the object's first ``size`` bytes."""
-        with self._lock:
+        self._lock.acquire()  # not `with`: half the cost on the hot path
+        try:
             try:
                 hs = handle & _SLOT_MASK
                 zs = self._hzs[hs]
@@ -384,6 +391,8 @@ class Zsmalloc(Zpool):
             if zs is None or self._hval[hs] != handle:
                 raise _einval(handle)
             return self._get(zs, self._hobj[hs], min(max(size, 0), zs.cls.dlen))
+        finally:
+            self._lock.release()
 
     # -- pool ------------------------------------------------------------------------
     def destroy(self) -> None:
