@@ -8,11 +8,12 @@ plugin).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
-
 from ._api import API_VERSION
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import ClassVar
+
     from typing_extensions import Buffer
 
     from ._params import ModuleParams, Param

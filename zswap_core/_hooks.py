@@ -10,16 +10,17 @@ one module attribute (:data:`STATE.active`) before building any call.
 
 from __future__ import annotations
 
-import logging
 import threading
-from typing import TYPE_CHECKING, Any
 
+from ._log import log
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import pluggy
 
 __all__ = ["STATE", "hookimpl", "plugin_manager", "register_observer", "unregister_observer"]
-
-log = logging.getLogger("zswap_core")
 
 PROJECT = "zswap"
 

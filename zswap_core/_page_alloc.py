@@ -8,7 +8,6 @@ that all pages came back. It can be told to fail (``ENOMEM``) for fault injectio
 from __future__ import annotations
 
 import errno
-import random
 import threading
 from collections.abc import Callable
 
@@ -71,6 +70,8 @@ class PageAllocator:
     # -- fault injection -------------------------------------------------------------
     def fail_randomly(self, probability: float, *, seed: int = 0) -> None:
         """Refuse each allocation with ``probability`` (seeded, reproducible)."""
+        import random  # fault injection only
+
         rng = random.Random(seed)
         self.fail = lambda: rng.random() < probability
 

@@ -18,13 +18,20 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shlex
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from ._errors import ParamError
+from ._records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, Literal
+
+    ParamKind = Literal["bool", "int", "uint", "charp"]
+    #: A set callback receives the parsed value and must commit it with
+    #: :meth:`ModuleParams.commit` (or raise :class:`ParamError` to refuse it).
+    SetCallback = Callable[["ModuleParams", str, Any], None]
 
 __all__ = [
     "BUILTIN_PARAM_LOCK",
@@ -35,8 +42,6 @@ __all__ = [
     "parse_cmdline",
     "parse_modprobe",
 ]
-
-ParamKind = Literal["bool", "int", "uint", "charp"]
 
 #: The one lock of all built-in modules (the kernel's ``param_lock`` for built-in code).
 #: Re-entrant so that a set callback may read its module's other parameters.
@@ -52,27 +57,44 @@ _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _INT = re.compile(r"\A([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z", re.ASCII)
 
-#: A set callback receives the parsed value and must commit it with
-#: :meth:`ModuleParams.commit` (or raise :class:`ParamError` to refuse it).
-SetCallback = Callable[["ModuleParams", str, Any], None]
 
+class Param(Record):
+    """Declaration of one parameter of a module (read-only once made).
 
-@dataclass(frozen=True)
-class Param:
-    """Declaration of one parameter of a module.
-
-    ``writable`` is the sysfs permission: False means boot-time (and modprobe) only.
-    ``on_set`` replaces the plain store, as a kernel ``kernel_param_ops.set``.
+    ``Param(name, kind, default, description="", writable=True, minimum=None,
+    maximum=None, on_set=None)``; ``kind`` is ``"bool"``, ``"int"``, ``"uint"`` or
+    ``"charp"``. ``writable`` is the sysfs permission: False means boot-time (and
+    modprobe) only. ``on_set`` replaces the plain store, as a kernel
+    ``kernel_param_ops.set``.
     """
 
+    __slots__ = (
+        "default",
+        "description",
+        "kind",
+        "maximum",
+        "minimum",
+        "name",
+        "on_set",
+        "writable",
+    )
+    _fields = ("name", "kind", "default", "description", "writable", "minimum", "maximum", "on_set")
+    _defaults: ClassVar[dict[str, Any]] = {
+        "description": "",
+        "writable": True,
+        "minimum": None,
+        "maximum": None,
+        "on_set": None,
+    }
+    _frozen = True
     name: str
     kind: ParamKind
     default: Any
-    description: str = ""
-    writable: bool = True
-    minimum: int | None = None
-    maximum: int | None = None
-    on_set: SetCallback | None = field(default=None, compare=False)
+    description: str
+    writable: bool
+    minimum: int | None
+    maximum: int | None
+    on_set: SetCallback | None
 
     def parse(self, value: object) -> Any:
         """Turn a typed value or its string form into this parameter's type."""
@@ -139,7 +161,7 @@ class Param:
         return str(value)
 
 
-class ModuleParams(Mapping[str, Any]):
+class ModuleParams(Mapping[str, object]):
     """The parameter values of one module, behind that module's lock.
 
     Reads are typed (``params["enabled"] is True``); :meth:`sysfs` gives the string
@@ -264,6 +286,8 @@ def parse_cmdline(cmdline: str) -> dict[str, dict[str, str]]:
         raise ParamError(errno.EINVAL, f"boot string must be str, got {type(cmdline).__name__}")
     if "\0" in cmdline:
         raise ParamError(errno.EINVAL, "boot string contains a NUL byte")
+    import shlex  # only boot strings need it
+
     try:
         words = shlex.split(cmdline, comments=False, posix=True)
     except ValueError as exc:
@@ -280,12 +304,14 @@ def parse_cmdline(cmdline: str) -> dict[str, dict[str, str]]:
     return out
 
 
-@dataclass
 class ModprobeConfig:
     """What modprobe.d files say: per-module options and blacklisted modules."""
 
-    options: dict[str, dict[str, str]] = field(default_factory=dict)
-    blacklist: set[str] = field(default_factory=set)
+    __slots__ = ("blacklist", "options")
+
+    def __init__(self) -> None:
+        self.options: dict[str, dict[str, str]] = {}
+        self.blacklist: set[str] = set()
 
 
 def parse_modprobe(text: str, *, source: str = "<string>") -> ModprobeConfig:

@@ -18,20 +18,26 @@ on-disk cache nor ``ExtensionManager.ENTRY_POINT_CACHE`` is ever consulted.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import re
 import sys
 import threading
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
 
 from ._api import API_VERSION, SUPPORTED_API_VERSIONS
 from ._errors import ApiVersionError, DuplicatePluginError, ParamError, PluginError
+from ._log import log
 from ._params import BUILTIN_PARAM_LOCK, ModuleParams, read_modprobe_dir, split_words
+from ._records import Record
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
+    from typing import Any, ClassVar, Literal
+
+    Kind = Literal["compressor", "zpool"]
+    State = Literal["loaded", "available", "failed", "blocked", "duplicate"]
+else:  # importable at run time too (zswap_core.testing uses it), without typing
+    Kind = State = str
 
 __all__ = [
     "GROUPS",
@@ -49,10 +55,6 @@ __all__ = [
     "unblock_plugin",
     "zpool_has_pool",
 ]
-
-log = logging.getLogger("zswap_core")
-
-Kind = Literal["compressor", "zpool"]
 
 GROUPS: dict[str, str] = {"compressor": "zswap.compressors", "zpool": "zswap.zpools"}
 
@@ -80,44 +82,56 @@ ENV_MODPROBE_DIR = "ZSWAP_MODPROBE_DIR"
 _VALID_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
-@dataclass
-class LoadedModule:
-    """A plugin that has been imported and accepted: its driver class and parameters."""
+class LoadedModule(Record):
+    """A plugin that has been imported and accepted: its driver class and parameters.
 
+    ``LoadedModule(kind, name, driver, params, distribution, version, use_count=0)``.
+    """
+
+    __slots__ = ("distribution", "driver", "kind", "name", "params", "use_count", "version")
+    _fields = ("kind", "name", "driver", "params", "distribution", "version", "use_count")
+    _defaults: ClassVar[dict[str, Any]] = {"use_count": 0}
     kind: Kind
     name: str
     driver: type[Any]
     params: ModuleParams
     distribution: str | None
     version: str | None
-    use_count: int = 0
+    use_count: int
 
 
-@dataclass(frozen=True)
-class PluginInfo:
+class PluginInfo(Record):
     """One row of ``zswap lsmod``; building it imports nothing."""
 
+    __slots__ = ("distribution", "error", "kind", "name", "state", "target", "use_count", "version")
+    _fields = ("kind", "name", "distribution", "version", "target", "state", "use_count", "error")
+    _defaults: ClassVar[dict[str, Any]] = {"error": None}
+    _frozen = True
     kind: Kind
     name: str
     distribution: str | None
     version: str | None
     target: str
-    state: Literal["loaded", "available", "failed", "blocked", "duplicate"]
+    state: State
     use_count: int
-    error: str | None = None
+    error: str | None
 
 
-@dataclass
 class _Candidate:
-    ep: EntryPoint
-    distribution: str | None
-    version: str | None
+    __slots__ = ("distribution", "ep", "version")
+
+    def __init__(self, ep: EntryPoint, distribution: str | None, version: str | None) -> None:
+        self.ep = ep
+        self.distribution = distribution
+        self.version = version
 
 
-@dataclass
 class _Scan:
-    by_group: dict[str, dict[str, list[_Candidate]]] = field(default_factory=dict)
-    hooks: list[_Candidate] = field(default_factory=list)
+    __slots__ = ("by_group", "hooks")
+
+    def __init__(self, by_group: dict[str, dict[str, list[_Candidate]]]) -> None:
+        self.by_group = by_group
+        self.hooks: list[_Candidate] = []
 
 
 def _dist_name(ep: EntryPoint) -> tuple[str | None, str | None]:
@@ -479,7 +493,7 @@ class Registry:
                     state = "available"
                 rows.append(
                     PluginInfo(
-                        kind,  # type: ignore[arg-type]
+                        kind,
                         name,
                         mod.distribution if mod else cand.distribution,
                         mod.version if mod else cand.version,

@@ -8,11 +8,13 @@ gives them all back when emptied or destroyed. Handles are ints, opaque to the c
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._api import API_VERSION
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
     from typing_extensions import Buffer
 
     from ._page_alloc import PageAllocator

@@ -16,10 +16,8 @@ when checksums are on. See ``_Tree`` for the layout.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import itertools
-import logging
 import os
 import struct
 import threading
@@ -27,24 +25,27 @@ import warnings
 import zlib
 from array import array
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from . import _hooks
 from ._errors import CompressError, DecompressError, ParamError, ZpoolError, ZswapError
+from ._log import log
 from ._page_alloc import PageAllocator
 from ._params import ModuleParams, Param, parse_cmdline
-from ._registry import Kind, LoadedModule, Registry, default_registry
+from ._records import Record
+from ._registry import LoadedModule, Registry, default_registry
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from typing_extensions import Buffer
 
     from ._compressor import Compressor
+    from ._registry import Kind
     from ._zpool import Zpool
 
 __all__ = ["MAX_SWAPFILES", "PoolInfo", "WritebackHandler", "Zswap"]
-
-log = logging.getLogger("zswap_core")
 
 #: As the kernel: at most 32 swap types (swap files) at once.
 MAX_SWAPFILES = 32
@@ -147,10 +148,12 @@ class _Pool:
             return True
 
 
-@dataclass(frozen=True)
-class PoolInfo:
+class PoolInfo(Record):
     """A snapshot of one pool for ``z.pools``."""
 
+    __slots__ = ("compressor", "current", "name", "nr_entries", "total_size", "zpool")
+    _fields = ("name", "compressor", "zpool", "nr_entries", "total_size", "current")
+    _frozen = True
     name: str
     compressor: str
     zpool: str
@@ -390,7 +393,7 @@ class Zswap:
             "compressor": self._set_pool_param,
             "zpool": self._set_pool_param,
         }
-        decls = [Param(**{**p.__dict__, "on_set": callbacks.get(p.name)}) for p in _PARAMS]
+        decls = [p.replace(on_set=callbacks.get(p.name)) for p in _PARAMS]
         self.params = ModuleParams("zswap", decls, builtin=True)
         self.params.add_listener(self._param_changed)
         self._init(boot_params)
@@ -675,8 +678,10 @@ class Zswap:
             self._pool_put(pool)
             raise
         if not 0 < handle <= MAX_HANDLE:  # a plugin breaking the handle contract
-            with contextlib.suppress(Exception):
+            try:
                 zpool.free(handle)
+            except Exception as exc:  # the handle is already bad; nothing more to undo
+                log.debug("freeing out-of-range handle %r: %s", handle, exc)
             self._stats.inc("reject_alloc_fail")
             self._pool_put(pool)
             return self._refuse(tree, offset)
