@@ -297,7 +297,8 @@ def test_observer_hooks_see_events() -> None:
     register_observer(obs)
     try:
         assert STATE.active is True
-        z = Zswap(compressor="lz4", zpool="nonexistent-zpool-for-test", ram_bytes=1 << 30)
+        with pytest.warns(RuntimeWarning, match="not available"):
+            z = Zswap(compressor="lz4", zpool="nonexistent-zpool-for-test", ram_bytes=1 << 30)
         z.params["max_pool_percent"] = 33
     finally:
         unregister_observer(obs)
