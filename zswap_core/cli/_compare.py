@@ -283,9 +283,28 @@ def _plot(results: list[dict[str, Any]], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     labels = [f"{r['compressor']}\n{r['zpool']}" for r in results]
-    fig, axes = plt.subplots(1, 3, figsize=(max(9, 1.1 * len(results) * 1.5), 4.5))
-    x = range(len(results))
+    x = list(range(len(results)))
+    width = max(8.0, 0.6 * len(results) + 2)
+    fig, axes = plt.subplots(4, 1, figsize=(width, 15))
+    # 1. the trade-off a user picks from: density against store cost
     ax = axes[0]
+    markers = {"zbud": "s", "z3fold": "^", "zsmalloc": "o"}
+    for r in results:
+        ax.scatter(r["store_us"], r["density"], marker=markers.get(r["zpool"], "D"), s=40)
+        ax.annotate(
+            f"{r['compressor']}/{r['zpool']}",
+            (r["store_us"], r["density"]),
+            fontsize="x-small",
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("store µs/page (log)")
+    ax.set_ylabel("stored pages per pool page")
+    ax.set_title("density against store cost (up and left is better)")
+    ax.grid(True, alpha=0.3)
+    # 2-4. the figures per combination
+    ax = axes[1]
     ax.bar([i - 0.2 for i in x], [r["ratio"] for r in results], 0.4, label="ratio (codec)")
     ax.bar(
         [i + 0.2 for i in x],
@@ -295,15 +314,16 @@ def _plot(results: list[dict[str, Any]], path: str, title: str) -> None:
     )
     ax.set_title("compression")
     ax.legend(fontsize="small")
-    axes[1].bar(x, [r["store_us"] for r in results], color="tab:orange")
-    axes[1].set_title("store µs/page")
-    axes[2].bar(x, [r["load_us"] for r in results], color="tab:green")
-    axes[2].set_title("load µs/page")
-    for a in axes:
-        a.set_xticks(list(x))
+    axes[2].bar(x, [r["store_us"] for r in results], color="tab:orange")
+    axes[2].set_yscale("log")
+    axes[2].set_title("store µs/page (log)")
+    axes[3].bar(x, [r["load_us"] for r in results], color="tab:green")
+    axes[3].set_title("load µs/page")
+    for a in axes[1:]:
+        a.set_xticks(x)
         a.set_xticklabels(labels, fontsize="x-small")
     fig.suptitle(title, fontsize="small")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     try:
         fig.savefig(path, format="png", dpi=100)
     except OSError as exc:
