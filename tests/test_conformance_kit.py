@@ -232,10 +232,56 @@ class ExpandingCompressor(Zlib):
         return super().decompress(bytes(src)[: len(src) - 3 * dlen], dlen)
 
 
+class AcceptsGarbageCompressor(Zlib):
+    """Input it cannot decode comes out as a page of zeros."""
+
+    def decompress(self, src, dlen):
+        try:
+            return super().decompress(src, dlen)
+        except (zlib.error, ValueError):
+            return bytes(dlen)
+
+
+class ZeroDlenCompressor(Zlib):
+    """dlen 0 reaches zlib as max_length 0, which means "no limit"."""
+
+    def decompress(self, src, dlen):
+        d = zlib.decompressobj()
+        out = d.decompress(src, dlen)
+        if not d.eof or (dlen and len(out) != dlen):
+            raise ValueError("truncated or wrong length")
+        return out
+
+
+class ThreadDependentCompressor(Zlib):
+    """Output depends on the calling thread (as with a context shared between threads)."""
+
+    def compress(self, src):
+        return zlib.compress(src, 1 if threading.current_thread() is threading.main_thread() else 9)
+
+
 class TestZlib(CompressorConformance):
     compressor_class = Zlib
     page_sizes = (4096,)
     zswap_page_sizes = (4096,)
+
+
+class TestAcceptsGarbage(TestZlib):
+    compressor_class = AcceptsGarbageCompressor
+
+
+class TestZeroDlen(TestZlib):
+    compressor_class = ZeroDlenCompressor
+
+
+class TestThreadDependent(TestZlib):
+    compressor_class = ThreadDependentCompressor
+
+
+class TestTrailingData(TestZlib):
+    """Zlib ignores bytes after the stream: not allowed when the kit is told otherwise."""
+
+    refuses_trailing_data = True
 
 
 class TestWrongData(TestZlib):
@@ -269,6 +315,11 @@ MUST_FAIL = {
     ("TestWrongData", "test_threads"): "came back wrong",
     ("TestPadsTruncated", "test_truncated_input_raises"): "instead of raising",
     ("TestExpanding", "test_output_bounded"): "compressed to",
+    ("TestAcceptsGarbage", "test_garbage_input_raises"): "instead of raising",
+    ("TestAcceptsGarbage", "test_corrupt_input_is_refused_or_page_sized"): "none of",
+    ("TestZeroDlen", "test_wrong_length_raises"): "dlen=0",
+    ("TestThreadDependent", "test_threads"): "compressed differently",
+    ("TestTrailingData", "test_extended_input"): "instead of raising",
 }
 
 

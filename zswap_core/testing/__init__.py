@@ -12,6 +12,9 @@ driver contract then runs against it::
     class TestMyCodec(CompressorConformance):
         compressor_name = "mycodec"
 
+A compressor with a ``level`` module parameter can also subclass
+:class:`LevelParameterTests`.
+
 For detailed assertion messages from the kit's own code, add to your ``conftest.py``
 (before anything imports the kit)::
 
@@ -31,12 +34,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._common import KitRegistry, page_mix, sample_pages
 from ._compressor_kit import CompressorConformance
+from ._level_kit import LevelParameterTests
 from ._reference import ReferenceDeflate, ReferencePagePool
 from ._zpool_kit import ZpoolConformance
 
 __all__ = [
     "CompressorConformance",
     "KitRegistry",
+    "LevelParameterTests",
     "ReferenceDeflate",
     "ReferencePagePool",
     "ZpoolConformance",

@@ -10,7 +10,7 @@ import pytest
 
 from .._compressor import Compressor
 from .._params import ModuleParams
-from .._registry import LoadedModule
+from .._registry import LoadedModule, crypto_has_comp, default_registry, list_plugins
 from ._common import (
     BUNDLED_COMPRESSORS,
     BUNDLED_ZPOOLS,
@@ -32,6 +32,8 @@ __all__ = ["CompressorConformance"]
 
 #: Pages that any real codec shrinks.
 COMPRESSIBLE = ("zero", "same-filled", "text", "sparse", "short-cycle", "ff")
+#: Pages of one repeated value: any real codec writes them in a few bytes.
+UNIFORM = ("zero", "same-filled", "ff")
 
 
 class CompressorConformance:
@@ -62,6 +64,11 @@ class CompressorConformance:
     #: zpool installed; the kit's reference zlib compressor).
     partner_zpool: ClassVar[str | None] = None
     partner_compressor: ClassVar[str | None] = None
+    #: The distribution the installed plugin must come from (None: not checked).
+    distribution: ClassVar[str | None] = None
+    #: Set when the format knows where it ends: bytes after a complete stream must
+    #: raise. (Otherwise they must at least not change the page.)
+    refuses_trailing_data: ClassVar[bool] = False
 
     module: LoadedModule
 
@@ -100,6 +107,18 @@ class CompressorConformance:
         )
         return bytes(out)
 
+    def compressed_size_bound(self, page_size: int) -> int:
+        """The most a page may compress to: override with your format's worst case."""
+        return 2 * page_size
+
+    def decompress_raises(self, comp: Compressor, data: Buffer, dlen: int, what: str) -> None:
+        """``decompress(data, dlen)`` must raise; returning anything is a failure."""
+        try:
+            out = comp.decompress(data, dlen)
+        except Exception:
+            return
+        raise AssertionError(f"decompress() of {what} returned {len(out)} bytes instead of raising")
+
     def round_trip(self, comp: Compressor, page: bytes, what: str) -> bytes:
         c = self.compressed(comp, page, what)
         out = comp.decompress(c, len(page))
@@ -111,7 +130,22 @@ class CompressorConformance:
 
     # -- the driver class ----------------------------------------------------------------
     def test_declaration(self) -> None:
+        """The class as the loader checks it; an installed plugin also as lsmod shows it."""
         check_declaration("compressor", self.module.name, self.driver, Compressor)
+        if self.compressor_class is not None:
+            return  # tested before it is installed: there is no registry entry
+        name = self.module.name
+        assert crypto_has_comp(name), f"crypto_has_comp({name!r}) is False"
+        assert default_registry().require("compressor", name).driver is self.driver
+        assert self.driver.description.strip(), "an installed plugin needs a description"
+        rows = [r for r in list_plugins() if (r.kind, r.name) == ("compressor", name)]
+        assert len(rows) == 1, f"list_plugins() shows {len(rows)} rows for {name!r}"
+        assert rows[0].state == "loaded", rows[0]
+        assert rows[0].distribution == self.module.distribution, rows[0]
+        if self.distribution is not None:
+            assert self.module.distribution == self.distribution, (
+                f"{name!r} comes from {self.module.distribution!r}, not {self.distribution!r}"
+            )
 
     # -- codec ---------------------------------------------------------------------------
     def test_round_trip(self, page_size: int) -> None:
@@ -138,15 +172,26 @@ class CompressorConformance:
             self.round_trip(comp, bytes(page[:page_size]), f"random mix page {i}")
 
     def test_accepts_any_buffer(self, page_size: int) -> None:
-        """The core hands decompress() a memoryview slice of the zpool's memory."""
+        """Pages come as bytes, bytearray or memoryview; the core hands decompress() a
+        memoryview slice of the zpool's memory. The output is the same for each."""
         comp = self.new_compressor()
-        page = sample_pages(page_size, self.seed)["text"]
-        c = self.compressed(comp, memoryview(page), "a memoryview")
-        assert self.compressed(comp, bytearray(page), "a bytearray") is not None
-        arena = bytearray(len(c) + 64)
-        arena[16 : 16 + len(c)] = c
-        out = comp.decompress(memoryview(arena)[16 : 16 + len(c)], page_size)
-        assert out == page, "decompress() of a memoryview slice returned wrong data"
+        for kind, page in sample_pages(page_size, self.seed).items():
+            c = self.compressed(comp, page, kind)
+            for src in (bytearray(page), memoryview(page)):
+                what = f"a {kind} page as {type(src).__name__}"
+                assert self.compressed(comp, src, what) == c, f"{what} compressed differently"
+            arena = bytearray(len(c) + 64)
+            arena[16 : 16 + len(c)] = c
+            views: tuple[tuple[str, Buffer], ...] = (
+                ("a memoryview of a bytearray", memoryview(bytearray(c))),
+                ("a memoryview slice", memoryview(arena)[16 : 16 + len(c)]),
+            )
+            for what, view in views:
+                out = comp.decompress(view, page_size)
+                assert isinstance(out, bytes | bytearray), (
+                    f"decompress() of {what} returned {type(out).__name__}, not bytes"
+                )
+                assert out == page, f"decompress() of {what} ({kind} page) returned wrong data"
 
     def test_compressible_pages_shrink(self, page_size: int) -> None:
         comp = self.new_compressor()
@@ -156,21 +201,27 @@ class CompressorConformance:
             assert len(c) < page_size, (
                 f"a {kind} page of {page_size} bytes compressed to {len(c)} bytes"
             )
-        text = self.compressed(comp, pages["text"], "text")
-        assert len(text) < page_size * 3 // 4, (
-            f"a text page compressed only to {len(text)} of {page_size} bytes"
-        )
+        limits = [("text", page_size // 2), ("heap", page_size * 3 // 4)]
+        limits += [(kind, page_size // 64) for kind in UNIFORM]
+        for kind, limit in limits:
+            c = self.compressed(comp, pages[kind], kind)
+            assert len(c) < limit, (
+                f"a {kind} page compressed only to {len(c)} of {page_size} bytes "
+                f"(expected under {limit})"
+            )
 
     def test_output_bounded(self, page_size: int) -> None:
-        """Output is never empty and never over two pages (the core's buffer)."""
+        """Output is never empty and never over two pages (the core's buffer), nor over
+        :meth:`compressed_size_bound`."""
         comp = self.new_compressor()
         rng = random.Random(self.seed + 1)
+        bound = min(2 * page_size, self.compressed_size_bound(page_size))
         pages = list(sample_pages(page_size, self.seed).items())
         pages += [(f"random {i}", rng.randbytes(page_size)) for i in range(8)]
         for kind, page in pages:
             c = self.compressed(comp, page, kind)
-            assert 0 < len(c) <= 2 * page_size, (
-                f"a {kind} page of {page_size} bytes compressed to {len(c)} bytes"
+            assert 0 < len(c) <= bound, (
+                f"a {kind} page of {page_size} bytes compressed to {len(c)} bytes (bound {bound})"
             )
 
     def test_truncated_input_raises(self, page_size: int) -> None:
@@ -178,16 +229,49 @@ class CompressorConformance:
         comp = self.new_compressor()
         for kind, page in sample_pages(page_size, self.seed).items():
             c = self.compressed(comp, page, kind)
-            for cut in sorted({0, 1, len(c) // 2, len(c) - 1} - {len(c)}):
+            n = len(c)
+            for cut in sorted({k for k in (0, 1, 2, n // 3, n // 2, n - 2, n - 1) if 0 <= k < n}):
                 try:
                     out = comp.decompress(c[:cut], page_size)
                 except Exception:
                     continue
                 raise AssertionError(
-                    f"decompress() of a {kind} page's output cut to {cut} of {len(c)} bytes "
+                    f"decompress() of a {kind} page's output cut to {cut} of {n} bytes "
                     f"returned {len(out)} bytes instead of raising"
                     + (" (the page itself!)" if out == page else "")
                 )
+            assert comp.decompress(c, page_size) == page, (
+                f"after refusing cut-off input, the intact {kind} page no longer decodes"
+            )
+
+    def test_extended_input(self, page_size: int) -> None:
+        """Bytes after a complete stream never change the page (with
+        ``refuses_trailing_data``: they raise)."""
+        comp = self.new_compressor()
+        for kind, page in sample_pages(page_size, self.seed).items():
+            c = self.compressed(comp, page, kind)
+            for tail in (b"\0", b"garbage", c):
+                what = f"a {kind} page's output with {len(tail)} bytes appended"
+                if self.refuses_trailing_data:
+                    self.decompress_raises(comp, c + tail, page_size, what)
+                    continue
+                try:
+                    out = comp.decompress(c + tail, page_size)
+                except Exception:
+                    continue
+                assert out == page, f"decompress() of {what} returned a different page"
+            assert comp.decompress(c, page_size) == page, (
+                f"after extended input, the intact {kind} page no longer decodes"
+            )
+
+    def test_garbage_input_raises(self, page_size: int) -> None:
+        """Random bytes and runs of 0xff are no compressed page."""
+        comp = self.new_compressor()
+        rng = random.Random(self.seed + page_size)
+        for n in (1, 7, 64, page_size // 2, page_size, 2 * page_size):
+            self.decompress_raises(comp, rng.randbytes(n), page_size, f"{n} random bytes")
+        for n in (7, 64, page_size):
+            self.decompress_raises(comp, b"\xff" * n, page_size, f"{n} 0xff bytes")
 
     def test_corrupt_input_is_refused_or_page_sized(self, page_size: int) -> None:
         """Garbage either raises or decodes to exactly ``dlen`` bytes, never another size.
@@ -199,52 +283,60 @@ class CompressorConformance:
         comp = self.new_compressor()
         rng = random.Random(self.seed + 2)
         samples = sample_pages(page_size, self.seed)
-        inputs: list[tuple[str, bytes]] = [
-            ("random bytes", rng.randbytes(n)) for n in (1, 7, 100, page_size // 2, page_size)
-        ]
-        inputs += [("0xff bytes", b"\xff" * 64), ("zeros", bytes(64))]
-        for kind in ("text", "heap", "random"):
+        inputs: list[tuple[str, bytes]] = [("zeros", bytes(64))]
+        flipped = 0
+        for kind, count in (("text", 20), ("heap", 300), ("random", 20)):
             c = bytearray(self.compressed(comp, samples[kind], kind))
-            for _ in range(6):
+            for _ in range(count):
                 bad = bytearray(c)
                 for _ in range(rng.randint(1, 4)):
                     bad[rng.randrange(len(bad))] ^= 1 << rng.randrange(8)
                 inputs.append((f"a {kind} page's output with flipped bits", bytes(bad)))
+                flipped += 1
+        raised = 0
         for what, data in inputs:
             try:
                 out = comp.decompress(data, page_size)
             except Exception:
+                raised += 1
                 continue
             assert isinstance(out, bytes | bytearray) and len(out) == page_size, (
                 f"decompress() of {what} returned {len(out)} bytes; expected {page_size} "
                 "or an exception"
             )
+        assert raised > 0, f"none of {flipped} corrupted outputs raised: is input checked?"
 
     def test_wrong_length_raises(self, page_size: int) -> None:
-        """Input that decodes to N bytes is not a page of N+1 or N-1 bytes."""
+        """Input that decodes to N bytes is not a page of any other size (nor of 0 or -1)."""
         comp = self.new_compressor()
+        dlens = (page_size - 1, page_size + 1, page_size // 2, 2 * page_size, 1, 0, -1)
         for kind in ("text", "random", "zero"):
             page = sample_pages(page_size, self.seed)[kind]
             c = self.compressed(comp, page, kind)
-            for dlen in (page_size - 1, page_size + 1):
-                try:
-                    out = comp.decompress(c, dlen)
-                except Exception:
-                    continue
-                raise AssertionError(
-                    f"decompress() of a {page_size}-byte {kind} page with dlen={dlen} "
-                    f"returned {len(out)} bytes instead of raising"
-                )
+            for dlen in dlens:
+                what = f"a {page_size}-byte {kind} page with dlen={dlen}"
+                self.decompress_raises(comp, c, dlen, what)
+            assert comp.decompress(c, page_size) == page, (
+                f"after a wrong dlen, the {kind} page no longer decodes"
+            )
 
     def test_threads(self, page_size: int) -> None:
-        """One instance (as one pool shares it) used by several threads at once."""
+        """One instance (as one pool shares it) used by several threads at once; each
+        thread gets the output one thread alone gets."""
         comp = self.new_compressor()
+        inputs = [
+            list(sample_pages(page_size, self.seed * 13 + t).values()) for t in range(self.threads)
+        ]
+        expected = [[comp.compress(page) for page in pages] for pages in inputs]
 
         def work(t: int) -> None:
-            pages = list(sample_pages(page_size, self.seed * 13 + t).values())
-            for r in range(6):
-                for i, page in enumerate(pages):
+            for r in range(8):
+                for i, (page, want) in enumerate(zip(inputs[t], expected[t], strict=True)):
                     c = comp.compress(page)
+                    assert c == want, (
+                        f"thread {t} round {r}: page {i} compressed differently than on one "
+                        "thread (state shared between threads?)"
+                    )
                     out = comp.decompress(c, page_size)
                     assert out == page, f"thread {t} round {r}: page {i} came back wrong"
 

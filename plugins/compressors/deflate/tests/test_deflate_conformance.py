@@ -7,3 +7,9 @@ from zswap_core.testing import CompressorConformance
 
 class TestDeflate(CompressorConformance):
     compressor_name = "deflate"
+    distribution = "zswap-deflate"
+    page_sizes = (4096, 16384, 65536)
+    refuses_trailing_data = True
+
+    def compressed_size_bound(self, page_size: int) -> int:
+        return page_size + page_size // 512 + 64  # stored blocks and their headers

@@ -7,7 +7,13 @@ from zswap_core.testing import CompressorConformance
 
 class TestLZO(CompressorConformance):
     compressor_name = "lzo"
+    distribution = "zswap-lzo"
+    page_sizes = (4096, 16384, 65536)
+    refuses_trailing_data = True
+
+    def compressed_size_bound(self, page_size: int) -> int:
+        return page_size + page_size // 16 + 67  # lzo1x_worst_compress
 
 
-class TestLZORLE(CompressorConformance):
+class TestLZORLE(TestLZO):
     compressor_name = "lzo-rle"
