@@ -50,16 +50,18 @@ PAGES = 1500
 REPEATS = 11
 
 #: our time / the floor's time (CPU time, median of the paired ratios);
-#: current: store ~2.4, load ~2.7 (see the module docstring)
-MAX_STORE_RATIO = 3.7
+#: current: store ~2.2, load ~2.7 (the hot path was trimmed after the first
+#: measurements of ~2.4 / ~2.7). The bounds leave ~1.5x room for noise and still sit
+#: well below twice the current ratios, which the sensitivity test checks.
+MAX_STORE_RATIO = 3.4
 MAX_LOAD_RATIO = 4.2
 #: metadata per stored page at 1500 pages (current: zswap's entries ~60 B, of which
 #: ~44 B is the one 4096-slot chunk pair mostly empty at this size; all metadata
-#: ~370 B, most of it zsmalloc's per-zspage memoryviews)
+#: ~160 B since zsmalloc no longer keeps a memoryview per page)
 MAX_ENTRY_BYTES = 96
-MAX_TOTAL_METADATA_BYTES = 560
+MAX_TOTAL_METADATA_BYTES = 240
 #: the performance issue's target for all metadata (not met yet, see the xfail below)
-TARGET_TOTAL_METADATA_BYTES = 96
+TARGET_TOTAL_METADATA_BYTES = 64
 
 
 class _TwiceAsSlow(ZswapRAM):
@@ -151,8 +153,9 @@ def test_metadata_per_stored_page(metadata: dict[str, Any]) -> None:
 
 
 @pytest.mark.xfail(
-    reason="zsmalloc keeps a memoryview per pool page and arrays per zspage "
-    "(~230 B per stored page); the issue's target is not met yet",
+    reason="zsmalloc keeps two arrays per zspage and a handle table, and every pool "
+    "page is a bytearray object (~140 B per stored page in all); the issue's 64 B "
+    "target is not met (see the README's performance section)",
     strict=False,
 )
 def test_metadata_meets_the_issue_target(metadata: dict[str, Any]) -> None:
