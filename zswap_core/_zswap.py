@@ -630,66 +630,74 @@ class Zswap:
             return self._refuse(tree, offset)
 
         # same-filled pages: one word, no pool memory
+        same = False
         if self._same_enabled:
             first = page[:8]
-            if page[-8:] == first and (page == self._zero_page or first * self._words == page):
-                self._insert(tree, offset, _PRESENT | _SAME, int.from_bytes(first, "little"), page)
-                return self._stored(type, offset)
-        if not self._non_same_enabled:
-            return self._refuse(tree, offset)
+            same = page[-8:] == first and (page == self._zero_page or first * self._words == page)
+        if same:
+            packed = _PRESENT | _SAME
+            stamp = int.from_bytes(first, "little")  # the stamp slot holds the fill word
+            pid = 0
+        else:
+            if not self._non_same_enabled:
+                return self._refuse(tree, offset)
 
-        pool = self._current
-        if pool is None:
-            return self._refuse(tree, offset)
-        # The entry's pool reference (tryget, inlined). Locks are taken with
-        # acquire/release on this path: a `with` block costs about twice as much.
-        plock = pool.lock
-        plock.acquire()
-        refs = pool.refs
-        if refs > 0:
-            pool.refs = refs + 1
-        plock.release()
-        if refs <= 0:
-            return self._refuse(tree, offset)
-        try:
-            data = pool.compressor.compress(page)
-            dlen = len(data)
-            if not 0 < dlen <= 2 * self.page_size:
-                raise CompressError(f"compressor output of {dlen} bytes")
-        except Exception as exc:
-            self._stats.inc("reject_compress_fail")
-            log.debug("compress failed: %s", exc)
-            self._pool_put(pool)
-            return self._refuse(tree, offset)
-        except BaseException:  # KeyboardInterrupt in the codec: no reference may leak
-            self._pool_put(pool)
-            raise
-        zpool = pool.zpool
-        try:
-            if dlen > _LEN_MASK:  # only with 64 KiB pages: more than an entry can record
-                raise ZpoolError(errno.ENOSPC, "compressed page too large")
-            handle = zpool.alloc_write(data)  # malloc + copy
-        except Exception as exc:  # any allocator failure is a refusal, never an escape
-            poor = isinstance(exc, ZpoolError) and exc.errno == errno.ENOSPC
-            self._stats.inc("reject_compress_poor" if poor else "reject_alloc_fail")
-            self._pool_put(pool)
-            return self._refuse(tree, offset)
-        except BaseException:
-            self._pool_put(pool)
-            raise
-        if not 0 < handle <= MAX_HANDLE:  # a plugin breaking the handle contract
+            pool = self._current
+            if pool is None:
+                return self._refuse(tree, offset)
+            # The entry's pool reference (tryget, inlined). Locks are taken with
+            # acquire/release on this path: a `with` block costs about twice as much.
+            plock = pool.lock
+            plock.acquire()
+            refs = pool.refs
+            if refs > 0:
+                pool.refs = refs + 1
+            plock.release()
+            if refs <= 0:
+                return self._refuse(tree, offset)
             try:
-                zpool.free(handle)
-            except Exception as exc:  # the handle is already bad; nothing more to undo
-                log.debug("freeing out-of-range handle %r: %s", handle, exc)
-            self._stats.inc("reject_alloc_fail")
-            self._pool_put(pool)
-            return self._refuse(tree, offset)
-        # insert: _insert() and _Tree.lru_push() inlined, this being the hot path
-        packed = (
-            _PRESENT | (pool.id << _POOL_SHIFT) | (dlen << _LEN_SHIFT) | (handle << _HANDLE_SHIFT)
-        )
-        stamp = next(self._clock)
+                data = pool.compressor.compress(page)
+                dlen = len(data)
+                if not 0 < dlen <= 2 * self.page_size:
+                    raise CompressError(f"compressor output of {dlen} bytes")
+            except Exception as exc:
+                self._stats.inc("reject_compress_fail")
+                log.debug("compress failed: %s", exc)
+                self._pool_put(pool)
+                return self._refuse(tree, offset)
+            except BaseException:  # KeyboardInterrupt in the codec: no reference may leak
+                self._pool_put(pool)
+                raise
+            zpool = pool.zpool
+            try:
+                if dlen > _LEN_MASK:  # only with 64 KiB pages: more than an entry can record
+                    raise ZpoolError(errno.ENOSPC, "compressed page too large")
+                handle = zpool.alloc_write(data)  # malloc + copy
+            except Exception as exc:  # any allocator failure is a refusal, never an escape
+                poor = isinstance(exc, ZpoolError) and exc.errno == errno.ENOSPC
+                self._stats.inc("reject_compress_poor" if poor else "reject_alloc_fail")
+                self._pool_put(pool)
+                return self._refuse(tree, offset)
+            except BaseException:
+                self._pool_put(pool)
+                raise
+            if not 0 < handle <= MAX_HANDLE:  # a plugin breaking the handle contract
+                try:
+                    zpool.free(handle)
+                except Exception as exc:  # the handle is already bad; nothing more to undo
+                    log.debug("freeing out-of-range handle %r: %s", handle, exc)
+                self._stats.inc("reject_alloc_fail")
+                self._pool_put(pool)
+                return self._refuse(tree, offset)
+            packed = (
+                _PRESENT
+                | (pool.id << _POOL_SHIFT)
+                | (dlen << _LEN_SHIFT)
+                | (handle << _HANDLE_SHIFT)
+            )
+            stamp = next(self._clock)
+            pid = pool.id
+        # insert, replacing a duplicate: one critical section of the tree
         crc = (zlib.crc32(page) | _CRC_VALID) if self._checksums else 0
         ci = offset >> _CHUNK_SHIFT
         i = offset & _CHUNK_MASK
@@ -705,12 +713,15 @@ class Zswap:
             stamps[i] = stamp
             if crc or tree.crcs:
                 tree.set_crc(ci, i, crc)
-            lru = tree.lru.get(pool.id)
-            if lru is None or len(lru.offsets) - lru.head > 4 * tree.nr_stored + 4096:
-                tree.lru_push(pool.id, offset, stamp)
+            if same:
+                tree.nr_same += 1
             else:
-                lru.offsets.append(offset)
-                lru.stamps.append(stamp)
+                lru = tree.lru.get(pid)
+                if lru is None or len(lru.offsets) - lru.head > 4 * tree.nr_stored + 4096:
+                    tree.lru_push(pid, offset, stamp)
+                else:
+                    lru.offsets.append(offset)
+                    lru.stamps.append(stamp)
             if old:
                 tree.dup += 1
                 if old & _SAME:
@@ -738,34 +749,6 @@ class Zswap:
                 zswap=self, type=tree.type, offset=offset, stored=False
             )
         return False
-
-    def _insert(self, tree: _Tree, offset: int, packed: int, stamp: int, page: bytes) -> None:
-        ci = offset >> _CHUNK_SHIFT
-        i = offset & _CHUNK_MASK
-        crc = (zlib.crc32(page) | _CRC_VALID) if self._checksums else 0
-        with tree.lock:
-            chunk = tree.chunks.get(ci)
-            if chunk is None:
-                chunk, stamps = tree.slot(ci)
-            else:
-                stamps = tree.stamps[ci]
-            old = chunk[i]
-            chunk[i] = packed
-            stamps[i] = stamp
-            if crc or tree.crcs:
-                tree.set_crc(ci, i, crc)
-            if packed & _SAME:
-                tree.nr_same += 1
-            else:
-                tree.lru_push((packed >> _POOL_SHIFT) & 0xFF, offset, stamp)
-            if old:
-                tree.dup += 1
-                if old & _SAME:
-                    tree.nr_same -= 1
-            else:
-                tree.nr_stored += 1
-        if old and not old & _SAME:
-            self._free_packed(old)
 
     def _free_packed(self, packed: int) -> None:
         """Release the pool memory of a removed entry and its pool reference."""
