@@ -80,7 +80,7 @@ class BumpPool(Zpool):
         return data
 
     def malloc(self, size):
-        if not isinstance(size, int) or size <= 0:
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             raise ZpoolError(errno.EINVAL, "bad size")
         if size > self.page_size:
             raise ZpoolError(errno.ENOSPC, "too big")
@@ -109,21 +109,24 @@ class BumpPool(Zpool):
             self.nr_pages -= 1
             self.pages.free_page(entry[0])
 
+    def check(self, handle):
+        if isinstance(handle, bool) or not isinstance(handle, int) or handle not in self.objects:
+            raise ZpoolError(errno.EINVAL, "bad handle")
+
     def free(self, handle):
         with self.lock:
-            if handle not in self.objects:
-                raise ZpoolError(errno.EINVAL, "bad handle")
+            self.check(handle)
             self.release(handle)
 
     def map(self, handle, mode=MapMode.RW):
         with self.lock:
-            if handle not in self.objects:
-                raise ZpoolError(errno.EINVAL, "bad handle")
+            self.check(handle)
             pno, off, size = self.objects[handle]
             return memoryview(self.page_list[pno][0])[off : off + size]
 
     def unmap(self, handle):
-        pass
+        with self.lock:
+            self.check(handle)
 
     def destroy(self):
         with self.lock:
@@ -131,6 +134,7 @@ class BumpPool(Zpool):
                 self.pages.free_page(data)
             self.page_list.clear()
             self.objects.clear()
+            self.cur = None
             self.nr_pages = 0
 
 
@@ -168,6 +172,98 @@ class SwallowEnomemPool(BumpPool):
             raise ZpoolError(errno.ENOSPC, "no page") from None
 
 
+class LaxSizePool(BumpPool):
+    """Sizes go through int(): 1.5 and "10" are taken as sizes."""
+
+    def malloc(self, size):
+        return super().malloc(int(size))
+
+
+class LaxUnmapPool(BumpPool):
+    """unmap() never looks at its handle: bad and freed handles pass."""
+
+    def unmap(self, handle):
+        pass
+
+
+class KeepsPageOnEnomemPool(BumpPool):
+    """A new page comes with a spare for next time; when the spare is refused, the
+    new page is kept as the spare and the malloc fails holding it."""
+
+    spare = None
+
+    def new_page(self):
+        if self.spare is not None:
+            data, self.spare = self.spare, None
+            return data
+        data = super().new_page()
+        try:
+            self.spare = super().new_page()
+        except ZpoolError:
+            self.spare = data
+            raise
+        return data
+
+    def release(self, handle):
+        super().release(handle)
+        if not self.page_list and self.spare is not None:
+            self.nr_pages -= 1
+            self.pages.free_page(self.spare)
+            self.spare = None
+
+    def destroy(self):
+        super().destroy()
+        if self.spare is not None:
+            self.pages.free_page(self.spare)
+            self.spare = None
+
+
+class ScratchMapPool(BumpPool):
+    """map() hands out one scratch buffer per pool (copied in, and back on unmap), so
+    a second mapping overwrites the first."""
+
+    def __init__(self, name, pages, params=None):
+        super().__init__(name, pages, params)
+        self.scratch = bytearray(self.page_size)
+        self.modes = {}
+
+    def map(self, handle, mode=MapMode.RW):
+        with self.lock:
+            view = super().map(handle, mode)
+            self.scratch[: len(view)] = view
+            self.modes[handle] = mode
+            return memoryview(self.scratch)[: len(view)]
+
+    def unmap(self, handle):
+        with self.lock:
+            super().unmap(handle)
+            if self.modes.pop(handle, MapMode.RO) != MapMode.RO:
+                pno, off, size = self.objects[handle]
+                self.page_list[pno][0][off : off + size] = self.scratch[:size]
+
+
+class UnlockedCompactPool(BumpPool):
+    """compact() (which moves nothing) takes the handle table apart without the lock,
+    and works until another thread uses the pool (or 50 ms)."""
+
+    can_compact = True
+
+    def __init__(self, name, pages, params=None):
+        super().__init__(name, pages, params)
+        self.used = threading.Event()
+
+    def check(self, handle):
+        self.used.set()
+        super().check(handle)
+
+    def compact(self):
+        objects, self.objects = self.objects, {}
+        self.used.clear()
+        self.used.wait(0.05)
+        self.objects = objects
+        return 0
+
+
 class TestBump(ZpoolConformance):
     zpool_class = BumpPool
     page_sizes = (4096,)
@@ -187,6 +283,40 @@ class TestNoDoubleFreeCheck(TestBump):
 
 class TestSwallowEnomem(TestBump):
     zpool_class = SwallowEnomemPool
+
+
+class TestLaxSize(TestBump):
+    zpool_class = LaxSizePool
+
+
+class TestLaxUnmap(TestBump):
+    zpool_class = LaxUnmapPool
+
+
+class TestKeepsPageOnEnomem(TestBump):
+    zpool_class = KeepsPageOnEnomemPool
+
+
+class TestScratchMap(TestBump):
+    zpool_class = ScratchMapPool
+
+
+class TestUnlockedCompact(TestBump):
+    zpool_class = UnlockedCompactPool
+
+
+class TestUsableAfterDestroy(TestBump):
+    """BumpPool allocates again after destroy(): not allowed when the kit is told so."""
+
+    unusable_after_destroy = True
+
+
+class TestWrongDistribution(ZpoolConformance):
+    """An installed plugin that comes from another distribution than the one named."""
+
+    zpool_type = "zbud"
+    distribution = "zswap-not-zbud"
+    page_sizes = (4096,)
 
 
 class Zlib(Compressor):
@@ -310,6 +440,13 @@ MUST_FAIL = {
     ("TestNoDoubleFreeCheck", "test_double_free_and_bad_handles"): "DID NOT RAISE",
     ("TestSwallowEnomem", "test_enomem_leaves_pool_consistent"): "expected ENOMEM",
     ("TestSwallowEnomem", "test_page_limit"): "expected ENOMEM",
+    ("TestLaxSize", "test_size_limits"): "DID NOT RAISE",
+    ("TestLaxUnmap", "test_double_free_and_bad_handles"): "DID NOT RAISE",
+    ("TestKeepsPageOnEnomem", "test_enomem_leaves_pool_consistent"): "refused malloc kept pages",
+    ("TestScratchMap", "test_random_operations"): "no longer shows the object",
+    ("TestUnlockedCompact", "test_threads"): "bad handle",
+    ("TestUsableAfterDestroy", "test_destroy_returns_every_page"): "after destroy() did not",
+    ("TestWrongDistribution", "test_declaration"): "comes from",
     ("TestWrongData", "test_round_trip"): "that differ",
     ("TestWrongData", "test_zswap_switch"): "checksum mismatch",
     ("TestWrongData", "test_threads"): "came back wrong",

@@ -12,7 +12,15 @@ import pytest
 
 from .._api import SUPPORTED_API_VERSIONS
 from .._params import ModuleParams, Param
-from .._registry import Kind, LoadedModule, Registry, default_registry
+from .._registry import (
+    Kind,
+    LoadedModule,
+    Registry,
+    crypto_has_comp,
+    default_registry,
+    list_plugins,
+    zpool_has_pool,
+)
 from .._zswap import Zswap
 
 __all__ = [
@@ -107,6 +115,24 @@ def check_declaration(kind: Kind, name: str, cls: type[Any], base: type[Any]) ->
             f"default of {p.name!r} does not survive its sysfs string form"
         )
     ModuleParams(name, params)  # valid module and parameter names
+
+
+def check_installed(module: LoadedModule, distribution: str | None) -> None:
+    """An installed plugin as lsmod shows it: found, loaded, described, listed once, and
+    from ``distribution`` if that is given."""
+    kind, name = module.kind, module.name
+    has = crypto_has_comp if kind == "compressor" else zpool_has_pool
+    assert has(name), f"{has.__name__}({name!r}) is False"
+    assert default_registry().require(kind, name).driver is module.driver
+    assert module.driver.description.strip(), "an installed plugin needs a description"
+    rows = [r for r in list_plugins() if (r.kind, r.name) == (kind, name)]
+    assert len(rows) == 1, f"list_plugins() shows {len(rows)} rows for {name!r}"
+    assert rows[0].state == "loaded", rows[0]
+    assert rows[0].distribution == module.distribution, rows[0]
+    if distribution is not None:
+        assert module.distribution == distribution, (
+            f"{name!r} comes from {module.distribution!r}, not {distribution!r}"
+        )
 
 
 def first_available(

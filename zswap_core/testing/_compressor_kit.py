@@ -10,12 +10,13 @@ import pytest
 
 from .._compressor import Compressor
 from .._params import ModuleParams
-from .._registry import LoadedModule, crypto_has_comp, default_registry, list_plugins
+from .._registry import LoadedModule
 from ._common import (
     BUNDLED_COMPRESSORS,
     BUNDLED_ZPOOLS,
     KitRegistry,
     check_declaration,
+    check_installed,
     first_available,
     load_driver,
     run_threads,
@@ -134,18 +135,7 @@ class CompressorConformance:
         check_declaration("compressor", self.module.name, self.driver, Compressor)
         if self.compressor_class is not None:
             return  # tested before it is installed: there is no registry entry
-        name = self.module.name
-        assert crypto_has_comp(name), f"crypto_has_comp({name!r}) is False"
-        assert default_registry().require("compressor", name).driver is self.driver
-        assert self.driver.description.strip(), "an installed plugin needs a description"
-        rows = [r for r in list_plugins() if (r.kind, r.name) == ("compressor", name)]
-        assert len(rows) == 1, f"list_plugins() shows {len(rows)} rows for {name!r}"
-        assert rows[0].state == "loaded", rows[0]
-        assert rows[0].distribution == self.module.distribution, rows[0]
-        if self.distribution is not None:
-            assert self.module.distribution == self.distribution, (
-                f"{name!r} comes from {self.module.distribution!r}, not {self.distribution!r}"
-            )
+        check_installed(self.module, self.distribution)
 
     # -- codec ---------------------------------------------------------------------------
     def test_round_trip(self, page_size: int) -> None:

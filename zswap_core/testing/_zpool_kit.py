@@ -6,7 +6,7 @@ import contextlib
 import errno
 import random
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, ClassVar
 
 import pytest
@@ -20,6 +20,7 @@ from ._common import (
     BUNDLED_ZPOOLS,
     KitRegistry,
     check_declaration,
+    check_installed,
     first_available,
     load_driver,
     run_threads,
@@ -32,6 +33,10 @@ __all__ = ["ZpoolConformance"]
 
 #: Handles are packed into 37 bits of a zswap entry.
 MAX_HANDLE = (1 << 37) - 1
+#: Sizes that are no size: malloc() must refuse them with EINVAL.
+BAD_SIZES: tuple[object, ...] = (0, -1, -4096, 1.5, 2.0, "10", None, True, False)
+#: Values that are no live handle: free(), map() and unmap() refuse them with EINVAL.
+BAD_HANDLES: tuple[object, ...] = (0, -1, MAX_HANDLE, 1 << 40, 10**9, "x", 1.0, None)
 
 _probed: dict[tuple[type[Any], int, tuple[tuple[str, str], ...]], int] = {}
 
@@ -48,6 +53,7 @@ class _Objects:
         self.pool = pool
         self.pages = pages
         self.live: dict[int, bytes] = {}
+        self.held: dict[int, memoryview] = {}  # objects kept mapped (RO) across steps
         self.serial = serial0
         self.writes = 0
 
@@ -83,13 +89,27 @@ class _Objects:
         finally:
             self.pool.unmap(handle)
 
+    def hold(self, handle: int) -> None:
+        """Map the object and keep the mapping until :meth:`release`."""
+        view = self.pool.map(handle, MapMode.RO)
+        check_view(view, handle, len(self.live[handle]))
+        self.held[handle] = view
+
+    def release(self, handle: int) -> None:
+        del self.held[handle]
+        self.pool.unmap(handle)
+
     def rewrite(self, handle: int) -> None:
+        if handle in self.held:
+            self.release(handle)
         self.serial += 1
         data = _pattern(self.serial, len(self.live[handle]))
         self.live[handle] = data
         self.put(handle, data)
 
     def free(self, handle: int) -> None:
+        if handle in self.held:
+            self.release(handle)
         del self.live[handle]
         self.pool.free(handle)
 
@@ -119,6 +139,14 @@ class _Objects:
                     f"byte {diff} on (overlapping objects, or a write that went astray); "
                     f"{len(self.live)} objects live"
                 )
+        for handle, view in self.held.items():
+            data = self.live[handle]
+            assert view[: len(data)] == data, (
+                f"{where}: the mapping of object {handle:#x} ({len(data)} bytes), held since "
+                "before this step, no longer shows the object (a mapping must stay valid "
+                f"until unmap, while other objects are mapped, freed or moved); "
+                f"{len(self.held)} objects mapped"
+            )
         self.accounting(where)
 
     def accounting(self, where: str) -> None:
@@ -180,6 +208,12 @@ class ZpoolConformance:
     #: bundled compressor installed; the kit's one-object-per-page reference pool).
     partner_compressor: ClassVar[str | None] = None
     partner_zpool: ClassVar[str | None] = None
+    #: The distribution the installed plugin must come from (None: not checked).
+    distribution: ClassVar[str | None] = None
+    #: Set when the pool refuses use after destroy(): malloc, free and map must raise
+    #: ZpoolError. (Otherwise destroy() need only give every page back, and be harmless
+    #: when called again.)
+    unusable_after_destroy: ClassVar[bool] = False
 
     module: LoadedModule
 
@@ -251,6 +285,27 @@ class ZpoolConformance:
         finally:
             pool.destroy()
 
+    def check_pool(self, pool: Zpool, handles: Collection[int], where: str) -> None:
+        """Called with the live handles after every step of the random operations test
+        and after the ENOMEM, page limit, compaction and threaded tests: override it to
+        check the allocator's own invariants. Objects may be mapped."""
+
+    def expect_refused(self, objs: _Objects, size: int, want: int, what: str) -> ZpoolError | None:
+        """``malloc(size)``: None if it succeeds; if it raises, the error (with errno
+        ``want``), after checking that the refused malloc kept no page."""
+        pool_pages, taken = objs.pool.nr_pages, objs.pages.nr_pages
+        try:
+            objs.alloc(size)
+        except ZpoolError as exc:
+            _expect_errno(exc, want, what)
+            assert (objs.pool.nr_pages, objs.pages.nr_pages) == (pool_pages, taken), (
+                f"a refused malloc kept pages ({what}): the pool went from {pool_pages} "
+                f"to {objs.pool.nr_pages} pages, the PageAllocator from {taken} to "
+                f"{objs.pages.nr_pages}"
+            )
+            return exc
+        return None
+
     def random_size(self, rng: random.Random, page_size: int) -> int:
         top = self.max_size_for(page_size)
         pick = rng.random()
@@ -264,16 +319,20 @@ class ZpoolConformance:
 
     # -- the driver class ----------------------------------------------------------------
     def test_declaration(self) -> None:
+        """The class as the loader checks it; an installed plugin also as lsmod shows it."""
         check_declaration("zpool", self.module.name, self.driver, Zpool)
         assert isinstance(self.driver.can_compact, bool)
+        if self.zpool_class is not None:
+            return  # tested before it is installed: there is no registry entry
+        check_installed(self.module, self.distribution)
 
     # -- sizes and errors ----------------------------------------------------------------
     def test_size_limits(self, page_size: int) -> None:
         pool, objs = self.new_pool(page_size)
-        for bad in (0, -1):
+        for bad in BAD_SIZES:
             with pytest.raises(ZpoolError) as info:
-                pool.malloc(bad)
-            _expect_errno(info.value, errno.EINVAL, f"malloc({bad})")
+                pool.malloc(bad)  # type: ignore[arg-type]
+            _expect_errno(info.value, errno.EINVAL, f"malloc({bad!r})")
         top = self.max_size_for(page_size)
         assert top >= page_size // 2, (
             f"the largest object is {top} bytes: zswap needs at least half a page"
@@ -301,8 +360,12 @@ class ZpoolConformance:
         with pytest.raises(ZpoolError) as info:
             pool.free(victim)
         _expect_errno(info.value, errno.EINVAL, "free() of a freed handle")
-        with pytest.raises(ZpoolError):
-            pool.free(MAX_HANDLE)
+        bad_handles: tuple[Any, ...] = (victim, *BAD_HANDLES)
+        for op in (pool.free, pool.map, pool.unmap):
+            for bad in bad_handles:
+                with pytest.raises(ZpoolError) as info:
+                    op(bad)
+                _expect_errno(info.value, errno.EINVAL, f"{op.__name__}({bad!r})")
         objs.verify("after a double free was refused")
         assert len(keep) == len(objs.live)
         objs.free_all()
@@ -330,8 +393,14 @@ class ZpoolConformance:
                         f"{where}: malloc({size}) failed although the largest size is "
                         f"{self.max_size_for(page_size)}: {exc}"
                     ) from exc
-            elif op < 0.85:
+            elif op < 0.8:
                 objs.free(rng.choice(list(objs.live)))
+            elif op < 0.85:  # map an object and keep it mapped, or unmap a held one
+                h = rng.choice(list(objs.live))
+                if h in objs.held:
+                    objs.release(h)
+                elif len(objs.held) < 8:
+                    objs.hold(h)
             elif op < 0.95:
                 objs.rewrite(rng.choice(list(objs.live)))
             elif op < 0.98 and self.driver.can_compact:
@@ -341,6 +410,12 @@ class ZpoolConformance:
                 for h in rng.sample(list(objs.live), len(objs.live) // 2):
                     objs.free(h)
             objs.verify(where)
+            self.check_pool(pool, objs.live.keys(), where)
+        if self.driver.can_compact:  # what was held mapped may move now
+            for h in list(objs.held):
+                objs.release(h)
+            pool.compact()
+            objs.verify("compact() after the last mapping went")
         objs.free_all()
         assert pool.nr_pages == 0, f"{pool.nr_pages} pages kept after freeing every object"
         pool.destroy()
@@ -373,16 +448,34 @@ class ZpoolConformance:
 
     # -- pages ---------------------------------------------------------------------------
     def test_destroy_returns_every_page(self, page_size: int) -> None:
+        """destroy() gives back every page, also with an object still mapped, and a
+        second destroy() is harmless (with ``unusable_after_destroy``: the pool then
+        refuses malloc, free and map)."""
         pool, objs = self.new_pool(page_size)
         rng = random.Random(self.seed + 3)
         for _ in range(60):
             objs.alloc(self.random_size(rng, page_size))
         assert objs.pages.nr_pages > 0
         objs.accounting("60 objects")
+        some = next(iter(objs.live))
+        pool.map(some, MapMode.RO)  # never unmapped: destroy() must not wait for it
         pool.destroy()
         assert objs.pages.nr_pages == 0, (
             f"destroy() kept {objs.pages.nr_pages} pages of the PageAllocator"
         )
+        assert pool.nr_pages == 0, f"nr_pages is {pool.nr_pages} after destroy()"
+        pool.destroy()
+        assert objs.pages.nr_pages == 0 and pool.nr_pages == 0, "a second destroy() took pages"
+        if not self.unusable_after_destroy:
+            return
+        calls = (("malloc", pool.malloc, 10), ("free", pool.free, some), ("map", pool.map, some))
+        for what, op, arg in calls:
+            try:
+                op(arg)
+            except ZpoolError:
+                continue
+            raise AssertionError(f"{what}() after destroy() did not raise ZpoolError")
+        assert objs.pages.nr_pages == 0, "the destroyed pool took pages"
 
     def test_enomem_leaves_pool_consistent(self, page_size: int) -> None:
         """The k-th page allocation fails: malloc raises ENOMEM and nothing is lost."""
@@ -402,14 +495,12 @@ class ZpoolConformance:
                 where = f"size {size}, page allocation {k} refused"
                 refused: ZpoolError | None = None
                 for _ in range(k * (page_size // size + 2) * 32):
-                    try:
-                        objs.alloc(size)
-                    except ZpoolError as exc:
-                        refused = exc
+                    refused = self.expect_refused(objs, size, errno.ENOMEM, f"malloc ({where})")
+                    if refused is not None:
                         break
                 assert refused is not None, f"{where}: malloc never reported the failure"
-                _expect_errno(refused, errno.ENOMEM, f"malloc ({where})")
                 objs.verify(f"after ENOMEM ({where})")
+                self.check_pool(pool, objs.live.keys(), f"after ENOMEM ({where})")
                 objs.pages.stop_failing()
                 objs.alloc(size)
                 objs.verify(f"allocating again after ENOMEM ({where})")
@@ -423,22 +514,23 @@ class ZpoolConformance:
         rng = random.Random(self.seed + 11)
         full = 0
         for _ in range(2000):
-            try:
-                objs.alloc(self.random_size(rng, page_size))
-            except ZpoolError as exc:
-                _expect_errno(exc, errno.ENOMEM, "malloc at the PageAllocator's limit")
+            size = self.random_size(rng, page_size)
+            what = "malloc at the PageAllocator's limit"
+            if self.expect_refused(objs, size, errno.ENOMEM, what) is not None:
                 full += 1
                 if full > 20:
                     break
         assert full, "a pool on 4 pages never ran out of memory"
         assert objs.pages.nr_pages <= 4
         objs.verify("at the page limit")
+        self.check_pool(pool, objs.live.keys(), "at the page limit")
         objs.free_all()
         assert pool.nr_pages == 0
 
     # -- threads -------------------------------------------------------------------------
     def test_threads(self, page_size: int) -> None:
-        """Threads malloc, write, verify and free their own objects in one pool."""
+        """Threads malloc, write, verify and free their own objects in one pool (and
+        call compact() now and then, if it can free pages)."""
         pool, shared = self.new_pool(page_size)
         owner: dict[int, int] = {}
         lock = threading.Lock()
@@ -453,6 +545,9 @@ class ZpoolConformance:
                         other = owner.get(h)
                         owner[h] = t
                     assert other is None, f"handle {h:#x} given to threads {other} and {t}"
+                elif self.driver.can_compact and rng.random() < 0.1:
+                    freed = pool.compact()
+                    assert isinstance(freed, int) and freed >= 0
                 else:
                     h = rng.choice(list(objs.live))
                     with lock:
@@ -468,6 +563,7 @@ class ZpoolConformance:
 
         run_threads(self.threads, work)
         shared.accounting("after the threads freed everything")
+        self.check_pool(pool, (), "after the threads freed everything")
         assert pool.nr_pages == 0, f"{pool.nr_pages} pages kept after all threads freed"
 
     # -- compaction ----------------------------------------------------------------------
@@ -492,6 +588,7 @@ class ZpoolConformance:
             f"compact() returned {freed} but the pool went from {before} to {after} pages"
         )
         objs.verify("after compact(): objects must be readable through their handles")
+        self.check_pool(pool, objs.live.keys(), "after compact()")
         for _ in range(20):
             objs.alloc(rng.randint(1, 300))
         objs.verify("allocating after compact()")
