@@ -380,6 +380,7 @@ class Zswap:
         self._current: _Pool | None = None
         self._trees: list[_Tree | None] = [None] * MAX_SWAPFILES
         self._stats = _Stats()
+        self._dup_retired = 0  # duplicate_entry of trees dropped by invalidate_area
         self._clock = itertools.count(1)  # LRU stamps; next() is atomic under the GIL
         self._full = False
         self._writeback_handler: WritebackHandler | None = None
@@ -1192,8 +1193,6 @@ class Zswap:
         out["duplicate_entry"] = dup + self._dup_retired
         out["pool_total_size"] = self.pages.nr_pages * self.page_size
         return {name: out[name] for name in STAT_NAMES}
-
-    _dup_retired = 0
 
     def zpool_stats(self) -> list[dict[str, Any]]:
         """Each live pool's allocator statistics, current first.
