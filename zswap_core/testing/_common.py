@@ -26,6 +26,7 @@ from .._zswap import Zswap
 __all__ = [
     "KitRegistry",
     "first_available",
+    "kit_registry",
     "load_driver",
     "run_threads",
     "sample_pages",
@@ -89,6 +90,15 @@ def load_driver(
     if params:
         mp.update(params, boot=True)
     return LoadedModule(kind, name, cls, mp, distribution, version)
+
+
+def kit_registry(module: LoadedModule) -> KitRegistry:
+    """A registry with the plugin under test and the kit's own reference drivers."""
+    from ._reference import ReferenceDeflate, ReferencePagePool
+
+    ref_c = load_driver("compressor", "kit-deflate", ReferenceDeflate, {})
+    ref_z = load_driver("zpool", "kit-pagepool", ReferencePagePool, {})
+    return KitRegistry(module, ref_c, ref_z)
 
 
 def check_declaration(kind: Kind, name: str, cls: type[Any], base: type[Any]) -> None:

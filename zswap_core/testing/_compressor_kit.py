@@ -18,13 +18,13 @@ from ._common import (
     check_declaration,
     check_installed,
     first_available,
+    kit_registry,
     load_driver,
     run_threads,
     sample_pages,
     zswap_switch_check,
     zswap_threads_check,
 )
-from ._reference import ReferenceDeflate, ReferencePagePool
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -349,9 +349,7 @@ class CompressorConformance:
 
     # -- inside Zswap --------------------------------------------------------------------
     def kit_registry(self) -> KitRegistry:
-        ref_c = load_driver("compressor", "kit-deflate", ReferenceDeflate, {})
-        ref_z = load_driver("zpool", "kit-pagepool", ReferencePagePool, {})
-        return KitRegistry(self.module, ref_c, ref_z)
+        return kit_registry(self.module)
 
     def test_zswap_switch(self, zswap_page_size: int) -> None:
         """Zswap (checksums on) switches its compressor to this one and back."""

@@ -22,12 +22,12 @@ from ._common import (
     check_declaration,
     check_installed,
     first_available,
+    kit_registry,
     load_driver,
     run_threads,
     zswap_switch_check,
     zswap_threads_check,
 )
-from ._reference import ReferenceDeflate, ReferencePagePool
 
 __all__ = ["ZpoolConformance"]
 
@@ -597,9 +597,7 @@ class ZpoolConformance:
 
     # -- inside Zswap --------------------------------------------------------------------
     def kit_registry(self) -> KitRegistry:
-        ref_c = load_driver("compressor", "kit-deflate", ReferenceDeflate, {})
-        ref_z = load_driver("zpool", "kit-pagepool", ReferencePagePool, {})
-        return KitRegistry(self.module, ref_c, ref_z)
+        return kit_registry(self.module)
 
     def test_zswap_switch(self, page_size: int) -> None:
         """Zswap (checksums on) switches its zpool to this one and back; no page is lost."""

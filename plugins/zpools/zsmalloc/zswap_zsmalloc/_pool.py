@@ -282,15 +282,23 @@ class Zsmalloc(Zpool):
             self._lock.release()
 
     # -- mapping ---------------------------------------------------------------------
+    def _slot(self, handle: int) -> tuple[int, _Zspage]:
+        """The table slot and zspage of a live handle (lock held), else EINVAL.
+
+        malloc/free/read, the store and load path, keep this check inlined.
+        """
+        try:
+            hs = handle & _SLOT_MASK
+            zs = self._hzs[hs]
+        except (TypeError, IndexError):
+            raise _einval(handle) from None
+        if zs is None or self._hval[hs] != handle:
+            raise _einval(handle)
+        return hs, zs
+
     def map(self, handle: int, mode: MapMode = MapMode.RW) -> memoryview:
         with self._lock:
-            try:
-                hs = handle & _SLOT_MASK
-                zs = self._hzs[hs]
-            except (TypeError, IndexError):
-                raise _einval(handle) from None
-            if zs is None or self._hval[hs] != handle:
-                raise _einval(handle)
+            hs, zs = self._slot(handle)
             cls = zs.cls
             off = self._hobj[hs] * cls.size + cls.hdr
             o = off & self._page_mask
@@ -318,13 +326,7 @@ class Zsmalloc(Zpool):
 
     def unmap(self, handle: int) -> None:
         with self._lock:
-            try:
-                hs = handle & _SLOT_MASK
-                zs = self._hzs[hs]
-            except (TypeError, IndexError):
-                raise _einval(handle) from None
-            if zs is None or self._hval[hs] != handle:
-                raise _einval(handle)
+            hs, zs = self._slot(handle)
             count = self._hmap[hs]
             if not count:
                 raise ZpoolError(errno.EINVAL, f"zsmalloc: handle {handle!r} is not mapped")
@@ -359,13 +361,7 @@ class Zsmalloc(Zpool):
         src = memoryview(data).cast("B")
         n = len(src)
         with self._lock:
-            try:
-                hs = handle & _SLOT_MASK
-                zs = self._hzs[hs]
-            except (TypeError, IndexError):
-                raise _einval(handle) from None
-            if zs is None or self._hval[hs] != handle:
-                raise _einval(handle)
+            hs, zs = self._slot(handle)
             cls = zs.cls
             if n > cls.dlen:
                 raise ZpoolError(errno.EINVAL, f"zsmalloc: {n} bytes do not fit the object")
