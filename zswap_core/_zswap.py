@@ -779,12 +779,26 @@ class Zswap:
             self._free_packed(old)
         return old
 
-    def load(self, type: int, offset: int) -> bytes | None:
+    def load(self, type: int, offset: int, *, exclusive: bool | None = None) -> bytes | None:
         """The page stored at (type, offset), or None if zswap does not hold it.
 
-        Raises :class:`DecompressError` (and counts ``decompress_fail``) instead of
-        ever returning wrong bytes.
+        ``exclusive`` (default: the ``exclusive_loads`` parameter) drops the entry once
+        the page has been read back intact. Raises :class:`DecompressError` (and counts
+        ``decompress_fail``) instead of ever returning wrong bytes.
         """
+        return self.load_dirty(type, offset, exclusive=exclusive)[0]
+
+    def load_dirty(
+        self, type: int, offset: int, *, exclusive: bool | None = None
+    ) -> tuple[bytes | None, bool]:
+        """``(page, dirty)``: the page as :meth:`load`, and whether zswap dropped its entry.
+
+        ``dirty`` is True when this load was exclusive and removed the entry, so the
+        caller now holds the only copy (the kernel marks the folio dirty after such a
+        ``zswap_load``). The decision is taken once, at the start of the call, so a
+        concurrent write of ``exclusive_loads`` cannot make the caller guess wrong.
+        """
+        excl = self._exclusive if exclusive is None else bool(exclusive)
         tree = self._trees[type] if type.__class__ is int and 0 <= type < MAX_SWAPFILES else None
         if tree is None:
             tree = self._tree(type)
@@ -807,7 +821,7 @@ class Zswap:
                 stamp = tree.stamps[ci][i]
                 if packed & _SAME:
                     out = self._same_page(stamp)
-                    to_free = self._after_load(tree, ci, i, packed)
+                    to_free = self._after_load(tree, ci, i, packed, excl)
                     break
                 pool = self._by_id[(packed >> _POOL_SHIFT) & 0xFF]
             finally:
@@ -833,8 +847,8 @@ class Zswap:
                 if error is None and tree.crcs:
                     error = self._verify(tree, ci, i, out)  # type: ignore[arg-type]
                 if error is None:
-                    if self._exclusive:
-                        to_free = self._after_load(tree, ci, i, packed)
+                    if excl:
+                        to_free = self._after_load(tree, ci, i, packed, excl)
                     else:
                         tree.stamps[ci][i] = next(self._clock)  # young again (see _Lru)
             finally:
@@ -844,14 +858,15 @@ class Zswap:
             break
         else:
             # Too much contention: let the tree lock keep writers away while we read.
-            out, to_free = self._load_locked(tree, type, offset)
+            out, to_free = self._load_locked(tree, type, offset, excl)
         if to_free:
             self._free_packed(to_free)
         if _hooks.STATE.active:
             _hooks.plugin_manager().hook.zswap_load(
                 zswap=self, type=type, offset=offset, found=out is not None
             )
-        return out
+        # Every successful exclusive path above dropped the entry; a failure raised.
+        return out, excl and out is not None
 
     def load_into(self, type: int, offset: int, buffer: Buffer) -> bool:
         """Fill ``buffer`` (a writable page) with the stored page; False if not held.
@@ -895,7 +910,9 @@ class Zswap:
             f"swap type {type} offset {offset}: stored page is unreadable: {error}"
         ) from error
 
-    def _load_locked(self, tree: _Tree, type: int, offset: int) -> tuple[bytes | None, int]:
+    def _load_locked(
+        self, tree: _Tree, type: int, offset: int, excl: bool
+    ) -> tuple[bytes | None, int]:
         ci = offset >> _CHUNK_SHIFT
         i = offset & _CHUNK_MASK
         with tree.lock:
@@ -904,12 +921,14 @@ class Zswap:
             if not packed:
                 return None, 0
             if packed & _SAME:
-                return self._same_page(tree.stamps[ci][i]), self._after_load(tree, ci, i, packed)
+                return self._same_page(tree.stamps[ci][i]), self._after_load(
+                    tree, ci, i, packed, excl
+                )
             data, error = self._decompress(self._by_id[(packed >> _POOL_SHIFT) & 0xFF], packed)
             if error is None and tree.crcs:
                 error = self._verify(tree, ci, i, data)
             if error is None:
-                to_free = self._after_load(tree, ci, i, packed)
+                to_free = self._after_load(tree, ci, i, packed, excl)
         if error is not None:
             self._decompress_failed(type, offset, error)
         return data, to_free
@@ -917,13 +936,13 @@ class Zswap:
     def _same_page(self, value: int) -> bytes:
         return self._zero_page if value == 0 else struct.pack("<Q", value) * self._words
 
-    def _after_load(self, tree: _Tree, ci: int, i: int, packed: int) -> int:
+    def _after_load(self, tree: _Tree, ci: int, i: int, packed: int, excl: bool) -> int:
         """Caller holds tree.lock. Returns an entry to free (exclusive loads) or 0.
 
         A load makes the entry the youngest in the LRU; with ``exclusive_loads`` it
         drops the entry in the same critical section, so a racing store is never lost.
         """
-        if self._exclusive:
+        if excl:
             tree.chunks[ci][i] = 0
             tree.stamps[ci][i] = 0
             tree.nr_stored -= 1
