@@ -20,7 +20,14 @@ if TYPE_CHECKING:
 
     import pluggy
 
-__all__ = ["STATE", "hookimpl", "plugin_manager", "register_observer", "unregister_observer"]
+__all__ = [
+    "STATE",
+    "call",
+    "hookimpl",
+    "plugin_manager",
+    "register_observer",
+    "unregister_observer",
+]
 
 PROJECT = "zswap"
 
@@ -144,3 +151,43 @@ def unregister_observer(plugin: object) -> None:
 def _refresh() -> None:
     pm = STATE.pm
     STATE.active = pm is not None and bool(pm.get_plugins())
+
+
+# -- calling observers ---------------------------------------------------------------------
+#
+# An observer watches; it never steers. So the core does not go through pluggy's own
+# call loop, where the first exception stops the remaining observers and reaches the
+# caller (in the middle of a store, a load or a pool's destruction). Each observer is
+# called on its own, and whatever it raises is logged once per hook and observer.
+
+_reported: set[tuple[str, str]] = set()
+
+
+def call(hook: str, **kwargs: Any) -> None:
+    """Call every observer of ``hook``; an observer's exception is logged, never raised."""
+    pm = STATE.pm
+    if pm is None:
+        return
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        if impl.hookwrapper or getattr(impl, "wrapper", False):
+            # A wrapper would run around the core's own work; observers only watch.
+            _report_once(hook, impl.plugin_name, "hook wrappers are not supported; ignored")
+            continue
+        try:
+            impl.function(*[kwargs[name] for name in impl.argnames])
+        except Exception as exc:
+            _report_once(hook, impl.plugin_name, f"{type(exc).__name__}: {exc}")
+
+
+def _report_once(hook: str, plugin: str, what: str) -> None:
+    key = (hook, plugin)
+    with _lock:
+        if key in _reported:
+            return
+        _reported.add(key)
+    log.warning(
+        "observer %r raised in %s (ignored; reported once per hook and observer): %s",
+        plugin,
+        hook,
+        what,
+    )

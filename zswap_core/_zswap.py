@@ -180,12 +180,18 @@ _LEN_SHIFT = 10
 _HANDLE_SHIFT = 27
 _LEN_MASK = (1 << 17) - 1
 MAX_HANDLE = (1 << 37) - 1
-_CHUNK_SHIFT = 12
+# 512 slots a chunk: 8 KiB of arrays for a page stored at a lonely offset, and a
+# chunk is freed with its last entry, so metadata follows what is stored.
+_CHUNK_SHIFT = 9
 _CHUNK = 1 << _CHUNK_SHIFT  # slots per chunk; chunks are allocated on first use
 _CHUNK_MASK = _CHUNK - 1
 _CRC_VALID = 1 << 32
 
-_ZERO_CHUNK = array("Q", bytes(8 * _CHUNK))
+# An entry chunk has one slot more than it has entries: the count of present entries,
+# so that the last one to go frees the chunk without a scan or another dict.
+_COUNT = _CHUNK
+_ZERO_CHUNK = array("Q", bytes(8 * (_CHUNK + 1)))
+_ZERO_STAMPS = array("Q", bytes(8 * _CHUNK))
 
 
 class _Lru:
@@ -213,31 +219,57 @@ class _Tree:
     chunk is an ``array('Q')`` so a stored page costs array slots, not objects.
     """
 
-    __slots__ = ("chunks", "crcs", "dup", "lock", "lru", "nr_same", "nr_stored", "stamps", "type")
+    __slots__ = ("chunks", "crcs", "dead", "lock", "lru", "nr_same", "nr_stored", "stamps", "type")
 
     def __init__(self, type: int = 0) -> None:
         self.type = type
         self.lru: dict[int, _Lru] = {}  # pool id -> its entries of this tree, oldest first
+        # Protects everything below and the entries' contents: the trees are the only
+        # place an entry lives, so whoever takes one out of here owns it.
         self.lock = threading.Lock()
         self.chunks: dict[int, array[int]] = {}
         self.stamps: dict[int, array[int]] = {}
         self.crcs: dict[int, array[int]] = {}
         self.nr_stored = 0
         self.nr_same = 0
-        self.dup = 0
+        # Set by invalidate_area under the lock: a store that picked this tree before
+        # the area went must not land in it (nothing would ever free its page).
+        self.dead = False
 
     def slot(self, ci: int) -> tuple[array[int], array[int]]:
         chunk = self.chunks.get(ci)
         if chunk is None:
             chunk = self.chunks[ci] = array("Q", _ZERO_CHUNK)
-            self.stamps[ci] = array("Q", _ZERO_CHUNK)
+            self.stamps[ci] = array("Q", _ZERO_STAMPS)
         return chunk, self.stamps[ci]
 
     def set_crc(self, ci: int, i: int, crc: int) -> None:
         crcs = self.crcs.get(ci)
         if crcs is None:
-            crcs = self.crcs[ci] = array("Q", _ZERO_CHUNK)
+            crcs = self.crcs[ci] = array("Q", _ZERO_STAMPS)
         crcs[i] = crc
+
+    def clear(self, ci: int, i: int, packed: int) -> None:
+        """Take the present entry ``packed`` out of slot (ci, i); lock held.
+
+        The chunk goes with its last entry; the LRU records with the tree's last entry
+        (they are only hints, and an empty tree has nothing to write back).
+        """
+        chunk = self.chunks[ci]
+        chunk[i] = 0
+        n = chunk[_COUNT] - 1
+        if n:
+            chunk[_COUNT] = n
+            self.stamps[ci][i] = 0
+        else:
+            del self.chunks[ci]
+            del self.stamps[ci]
+            self.crcs.pop(ci, None)
+        self.nr_stored -= 1
+        if packed & _SAME:
+            self.nr_same -= 1
+        if not self.nr_stored:
+            self.lru.clear()
 
     def lru_push(self, pid: int, offset: int, stamp: int) -> None:
         """Record that (offset, stamp) of pool ``pid`` is now the youngest; lock held."""
@@ -302,7 +334,8 @@ class _Tree:
         for ci, chunk in self.chunks.items():
             stamps = self.stamps[ci]
             base = ci << _CHUNK_SHIFT
-            for i, e in enumerate(chunk):
+            for i in range(_CHUNK):
+                e = chunk[i]
                 if e:
                     yield base + i, e, stamps[i]
 
@@ -312,6 +345,7 @@ class _Stats:
 
     __slots__ = (
         "decompress_fail",
+        "duplicate_entry",
         "lock",
         "pages_compacted",
         "pool_limit_hit",
@@ -380,7 +414,6 @@ class Zswap:
         self._current: _Pool | None = None
         self._trees: list[_Tree | None] = [None] * MAX_SWAPFILES
         self._stats = _Stats()
-        self._dup_retired = 0  # duplicate_entry of trees dropped by invalidate_area
         self._clock = itertools.count(1)  # LRU stamps; next() is atomic under the GIL
         self._full = False
         self._writeback_handler: WritebackHandler | None = None
@@ -388,13 +421,14 @@ class Zswap:
         self._worker_wake = threading.Event()
         self._closed = False
 
-        # A set callback per parameter that needs one; the others just commit.
-        callbacks: dict[str, Any] = {
+        # Every write goes through _set_param (a closed instance refuses them all); the
+        # parameters that need more than a commit have their own callback.
+        self._set_callbacks: dict[str, Any] = {
             "enabled": self._set_enabled,
             "compressor": self._set_pool_param,
             "zpool": self._set_pool_param,
         }
-        decls = [p.replace(on_set=callbacks.get(p.name)) for p in _PARAMS]
+        decls = [p.replace(on_set=self._set_param) for p in _PARAMS]
         self.params = ModuleParams("zswap", decls, builtin=True)
         self.params.add_listener(self._param_changed)
         self._init(boot_params)
@@ -425,6 +459,15 @@ class Zswap:
         return z
 
     # -- parameter callbacks (run under the built-in parameter lock) -----------------------
+    def _set_param(self, params: ModuleParams, name: str, value: Any) -> None:
+        if self._closed:
+            raise ParamError(errno.ENODEV, f"can't set zswap.{name}: this Zswap has been closed")
+        callback = self._set_callbacks.get(name)
+        if callback is None:
+            params.commit(name, value)
+        else:
+            callback(params, name, value)
+
     def _set_enabled(self, params: ModuleParams, name: str, value: bool) -> None:
         if value and self._current is None:
             raise ParamError(errno.ENODEV, "can't enable, no pool configured")
@@ -458,17 +501,15 @@ class Zswap:
                 raise ParamError(
                     errno.EINVAL, f"can't create a pool for {comp}/{zp}: {exc}"
                 ) from exc
-        params.commit(name, value)
         self._pool_make_current(pool)
+        params.commit(name, value)
 
     def _param_changed(self, module: str, name: str, old: Any, new: Any) -> None:
         self._refresh_cached_params()
         if name in ("max_pool_percent", "accept_threshold_percent"):
             self._full = False  # re-evaluated by the next store
         if _hooks.STATE.active:
-            _hooks.plugin_manager().hook.zswap_param_changed(
-                module=module, name=name, old=old, new=new
-            )
+            _hooks.call("zswap_param_changed", module=module, name=name, old=old, new=new)
 
     def _refresh_cached_params(self) -> None:
         # The hot path reads plain attributes, not the locked parameter table.
@@ -498,7 +539,7 @@ class Zswap:
             zpool_mod.use_count += 1
         log.info("zswap: %s created using %s/%s", pool.name, compressor, zpool)
         if _hooks.STATE.active:
-            _hooks.plugin_manager().hook.zswap_pool_created(zswap=self, pool=self._info(pool))
+            _hooks.call("zswap_pool_created", zswap=self, pool=self._info(pool))
         return pool
 
     def _pool_find_get(self, compressor: str, zpool: str) -> _Pool | None:
@@ -516,12 +557,19 @@ class Zswap:
         return None
 
     def _pool_make_current(self, pool: _Pool) -> None:
+        """Put ``pool`` (one reference held by the caller) at the head of the list."""
         with self._pools_lock:
-            old = self._current
-            if pool in self._pools:
-                self._pools.remove(pool)
-            self._pools.insert(0, pool)
-            self._current = pool
+            closed = self._closed
+            old = None
+            if not closed:
+                old = self._current
+                if pool in self._pools:
+                    self._pools.remove(pool)
+                self._pools.insert(0, pool)
+                self._current = pool
+        if closed:  # close() won the race with this parameter write: nothing changes
+            self._pool_put(pool)
+            raise ParamError(errno.ENODEV, "this Zswap has been closed")
         if old is not None and old is not pool:
             self._pool_put(old)  # drop its "current" reference; it lives while it has entries
 
@@ -543,11 +591,22 @@ class Zswap:
             pool.comp_mod.use_count -= 1
             pool.zpool_mod.use_count -= 1
         info = self._info(pool)
-        pool.zpool.destroy()
-        pool.compressor.close()
+        # Both are called whatever the other does: a plugin's failing cleanup is its
+        # own problem, and must neither stop the other's nor reach the caller (a
+        # parameter write that took effect, a load that delivered its page).
+        for what, cleanup in (
+            (f"zpool {pool.zpool_type!r} destroy()", pool.zpool.destroy),
+            (f"compressor {pool.compressor_name!r} close()", pool.compressor.close),
+        ):
+            try:
+                cleanup()
+            except Exception as exc:
+                log.warning(
+                    "zswap: %s of %s failed: %s: %s", what, pool.name, type(exc).__name__, exc
+                )
         log.info("zswap: %s destroyed", pool.name)
         if _hooks.STATE.active:
-            _hooks.plugin_manager().hook.zswap_pool_destroyed(zswap=self, pool=info)
+            _hooks.call("zswap_pool_destroyed", zswap=self, pool=info)
 
     def _info(self, pool: _Pool) -> PoolInfo:
         cur = pool is self._current
@@ -658,6 +717,10 @@ class Zswap:
                 return self._refuse(tree, offset)
             try:
                 data = pool.compressor.compress(page)
+                # Only bytes, which cannot change after the call: a buffer the codec
+                # reuses could be rewritten by another thread before it is copied.
+                if data.__class__ is not bytes:
+                    raise CompressError(f"compressor returned {data.__class__.__name__}, not bytes")
                 dlen = len(data)
                 if not 0 < dlen <= 2 * self.page_size:
                     raise CompressError(f"compressor output of {dlen} bytes")
@@ -682,13 +745,8 @@ class Zswap:
             except BaseException:
                 self._pool_put(pool)
                 raise
-            if not 0 < handle <= MAX_HANDLE:  # a plugin breaking the handle contract
-                try:
-                    zpool.free(handle)
-                except Exception as exc:  # the handle is already bad; nothing more to undo
-                    log.debug("freeing out-of-range handle %r: %s", handle, exc)
-                self._stats.inc("reject_alloc_fail")
-                self._pool_put(pool)
+            if handle.__class__ is not int or not 0 < handle <= MAX_HANDLE:
+                self._bad_handle(pool, handle)
                 return self._refuse(tree, offset)
             packed = (
                 _PRESENT
@@ -704,60 +762,105 @@ class Zswap:
         i = offset & _CHUNK_MASK
         tree.lock.acquire()
         try:
-            chunk = tree.chunks.get(ci)
-            if chunk is None:
-                chunk, stamps = tree.slot(ci)
+            if tree.dead:  # invalidate_area won the race: refuse, as if it came first
+                old = -1
             else:
-                stamps = tree.stamps[ci]
-            old = chunk[i]
-            chunk[i] = packed
-            stamps[i] = stamp
-            if crc or tree.crcs:
-                tree.set_crc(ci, i, crc)
-            if same:
-                tree.nr_same += 1
-            else:
-                lru = tree.lru.get(pid)
-                if lru is None or len(lru.offsets) - lru.head > 4 * tree.nr_stored + 4096:
-                    tree.lru_push(pid, offset, stamp)
+                chunk = tree.chunks.get(ci)
+                if chunk is None:
+                    chunk, stamps = tree.slot(ci)
                 else:
-                    lru.offsets.append(offset)
-                    lru.stamps.append(stamp)
-            if old:
-                tree.dup += 1
-                if old & _SAME:
-                    tree.nr_same -= 1
-            else:
-                tree.nr_stored += 1
+                    stamps = tree.stamps[ci]
+                old = chunk[i]
+                chunk[i] = packed
+                stamps[i] = stamp
+                if crc or tree.crcs:
+                    tree.set_crc(ci, i, crc)
+                if same:
+                    tree.nr_same += 1
+                else:
+                    lru = tree.lru.get(pid)
+                    if lru is None or len(lru.offsets) - lru.head > 4 * tree.nr_stored + 4096:
+                        tree.lru_push(pid, offset, stamp)
+                    else:
+                        lru.offsets.append(offset)
+                        lru.stamps.append(stamp)
+                if old:
+                    if old & _SAME:
+                        tree.nr_same -= 1
+                else:
+                    chunk[_COUNT] += 1
+                    tree.nr_stored += 1
         finally:
             tree.lock.release()
-        if old and not old & _SAME:
-            self._free_packed(old)
+        if old:
+            if old < 0:
+                return self._refused_dead(tree, offset, packed)
+            self._stats.inc("duplicate_entry")
+            if not old & _SAME:
+                self._free_packed(old)
         return self._stored(type, offset) if _hooks.STATE.active else True
+
+    def _bad_handle(self, pool: _Pool, handle: object) -> None:
+        """An allocator broke the handle contract: refuse the page, keep no reference.
+
+        An int out of range is the allocator's own handle, so it gets it back to free;
+        anything else is not passed back, and the object, if one was made, stays with
+        the allocator until its pool is destroyed (destroy() returns every page).
+        """
+        if handle.__class__ is int:
+            try:
+                pool.zpool.free(handle)
+            except Exception as exc:
+                log.debug("freeing out-of-range handle %r: %s", handle, exc)
+        log.warning(
+            "zswap: zpool %r returned handle %.40r (expected an int in 1..%d); page refused",
+            pool.zpool_type,
+            handle,
+            MAX_HANDLE,
+        )
+        self._stats.inc("reject_alloc_fail")
+        self._pool_put(pool)
+
+    def _refused_dead(self, tree: _Tree, offset: int, packed: int) -> bool:
+        if not packed & _SAME:
+            self._free_packed(packed)
+        if _hooks.STATE.active:
+            _hooks.call("zswap_store", zswap=self, type=tree.type, offset=offset, stored=False)
+        return False
 
     def _stored(self, type: int, offset: int) -> bool:
         if _hooks.STATE.active:
-            _hooks.plugin_manager().hook.zswap_store(
-                zswap=self, type=type, offset=offset, stored=True
-            )
+            _hooks.call("zswap_store", zswap=self, type=type, offset=offset, stored=True)
         return True
 
     def _refuse(self, tree: _Tree, offset: int) -> bool:
         """A refused store: drop any older copy so that a load cannot return it."""
         self._erase(tree, offset)
         if _hooks.STATE.active:
-            _hooks.plugin_manager().hook.zswap_store(
-                zswap=self, type=tree.type, offset=offset, stored=False
-            )
+            _hooks.call("zswap_store", zswap=self, type=tree.type, offset=offset, stored=False)
         return False
 
     def _free_packed(self, packed: int) -> None:
         """Release the pool memory of a removed entry and its pool reference."""
         pool = self._by_id[(packed >> _POOL_SHIFT) & 0xFF]
         if pool is None:  # pragma: no cover - would be a refcount bug
-            raise ZswapError("entry refers to a destroyed pool")
-        pool.zpool.free(packed >> _HANDLE_SHIFT)
-        self._pool_put(pool)
+            log.error("zswap: entry %#x refers to a destroyed pool", packed)
+            return
+        # The entry is already out of its tree (and for a load, its page delivered):
+        # an allocator that fails to free leaks that object until the pool is
+        # destroyed, but it can no longer cost a page, so it is logged, not raised.
+        try:
+            pool.zpool.free(packed >> _HANDLE_SHIFT)
+        except Exception as exc:
+            log.warning(
+                "zswap: zpool %r free() of %s failed: %s: %s",
+                pool.zpool_type,
+                pool.name,
+                type(exc).__name__,
+                exc,
+            )
+        finally:
+            self._pool_put(pool)
 
     def _erase(self, tree: _Tree, offset: int) -> int:
         """Remove the entry at ``offset`` if any; returns the removed packed entry."""
@@ -770,11 +873,7 @@ class Zswap:
             old = chunk[i]
             if not old:
                 return 0
-            chunk[i] = 0
-            tree.stamps[ci][i] = 0
-            tree.nr_stored -= 1
-            if old & _SAME:
-                tree.nr_same -= 1
+            tree.clear(ci, i, old)
         if not old & _SAME:
             self._free_packed(old)
         return old
@@ -836,7 +935,9 @@ class Zswap:
                     pool.zpool.read(packed >> _HANDLE_SHIFT, (packed >> _LEN_SHIFT) & _LEN_MASK),  # type: ignore[union-attr]
                     ps,
                 )
-                error = None if len(out) == ps else DecompressError(f"got {len(out)} bytes")
+                # Exactly a page, as bytes: immutable, so what the caller gets cannot
+                # change afterwards (a codec reusing a bytearray would rewrite it).
+                error = None if out.__class__ is bytes and len(out) == ps else self._bad_page(out)
             except Exception as exc:
                 error = exc
             tree.lock.acquire()
@@ -862,9 +963,7 @@ class Zswap:
         if to_free:
             self._free_packed(to_free)
         if _hooks.STATE.active:
-            _hooks.plugin_manager().hook.zswap_load(
-                zswap=self, type=type, offset=offset, found=out is not None
-            )
+            _hooks.call("zswap_load", zswap=self, type=type, offset=offset, found=out is not None)
         # Every successful exclusive path above dropped the entry; a failure raised.
         return out, excl and out is not None
 
@@ -872,15 +971,28 @@ class Zswap:
         """Fill ``buffer`` (a writable page) with the stored page; False if not held.
 
         The codecs return new bytes objects, so this costs one copy into ``buffer``
-        and no other.
+        and no other. The buffer is checked completely before zswap is touched: with
+        exclusive loads the entry is dropped, so the copy into it must not fail.
         """
-        view = memoryview(buffer)
-        if view.readonly or view.nbytes != self.page_size:
-            raise ValueError(f"buffer must be a writable {self.page_size}-byte buffer")
+        try:
+            view = memoryview(buffer)
+        except TypeError:
+            raise TypeError(
+                f"buffer must support the buffer protocol, got {buffer.__class__.__name__}"
+            ) from None
+        need = f"a writable, C-contiguous {self.page_size}-byte buffer"
+        if view.readonly or not view.c_contiguous or view.nbytes != self.page_size:
+            raise ValueError(f"buffer must be {need}")
+        try:
+            flat = view.cast("B")
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"buffer must be {need} (its format can't be viewed as bytes)"
+            ) from None
         data = self.load(type, offset)
         if data is None:
             return False
-        view.cast("B")[:] = data
+        flat[:] = data
         return True
 
     def _decompress(self, pool: _Pool | None, packed: int) -> tuple[bytes, Exception | None]:
@@ -892,9 +1004,19 @@ class Zswap:
             data = pool.compressor.decompress(src, self.page_size)  # type: ignore[union-attr]
         except Exception as exc:
             return b"", exc
-        if len(data) != self.page_size:
-            return b"", DecompressError(f"decompressed to {len(data)} bytes")
+        if data.__class__ is not bytes or len(data) != self.page_size:
+            return b"", self._bad_page(data)
         return data, None
+
+    def _bad_page(self, out: object) -> DecompressError:
+        try:
+            size = f" of {len(out)} bytes"  # type: ignore[arg-type]
+        except Exception:
+            size = ""
+        return DecompressError(
+            f"decompressor returned {type(out).__name__}{size}; "
+            f"expected bytes of exactly {self.page_size}"
+        )
 
     @staticmethod
     def _verify(tree: _Tree, ci: int, i: int, data: bytes) -> Exception | None:
@@ -943,13 +1065,8 @@ class Zswap:
         drops the entry in the same critical section, so a racing store is never lost.
         """
         if excl:
-            tree.chunks[ci][i] = 0
-            tree.stamps[ci][i] = 0
-            tree.nr_stored -= 1
-            if packed & _SAME:
-                tree.nr_same -= 1
-                return 0
-            return packed
+            tree.clear(ci, i, packed)
+            return 0 if packed & _SAME else packed
         if not packed & _SAME:
             tree.stamps[ci][i] = next(self._clock)  # young again (see _Lru)
         return 0
@@ -959,24 +1076,23 @@ class Zswap:
         tree = self._tree(type)
         self._check_offset(offset)
         if self._erase(tree, offset) and _hooks.STATE.active:
-            _hooks.plugin_manager().hook.zswap_invalidate(zswap=self, type=type, offset=offset)
+            _hooks.call("zswap_invalidate", zswap=self, type=type, offset=offset)
 
     def invalidate_area(self, type: int) -> None:
         """Drop every page of swap type ``type`` and forget the type (swapoff)."""
         tree = self._tree(type)
         with tree.lock:
-            self._trees[type] = None
-            removed = [e for _off, e, _st in tree.entries()]
+            if self._trees[type] is tree:
+                self._trees[type] = None
+            tree.dead = True
+            removed = [e for _off, e, _st in tree.entries() if not e & _SAME]
             tree.chunks.clear()
             tree.stamps.clear()
             tree.crcs.clear()
             tree.lru.clear()
             tree.nr_stored = tree.nr_same = 0
-        with self._stats.lock:
-            self._dup_retired += tree.dup
         for packed in removed:
-            if not packed & _SAME:
-                self._free_packed(packed)
+            self._free_packed(packed)  # never raises: a failing free is logged
 
     # ---------------------------------------------------------------------------------
     # 5. writeback
@@ -1130,17 +1246,13 @@ class Zswap:
                 tree.lru_push(pid, offset, stamp)
                 ok = False
             else:
-                chunk[i] = 0
-                tree.stamps[ci][i] = 0
-                tree.nr_stored -= 1
+                tree.clear(ci, i, packed)
                 ok = True
         if ok:
             self._free_packed(packed)
             self._stats.inc("written_back_pages")
         if _hooks.STATE.active:
-            _hooks.plugin_manager().hook.zswap_writeback(
-                zswap=self, type=type, offset=offset, ok=ok
-            )
+            _hooks.call("zswap_writeback", zswap=self, type=type, offset=offset, ok=ok)
         return ok
 
     # ---------------------------------------------------------------------------------
@@ -1200,16 +1312,14 @@ class Zswap:
         s = self._stats
         with s.lock:
             out = {name: getattr(s, name) for name in _Stats.__slots__ if name != "lock"}
-        stored = same = dup = 0
+        stored = same = 0
         for tree in self._trees:
             if tree is not None:
                 with tree.lock:
                     stored += tree.nr_stored
                     same += tree.nr_same
-                    dup += tree.dup
         out["stored_pages"] = stored
         out["same_filled_pages"] = same
-        out["duplicate_entry"] = dup + self._dup_retired
         out["pool_total_size"] = self.pages.nr_pages * self.page_size
         return {name: out[name] for name in STAT_NAMES}
 
