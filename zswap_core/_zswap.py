@@ -610,12 +610,18 @@ class Zswap:
 
     def _info(self, pool: _Pool) -> PoolInfo:
         cur = pool is self._current
+        size = 0
+        if not pool.dead:
+            try:
+                size = pool.zpool.total_size()
+            except Exception as exc:  # a report must not fail (nor leak the pool it names)
+                log.warning("zswap: zpool %r total_size() failed: %s", pool.zpool_type, exc)
         return PoolInfo(
             pool.name,
             pool.compressor_name,
             pool.zpool_type,
             max(0, pool.refs - (1 if cur else 0)),
-            pool.zpool.total_size() if not pool.dead else 0,
+            size,
             cur,
         )
 
