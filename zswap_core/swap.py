@@ -23,7 +23,10 @@ Choices, following the kernel where it applies:
   reused first, else the next never-used one (O(1)). Slot 0 is the header and bad
   pages are never used.
 * ``swapoff`` cannot read pages back into anyone's memory, so it refuses (``EBUSY``)
-  while slots are in use; ``force=True`` drops them (and zswap's copies).
+  while slots are in use; ``force=True`` drops them (and zswap's copies). As in the
+  kernel, the type stays taken until swapoff has finished (operations in flight done,
+  zswap's area invalidated, file closed): a ``swapon`` meanwhile gets another type,
+  or ``EPERM`` if all 32 are taken, so the old area's end never touches the new file.
 * Counters as ``/proc/vmstat`` in :attr:`Swap.vmstat`: ``pswpout``/``pswpin`` count
   pages written to / read from the files (a zswap writeback is a ``pswpout`` too, as
   it is a swap write in the kernel), ``zswpout``/``zswpin`` pages stored in / loaded
@@ -31,6 +34,16 @@ Choices, following the kernel where it applies:
 * With ``exclusive_loads=Y`` zswap drops an entry when it is loaded; the page is then
   stored again (zswap, else the file) so the entry stays valid, as the kernel keeps
   the dirty page. Should both refuse, the page is kept in memory for that slot.
+  Whether a load dropped the entry is what zswap reports for that very load
+  (:meth:`~zswap_core.Zswap.load_dirty`): the swap layer reads no parameter on its
+  hot path, so a flip of ``exclusive_loads`` meanwhile cannot make it guess wrong.
+* With zswap's ``checksums_enabled=Y``, a page written to the file (refused by zswap,
+  or written back by it) gets a crc32 too, kept in memory per slot (8 bytes a slot,
+  allocated at the first such write). Reading a slot whose bytes no longer match, as
+  when someone truncated, re-extended or overwrote the file, raises ``OSError(EIO)``
+  naming the slot and the file instead of returning zeros or another page. Whether a
+  page gets one is decided when it is written (zswap's cached setting is read, not
+  its parameter table).
 * Errors change nothing: a failed write in ``swap_out`` leaves the slot free and
   raises ``OSError``; a failed read in ``swap_in`` raises ``OSError`` and the entry
   stays valid; a bad entry raises ``ValueError``.
@@ -45,6 +58,7 @@ import errno
 import os
 import threading
 import weakref
+import zlib
 from array import array
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -80,6 +94,9 @@ _USED = 1
 _BAD = 2
 _FREEING = 3  # being freed: zswap's copy is being dropped
 _STRIPES = 64  # swap_in serialises per slot through one of these locks
+# A slot's checksum in _SwapInfo.crcs: crc32 of the page with this bit set; 0 = the
+# page was written without one (checksums off), so a crc32 of 0 is still a checksum.
+_CRC_VALID = 1 << 32
 
 # Which Zswap is driven by which Swap (one each: the types and the writeback handler
 # belong to one swap layer). id(zswap) -> the Swap; the Swap keeps the Zswap alive.
@@ -111,6 +128,7 @@ class _SwapInfo:
 
     __slots__ = (
         "cond",
+        "crcs",
         "cursor",
         "dead",
         "fail_reads",
@@ -152,6 +170,15 @@ class _SwapInfo:
         self.fail_reads = 0
         self.pinned: dict[int, bytes] = {}
         self.stripes = [threading.Lock() for _ in range(_STRIPES)]
+        # Per-slot checksums of the pages in the file, made at the first page written
+        # with checksums on (8 bytes a slot; none at all while checksums stay off).
+        self.crcs: array[int] | None = None
+
+    def make_crcs(self) -> array[int]:
+        with self.lock:
+            if self.crcs is None:
+                self.crcs = array("Q", bytes(8 * (self.last_page + 1)))
+            return self.crcs
 
     # caller holds self.lock
     def alloc(self) -> int:
@@ -230,7 +257,8 @@ class Swap:
         self.zswap = zswap
         self.page_size: int = page_size
         self._lock = threading.Lock()  # the type table and the priority list
-        self._infos: list[_SwapInfo | None] = [None] * MAX_SWAPFILES
+        self._infos: list[_SwapInfo | None] = [None] * MAX_SWAPFILES  # dead: swapoff runs
+        self._types_cond = threading.Condition(self._lock)  # a swapoff finished
         self._avail: list[_SwapInfo] = []  # highest priority first
         self._stats_lock = threading.Lock()
         self._vmstat = dict.fromkeys(VMSTAT_NAMES, 0)
@@ -252,7 +280,7 @@ class Swap:
     def swaps(self) -> list[SwapArea]:
         """The active swap files, as ``/proc/swaps`` (sizes in usable pages)."""
         with self._lock:
-            infos = [si for si in self._infos if si is not None]
+            infos = [si for si in self._infos if si is not None and not si.dead]
         return [
             SwapArea(
                 si.type,
@@ -291,8 +319,7 @@ class Swap:
         if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
             raise ValueError(f"priority must be in {MIN_PRIORITY}..{MAX_PRIORITY}")
         with self._lock:
-            if all(si is not None for si in self._infos):
-                raise OSError(errno.EPERM, f"already {MAX_SWAPFILES} swap files in use")
+            self._check_free_type()
         if nr_pages is None:
             if label is not None:
                 raise ValueError("a label can only be given when the file may be created")
@@ -303,9 +330,7 @@ class Swap:
             with self._lock:
                 if self._closed:
                     raise ValueError("this Swap is closed")
-                t = next((i for i, o in enumerate(self._infos) if o is None), None)
-                if t is None:
-                    raise OSError(errno.EPERM, f"already {MAX_SWAPFILES} swap files in use")
+                t = self._check_free_type()
                 si = _SwapInfo(t, priority, file)
                 if self.zswap is not None:
                     self.zswap.init(t)
@@ -321,11 +346,21 @@ class Swap:
             raise
         return t
 
+    def _check_free_type(self) -> int:
+        """The lowest free type; caller holds self._lock. EPERM when none is free."""
+        t = next((i for i, o in enumerate(self._infos) if o is None), None)
+        if t is None:
+            dying = sum(1 for o in self._infos if o is not None and o.dead)
+            why = f" ({dying} being swapped off)" if dying else ""
+            raise OSError(errno.EPERM, f"already {MAX_SWAPFILES} swap files in use{why}")
+        return t
+
     def swapoff(self, type: int, *, force: bool = False) -> None:
         """Stop using swap type ``type`` and close its file.
 
         Refused with ``OSError(EBUSY)`` while slots are in use (nothing can take their
-        pages back); ``force=True`` drops them, zswap's copies included.
+        pages back); ``force=True`` drops them, zswap's copies included. The type
+        number stays taken until this returns, so a ``swapon`` meanwhile gets another.
         """
         self._check_type(type)
         with self._lock:
@@ -333,6 +368,8 @@ class Swap:
             if si is None:
                 raise ValueError(f"swap type {type} is not active")
             with si.lock:
+                if si.dead:
+                    raise ValueError(f"swap type {type} is being swapped off")
                 if si.nr_used and not force:
                     raise OSError(
                         errno.EBUSY,
@@ -340,27 +377,47 @@ class Swap:
                         "pages swapped out; free them or pass force=True",
                     )
                 si.dead = True
-            self._infos[type] = None
+            # The info stays in the table, dead, as a tombstone: swapon must not hand
+            # this type out again before zswap has dropped the old area, or the late
+            # invalidate_area would wipe the new file's pages, and a swap_in of the
+            # old file still in flight would read the new file's page.
             self._avail.remove(si)
-        with si.lock:
-            while si.inflight:
-                si.cond.wait()
-        if self.zswap is not None:
-            # (ValueError: the Zswap was closed first, nothing left to drop)
-            with contextlib.suppress(ValueError):
-                self.zswap.invalidate_area(type)
-        si.pinned.clear()
-        si.file.close()
+        try:
+            with si.lock:
+                while si.inflight:
+                    si.cond.wait()
+            if self.zswap is not None:
+                # (ValueError: the Zswap was closed first, nothing left to drop)
+                with contextlib.suppress(ValueError):
+                    self.zswap.invalidate_area(type)
+            si.pinned.clear()
+            si.file.close()
+        finally:
+            with self._lock:
+                self._infos[type] = None
+                self._types_cond.notify_all()
 
     def close(self) -> None:
-        """Swap every file off (dropping what is still swapped out); idempotent."""
+        """Swap every file off (dropping what is still swapped out); idempotent.
+
+        Also waits for swapoffs that other threads have begun.
+        """
         if self._closed:
             return
         with self._lock:
             self._closed = True
-            types = [si.type for si in self._infos if si is not None]
+            types = [si.type for si in self._infos if si is not None and not si.dead]
+        first: BaseException | None = None
         for t in types:
-            self.swapoff(t, force=True)
+            try:
+                self.swapoff(t, force=True)
+            except ValueError:
+                pass  # swapped off meanwhile by another thread
+            except BaseException as exc:  # the other files are still swapped off
+                first = first or exc
+        with self._lock:
+            while any(si is not None for si in self._infos):
+                self._types_cond.wait()
         if self.zswap is not None:
             if self._handler_installed:
                 self.zswap.set_writeback_handler(None)
@@ -369,6 +426,8 @@ class Swap:
                 ref = _claims.get(id(self.zswap))
                 if ref is not None and ref() is self:
                     del _claims[id(self.zswap)]
+        if first is not None:
+            raise first
 
     def __enter__(self) -> Swap:
         return self
@@ -386,6 +445,8 @@ class Swap:
         Counts replace what was left. Writeback writes count as writes.
         """
         si = self._active(type)
+        if si.dead:
+            raise ValueError(f"swap type {type} is being swapped off")
         for n in (writes, reads):
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise ValueError(f"counts must be non-negative ints, got {n!r}")
@@ -397,12 +458,33 @@ class Swap:
     def _write(self, si: _SwapInfo, off: int, page: bytes) -> None:
         if si.take_fault(write=True):
             raise OSError(errno.EIO, f"write of slot {off} to {si.file.path} failed (injected)")
+        zswap = self.zswap
+        # Checksum or not is decided per page, here, from zswap's cached flag: a plain
+        # attribute read, never the parameter table and its lock on this path.
+        crc = (zlib.crc32(page) | _CRC_VALID) if zswap is not None and zswap._checksums else 0
         si.file.write_page(off, page)
+        crcs = si.crcs
+        if crc:
+            (crcs if crcs is not None else si.make_crcs())[off] = crc
+        elif crcs is not None:
+            crcs[off] = 0  # this page has none: forget the slot's previous one
 
     def _read(self, si: _SwapInfo, off: int) -> bytes:
         if si.take_fault(write=False):
             raise OSError(errno.EIO, f"read of slot {off} from {si.file.path} failed (injected)")
-        return si.file.read_page(off)
+        data = si.file.read_page(off)
+        crcs = si.crcs
+        if crcs is not None:
+            crc = crcs[off]
+            if crc and (zlib.crc32(data) | _CRC_VALID) != crc:
+                # Someone else truncated, re-extended or overwrote the file: say so
+                # rather than hand out zeros or another page.
+                raise OSError(
+                    errno.EIO,
+                    f"slot {off} of swap file {si.file.path} fails its checksum: the "
+                    "file was changed behind the swap layer's back",
+                )
+        return data
 
     def _writeback(self, type: int, offset: int, page: bytes) -> None:
         """zswap's writeback handler: put a decompressed page into its own slot.
@@ -441,6 +523,7 @@ class Swap:
         si = self._infos[t]
         if si is None:
             raise ValueError(f"swap type {t} is not active (never swapped on, or swapped off)")
+        # (a dead one is refused by si.enter(): being swapped off)
         return si
 
     def _entry(self, entry: object) -> tuple[_SwapInfo, int]:
@@ -539,11 +622,13 @@ class Swap:
             zswap = self.zswap
             with si.stripes[off % _STRIPES]:
                 if zswap is not None:
-                    exclusive = bool(zswap.params["exclusive_loads"])
-                    data = zswap.load(si.type, off)
+                    # zswap says whether *this* load dropped its entry: a parameter read
+                    # here could disagree with what zswap decided (another thread may
+                    # flip exclusive_loads in between), and the page would be lost.
+                    data, dirty = zswap.load_dirty(si.type, off)
                     if data is not None:
                         self._count("zswpin")
-                        if exclusive or zswap.params["exclusive_loads"]:
+                        if dirty:
                             self._keep(si, off, data)
                         return data
                 pinned = si.pinned.get(off)
@@ -556,18 +641,28 @@ class Swap:
             si.exit()
 
     def _keep(self, si: _SwapInfo, off: int, data: bytes) -> None:
-        """After an exclusive load: store the page again so the entry stays valid."""
+        """After an exclusive load: store the page again so the entry stays valid.
+
+        ``data`` is the only copy left. It is pinned first, so that nothing raised
+        below (not even a KeyboardInterrupt) can lose it, and unpinned once zswap or
+        the file holds it again.
+        """
         zswap = self.zswap
         assert zswap is not None
-        if zswap.store(si.type, off, data):
-            self._count("zswpout")
-            return
+        si.pinned[off] = data
         try:
-            self._write(si, off, data)
-        except OSError:
-            si.pinned[off] = data  # neither would take it: keep it in memory
-            return
-        self._count("pswpout")
+            stored = zswap.store(si.type, off, data)
+        except Exception:  # a refusal, whatever the reason: the file is next
+            stored = False
+        if stored:
+            self._count("zswpout")
+        else:
+            try:
+                self._write(si, off, data)
+            except OSError:
+                return  # neither would take it: it stays in memory for its slot
+            self._count("pswpout")
+        si.pinned.pop(off, None)
 
     def swap_free(self, entry: SwapEntry | tuple[int, int]) -> None:
         """Release ``entry``'s slot and zswap's copy. Freeing twice is a ValueError."""
