@@ -10,6 +10,7 @@ states waited for with a deadline), so none passes or fails by chance:
   never sees the new file's page;
 * with checksums on, a swap file changed behind the swap layer's back reads as EIO
   naming the slot and the file, never as zeros or another page;
+* ``swapon`` of a /proc file is refused with its path, and nothing is written to it.
 """
 
 from __future__ import annotations
@@ -419,3 +420,41 @@ def test_checksum_decided_when_the_page_is_written(
         (reused,) = _to_file(s, z, [incompressible(3)])
         assert reused == summed
         assert s.swap_in(reused) == incompressible(3)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+@pytest.mark.parametrize("path", ["/proc/self/status", "/proc/sys/kernel/osrelease"])
+@pytest.mark.parametrize("nr_pages", [None, 64])
+def test_swapon_of_a_proc_file_is_refused_with_its_path(path: str, nr_pages: int | None) -> None:
+    if not os.path.exists(path):
+        pytest.skip(f"{path} does not exist here")
+    before = Path(path).read_bytes()
+    with Swap() as s:
+        with pytest.raises(OSError) as ei:
+            s.swapon(path, nr_pages)
+        assert path in str(ei.value)
+        assert s.swaps == []
+    if path.startswith("/proc/sys/"):
+        assert Path(path).read_bytes() == before  # nothing was written to it
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_a_pseudo_file_not_recognised_by_its_filesystem_still_names_its_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without /proc/self/mountinfo the filesystem type is unknown; formatting then
+    # finds out (its size cannot be set, or the write fails) and says which file.
+    from zswap_core import _swapfile
+
+    monkeypatch.setattr(_swapfile, "_fs_type", lambda st: None, raising=False)
+    with Swap() as s, pytest.raises(OSError) as ei:
+        s.swapon("/proc/self/status", 64)
+    assert "/proc/self/status" in str(ei.value)
+
+
+def test_a_file_that_is_not_a_swap_area_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"abc")
+    with Swap() as s, pytest.raises(ValueError) as ei:
+        s.swapon(path, None)
+    assert str(path) in str(ei.value) and "not a swap area" in str(ei.value)

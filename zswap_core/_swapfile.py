@@ -402,11 +402,63 @@ def _open_existing(path: str) -> int:
         raise
 
 
+# Filesystems whose "regular files" are kernel interfaces, not storage: a /proc or
+# /sys file reports S_ISREG (often with size 0), and formatting it would write into
+# the kernel's settings (as root) or fail half-way with a bare ESPIPE or EINVAL.
+_PSEUDO_FILESYSTEMS: Final = frozenset(
+    {
+        "autofs",
+        "binfmt_misc",
+        "bpf",
+        "cgroup",
+        "cgroup2",
+        "configfs",
+        "debugfs",
+        "devpts",
+        "efivarfs",
+        "fusectl",
+        "mqueue",
+        "nsfs",
+        "proc",
+        "pstore",
+        "rpc_pipefs",
+        "securityfs",
+        "selinuxfs",
+        "sysfs",
+        "tracefs",
+    }
+)
+
+
+def _fs_type(st: os.stat_result) -> str | None:
+    """The type of the filesystem holding ``st`` from /proc/self/mountinfo (Linux), or None."""
+    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                # "36 35 98:0 /root /mnt opts [optional...] - fstype source superopts"
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == dev and "-" in fields[6:]:
+                    sep = fields.index("-", 6)
+                    if sep + 1 < len(fields):
+                        return fields[sep + 1]
+    except OSError:
+        return None
+    return None
+
+
 def _vet(fd: int, path: str) -> os.stat_result:
     """Refuse what must not become a swap file; tighten loose permissions."""
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise OSError(errno.EINVAL, f"{path} is not a regular file")
+    fstype = _fs_type(st)
+    if fstype in _PSEUDO_FILESYSTEMS:
+        raise OSError(
+            errno.EINVAL,
+            f"{path} is on a {fstype} filesystem (a kernel interface, not storage): "
+            "it cannot be a swap file",
+        )
     if st.st_uid != os.geteuid():
         raise PermissionError(
             errno.EPERM,
@@ -416,6 +468,28 @@ def _vet(fd: int, path: str) -> os.stat_result:
     if st.st_nlink > 1:
         raise OSError(errno.EINVAL, f"refusing swap file {path}: it has {st.st_nlink} links")
     return st
+
+
+def _format(fd: int, path: str, size: int, header_page: bytes) -> SwapHeader:
+    """Size the file and write its header; every failure names the path."""
+    try:
+        os.ftruncate(fd, size)
+        if os.fstat(fd).st_size != size:  # not storage after all (a pseudo file)
+            raise OSError(errno.EINVAL, "its size cannot be set")
+        _pwrite_all(fd, header_page, 0)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot make {path} a swap area: {exc.strerror or exc}") from exc
+    return parse_header(header_page, len(header_page), file_size=size)
+
+
+def _header_of(fd: int, path: str, page_size: int | None) -> SwapHeader:
+    """The header of an open file, with errors that name the file."""
+    try:
+        return _read_header_fd(fd, page_size)
+    except SwapHeaderError as exc:
+        raise SwapHeaderError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot read the header of {path}: {exc.strerror}") from exc
 
 
 def _tighten_mode(fd: int) -> None:
@@ -464,12 +538,10 @@ def create(
         st = _vet(fd, spath)
         _lock(fd, spath)
         if created or st.st_size == 0:  # an empty file holds nothing to lose
-            os.ftruncate(fd, size)
-            _pwrite_all(fd, header_page, 0)
-            header = parse_header(header_page, page_size, file_size=size)
+            header = _format(fd, spath, size, header_page)
         else:
             try:
-                header = _read_header_fd(fd, page_size)
+                header = _read_header_fd(fd, page_size)  # (named below if refused)
                 if header.nr_pages != nr_pages:
                     raise SwapHeaderError(
                         f"{spath} is a swap area of {header.nr_pages} pages, not {nr_pages}"
@@ -479,9 +551,7 @@ def create(
                     raise SwapHeaderError(
                         f"refusing to overwrite {spath}: {exc} (pass force=True to reformat)"
                     ) from None
-                os.ftruncate(fd, size)
-                _pwrite_all(fd, header_page, 0)
-                header = parse_header(header_page, page_size, file_size=size)
+                header = _format(fd, spath, size, header_page)
         _tighten_mode(fd)
     except BaseException:
         os.close(fd)
@@ -502,7 +572,7 @@ def open_swapfile(path: str | os.PathLike[str], page_size: int | None = None) ->
     try:
         _vet(fd, spath)
         _lock(fd, spath)
-        header = _read_header_fd(fd, page_size)
+        header = _header_of(fd, spath, page_size)
         _tighten_mode(fd)
     except BaseException:
         os.close(fd)

@@ -44,6 +44,8 @@ Choices, following the kernel where it applies:
   naming the slot and the file instead of returning zeros or another page. Whether a
   page gets one is decided when it is written (zswap's cached setting is read, not
   its parameter table).
+* ``swapon`` refuses files on kernel-interface filesystems (/proc, /sys...), naming
+  the path, before writing anything.
 * Errors change nothing: a failed write in ``swap_out`` leaves the slot free and
   raises ``OSError``; a failed read in ``swap_in`` raises ``OSError`` and the entry
   stays valid; a bad entry raises ``ValueError``.
