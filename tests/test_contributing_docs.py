@@ -179,6 +179,13 @@ def test_python_block_runs(walkthrough: Walkthrough, block: Block) -> None:
     run([sys.executable, "-c", block.body], walkthrough.project, walkthrough.site)
 
 
+def bundled_distributions() -> set[str]:
+    return {
+        tomllib.loads(p.read_text())["project"]["name"]
+        for p in [ROOT / "pyproject.toml", *ROOT.glob("plugins/*/*/pyproject.toml")]
+    }
+
+
 def bash_lines() -> list[tuple[Block, str]]:
     return [
         (b, line.strip())
@@ -194,9 +201,19 @@ def test_bash_line_is_checked(walkthrough: Walkthrough, block: Block, line: str)
     proj = walkthrough.project
     if words[0] in ("mkdir", "cd"):
         assert words[1:] == [proj.name], "the walk-through's folder is named after the dist"
+    elif words[:2] == ["pip", "install"] and words[2].startswith("dist/"):
+        # The wheels of `dev.py wheels` (built and installed for real into a fresh venv
+        # by test_third_party_plugin.py): each pattern names one of its distributions.
+        for pattern in words[2:]:
+            dist = pattern.removeprefix("dist/").split("-")[0].replace("_", "-")
+            assert pattern == f"dist/{dist.replace('-', '_')}-*.whl", pattern
+            assert dist in bundled_distributions(), pattern
     elif words[:2] == ["pip", "install"]:
         # Done by the fixture (a --target install of the built wheel, not editable).
         assert words[2:] == ["-e", ".[test]"]
+    elif words[:3] == ["python3", "dev.py", "wheels"]:
+        source = (ROOT / "dev.py").read_text()
+        assert 'if cmd == "wheels":' in source and words[3:] == []
         assert (
             "test"
             in tomllib.loads((proj / "pyproject.toml").read_text())["project"][

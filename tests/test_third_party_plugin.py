@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 import venv
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,16 +98,18 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     venv.EnvBuilder(with_pip=False, clear=True).create(root / "venv")
     v = Venv(root / "venv", root / "venv" / "bin" / "python", {})
     v.pip("install", *INDEX_PACKAGES)
-    v.build(
-        [
-            ROOT,
-            ROOT / "plugins" / "compressors" / "lz4",
-            ROOT / "plugins" / "zpools" / "zbud",
-            EXAMPLE,
-            late_project(root),
-        ],
-        root / "wheels",
+    # The core and its plugins as CONTRIBUTING.md tells an author to get them: the
+    # wheels of `python3 dev.py wheels` (each built from its sdist), never editable.
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "dev.py"), "wheels", "--out", str(root / "dist")],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for wheel in (root / "dist").glob("*.whl"):
+        v.wheels[wheel.name.split("-")[0]] = wheel
+    v.build([EXAMPLE, late_project(root)], root / "wheels")  # the third-party ones
     # The core's dependencies (pluggy, stevedore, click, rich) and lz4 come from the index.
     v.pip("install", *(str(v.wheels[w]) for w in ("zswap_core", "zswap_lz4", "zswap_zbud")))
     return v
@@ -117,6 +120,44 @@ def with_example(fresh: Venv) -> Venv:
     if not fresh.installed("zswap-example-zpool"):
         fresh.pip("install", "--no-index", "--no-deps", str(fresh.wheels["zswap_example_zpool"]))
     return fresh
+
+
+def test_dev_py_wheels_builds_every_distribution(fresh: Venv) -> None:
+    """An sdist and a wheel for the core and each bundled plugin, by their pyproject names."""
+    dist = fresh.root.parent / "dist"
+    names = {
+        tomllib.loads((ROOT / m / "pyproject.toml").read_text())["project"]["name"]
+        for m in [".", *(str(p.parent) for p in ROOT.glob("plugins/*/*/pyproject.toml"))]
+    }
+    assert len(names) == 8
+    for name in names:
+        stem = name.replace("-", "_")
+        assert len(list(dist.glob(f"{stem}-*-py3-none-any.whl"))) == 1, name
+        assert len(list(dist.glob(f"{stem}-*.tar.gz"))) == 1, name
+
+
+def test_the_core_installs_straight_from_a_clone(tmp_path: Path) -> None:
+    """CONTRIBUTING's other way: `pip install /path/to/clone` (pip builds the wheel)."""
+    target = tmp_path / "site"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (target / "zswap_core" / "testing" / "__init__.py").is_file()  # the kit ships too
+    assert list(target.glob("zswap_core-*.dist-info/entry_points.txt"))
 
 
 def test_fresh_venv_has_only_what_was_installed(fresh: Venv) -> None:
