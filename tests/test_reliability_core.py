@@ -659,3 +659,26 @@ def test_exclusive_loads_and_writeback_free_chunks_too(tmp_path: Any) -> None:
         assert z.stats["stored_pages"] == 0
         assert tree.chunks == {} and tree.stamps == {} and tree.lru == {}
     z.close()
+
+
+# -- lifetimes: a Zswap dropped without close() gives its plugins back -------------------
+
+
+def test_a_collected_zswap_releases_its_plugins(tmp_path: Any) -> None:
+    reg = Registry()
+    z = Zswap(registry=reg, ram_bytes=1 << 30, compressor="lz4", zpool="zbud")
+    with Swap(z) as swap:  # with a writeback worker running, too
+        swap.swapon(str(tmp_path / "swap"), 64)
+        z.params["max_pool_percent"] = 0
+        swap.swap_out(PAGE)  # over the limit: wakes the worker
+    z.params["max_pool_percent"] = 20
+    z.init(1)
+    assert z.store(1, 1, PAGE)
+    z.params["compressor"] = "deflate"
+    assert z.store(1, 2, PAGE)
+    mods = [reg.loaded("compressor", "lz4"), reg.loaded("compressor", "deflate")]
+    mods.append(reg.loaded("zpool", "zbud"))
+    assert [m.use_count for m in mods if m is not None] == [1, 1, 2]
+    del z, swap
+    gc.collect()
+    assert [m.use_count for m in mods if m is not None] == [0, 0, 0]

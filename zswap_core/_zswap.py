@@ -22,6 +22,7 @@ import os
 import struct
 import threading
 import warnings
+import weakref
 import zlib
 from array import array
 from collections.abc import Callable, Iterator, Mapping
@@ -431,6 +432,10 @@ class Zswap:
         decls = [p.replace(on_set=self._set_param) for p in _PARAMS]
         self.params = ModuleParams("zswap", decls, builtin=True)
         self.params.add_listener(self._param_changed)
+        # Who owns what: the caller owns a Zswap and should close() it (or use it as a
+        # context manager; a Swap it is given closes it too, unless told not to). One
+        # that is dropped without close() still gives its plugins back when collected.
+        self._finalizer = weakref.finalize(self, _release_pools, self._pools)
         self._init(boot_params)
 
     @classmethod
@@ -1118,20 +1123,13 @@ class Zswap:
             with self._pools_lock:
                 if self._worker is None or not self._worker.is_alive():
                     self._worker = threading.Thread(
-                        target=self._worker_main, name="zswap-shrink", daemon=True
+                        target=_shrink_worker,
+                        args=(weakref.ref(self), self._worker_wake),
+                        name="zswap-shrink",
+                        daemon=True,
                     )
                     self._worker.start()
         self._worker_wake.set()
-
-    def _worker_main(self) -> None:
-        while not self._closed:
-            if not self._worker_wake.wait(timeout=1.0):
-                continue
-            self._worker_wake.clear()
-            try:
-                self._shrink(until_accept=True)
-            except Exception:  # the worker must survive anything a plugin throws
-                log.exception("zswap: shrink worker failed")
 
     def writeback(self, nr_pages: int) -> int:
         """Write back up to ``nr_pages`` of the oldest entries now; returns how many.
@@ -1405,6 +1403,43 @@ class Zswap:
             f"<Zswap enabled={p.sysfs('enabled')} compressor={p['compressor']} "
             f"zpool={p['zpool']} pools={len(self._pools)}>"
         )
+
+
+def _shrink_worker(ref: weakref.ref[Zswap], wake: threading.Event) -> None:
+    """The pool limit worker. It holds its Zswap only while it works, so that a Zswap
+    nobody references any more can be collected (and its finalizer run)."""
+    while True:
+        woken = wake.wait(timeout=1.0)
+        z = ref()
+        if z is None or z._closed:
+            return
+        if woken:
+            wake.clear()
+            try:
+                z._shrink(until_accept=True)
+            except Exception:  # the worker must survive anything a plugin throws
+                log.exception("zswap: shrink worker failed")
+        del z
+
+
+def _release_pools(pools: list[_Pool]) -> None:
+    """Finalizer of a Zswap collected without close(): its plugins are no longer used.
+
+    Runs without the instance (it is gone), on the pools list it shared. Every pool's
+    allocator and codec are released and the modules' use counts ("Used by") drop.
+    """
+    for pool in list(pools):
+        if pool.dead:
+            continue
+        pool.dead = True
+        pool.comp_mod.use_count -= 1
+        pool.zpool_mod.use_count -= 1
+        for cleanup in (pool.zpool.destroy, pool.compressor.close):
+            try:
+                cleanup()
+            except Exception as exc:
+                log.warning("zswap: releasing %s: %s: %s", pool.name, type(exc).__name__, exc)
+    pools.clear()
 
 
 def _as_page_bytes(page: object) -> bytes:
