@@ -458,3 +458,109 @@ def test_a_file_that_is_not_a_swap_area_is_named(tmp_path: Path) -> None:
     with Swap() as s, pytest.raises(ValueError) as ei:
         s.swapon(path, None)
     assert str(path) in str(ei.value) and "not a swap area" in str(ei.value)
+
+
+class _InterruptedWait:
+    """Stands in for a swap file's condition: the first wait is a Ctrl-C."""
+
+    def __init__(self, real: threading.Condition) -> None:
+        self.real = real
+        self.interrupted = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        return self.real.wait(timeout)
+
+    def notify_all(self) -> None:
+        self.real.notify_all()
+
+
+def test_swapoff_interrupted_while_waiting_puts_the_file_back(
+    tmp_path: Path, make_zswap: Callable[..., Zswap]
+) -> None:
+    z = make_zswap()
+    with Swap(z) as s:
+        t = s.swapon(tmp_path / "swap", 64)
+        page = compressible(1)
+        e = s.swap_out(page)
+        in_load = threading.Event()
+        go = threading.Event()
+        real_load_dirty, real_load = z.load_dirty, z.load
+
+        def held(real: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapper(type: int, offset: int, **kw: Any) -> Any:
+                if threading.current_thread().name == "swap_in":
+                    in_load.set()
+                    assert go.wait(WAIT), "never released"
+                return real(type, offset, **kw)
+
+            return wrapper
+
+        z.load_dirty = held(real_load_dirty)  # type: ignore[method-assign]
+        z.load = held(real_load)  # type: ignore[method-assign]
+        reader = Runner(lambda: s.swap_in(e), "swap_in")
+        reader.start()
+        try:
+            assert in_load.wait(WAIT)
+            info = s._infos[t]
+            assert info is not None
+            info.cond = _InterruptedWait(info.cond)  # type: ignore[assignment]
+            with pytest.raises(KeyboardInterrupt):
+                s.swapoff(t, force=True)  # a swap_in is in flight: it must wait
+            # nothing was dropped, and the type was not freed under the swap_in:
+            # the file is in use again, as the kernel's interrupted swapoff leaves it
+            assert [a.type for a in s.swaps] == [t]
+            assert z.stats["stored_pages"] == 1
+            e2 = s.swap_out(compressible(2))
+            assert e2.type == t
+        finally:
+            go.set()
+        assert reader.outcome() == page
+        assert s.swap_in(e) == page
+        s.swapoff(t, force=True)
+        assert s.swaps == [] and z.stats["stored_pages"] == 0
+
+
+def test_keep_survives_a_store_that_raises(
+    tmp_path: Path, make_zswap: Callable[..., Zswap]
+) -> None:
+    # After an exclusive load the swap layer holds the only copy: a store that raises
+    # instead of refusing must not lose it (the file takes it).
+    z = make_zswap(exclusive_loads=True)
+    with Swap(z) as s:
+        s.swapon(tmp_path / "swap", 64)
+        page = compressible(3)
+        e = s.swap_out(page)
+        real_store = z.store
+
+        def store(*a: Any, **kw: Any) -> bool:
+            raise RuntimeError("store exploded")
+
+        z.store = store  # type: ignore[method-assign]
+        try:
+            assert s.swap_in(e) == page
+        finally:
+            z.store = real_store  # type: ignore[method-assign]
+        assert s.swap_in(e) == page
+        assert s.vmstat["pswpout"] == 1  # it went to the file
+
+
+def test_checksums_beyond_the_first_chunk_of_slots(
+    tmp_path: Path, make_zswap: Callable[..., Zswap]
+) -> None:
+    z = make_zswap(checksums_enabled=True)
+    path = tmp_path / "swap"
+    with Swap(z) as s:
+        s.swapon(path, 4200)
+        entries = _to_file(s, z, [i.to_bytes(4, "little") * (PS // 4) for i in range(4150)])
+        far = entries[-1]
+        assert far.offset > 4096
+        with open(path, "r+b") as fh:
+            fh.seek(far.offset * PS)
+            fh.write(b"x")
+        with pytest.raises(OSError) as ei:
+            s.swap_in(far)
+        assert ei.value.errno == errno.EIO and f"slot {far.offset}" in str(ei.value)
+        assert s.swap_in(entries[0]) == bytes(PS)

@@ -39,11 +39,11 @@ Choices, following the kernel where it applies:
   hot path, so a flip of ``exclusive_loads`` meanwhile cannot make it guess wrong.
 * With zswap's ``checksums_enabled=Y``, a page written to the file (refused by zswap,
   or written back by it) gets a crc32 too, kept in memory per slot (8 bytes a slot,
-  allocated at the first such write). Reading a slot whose bytes no longer match, as
-  when someone truncated, re-extended or overwrote the file, raises ``OSError(EIO)``
-  naming the slot and the file instead of returning zeros or another page. Whether a
-  page gets one is decided when it is written (zswap's cached setting is read, not
-  its parameter table).
+  in chunks of 4096 slots made at the first such write into them). Reading a slot
+  whose bytes no longer match, as when someone truncated, re-extended or overwrote
+  the file, raises ``OSError(EIO)`` naming the slot and the file instead of
+  returning zeros or another page. Whether a page gets one is decided when it is
+  written (zswap's cached setting is read, not its parameter table).
 * ``swapon`` refuses files on kernel-interface filesystems (/proc, /sys...), naming
   the path, before writing anything.
 * Errors change nothing: a failed write in ``swap_out`` leaves the slot free and
@@ -99,6 +99,11 @@ _STRIPES = 64  # swap_in serialises per slot through one of these locks
 # A slot's checksum in _SwapInfo.crcs: crc32 of the page with this bit set; 0 = the
 # page was written without one (checksums off), so a crc32 of 0 is still a checksum.
 _CRC_VALID = 1 << 32
+# Checksums live in chunks of this many slots, made when a page is first written into
+# one with checksums on: a large file costs only for the part of it that is used.
+_CRC_SHIFT = 12
+_CRC_MASK = (1 << _CRC_SHIFT) - 1
+_CRC_CHUNK = bytes(8 << _CRC_SHIFT)
 
 # Which Zswap is driven by which Swap (one each: the types and the writeback handler
 # belong to one swap layer). id(zswap) -> the Swap; the Swap keeps the Zswap alive.
@@ -172,15 +177,16 @@ class _SwapInfo:
         self.fail_reads = 0
         self.pinned: dict[int, bytes] = {}
         self.stripes = [threading.Lock() for _ in range(_STRIPES)]
-        # Per-slot checksums of the pages in the file, made at the first page written
-        # with checksums on (8 bytes a slot; none at all while checksums stay off).
-        self.crcs: array[int] | None = None
+        # Per-slot checksums of the pages in the file (8 bytes a slot, in chunks made
+        # at the first page written into them with checksums on; none while off).
+        self.crcs: dict[int, array[int]] = {}
 
-    def make_crcs(self) -> array[int]:
-        with self.lock:
-            if self.crcs is None:
-                self.crcs = array("Q", bytes(8 * (self.last_page + 1)))
-            return self.crcs
+    def crc_chunk(self, ci: int) -> array[int]:
+        with self.lock:  # two writers of one new chunk must not make two
+            chunk = self.crcs.get(ci)
+            if chunk is None:
+                chunk = self.crcs[ci] = array("Q", _CRC_CHUNK)
+            return chunk
 
     # caller holds self.lock
     def alloc(self) -> int:
@@ -340,13 +346,17 @@ class Swap:
                         self.zswap.set_writeback_handler(self._writeback)
                         self._handler_installed = True
                 self._infos[t] = si
-                # after the files of equal priority: they take turns
-                pos = next((i for i, o in enumerate(self._avail) if o.prio < priority), None)
-                self._avail.insert(len(self._avail) if pos is None else pos, si)
+                self._make_available(si)
         except BaseException:
             file.close()
             raise
         return t
+
+    def _make_available(self, si: _SwapInfo) -> None:
+        """Put a file in the priority list; caller holds self._lock."""
+        # after the files of equal priority: they take turns
+        pos = next((i for i, o in enumerate(self._avail) if o.prio < si.prio), None)
+        self._avail.insert(len(self._avail) if pos is None else pos, si)
 
     def _check_free_type(self) -> int:
         """The lowest free type; caller holds self._lock. EPERM when none is free."""
@@ -388,6 +398,16 @@ class Swap:
             with si.lock:
                 while si.inflight:
                     si.cond.wait()
+        except BaseException:
+            # Interrupted (KeyboardInterrupt) while operations were still in flight:
+            # nothing is dropped yet, so the file goes back into use, as the kernel's
+            # swapoff does when its try_to_unuse is interrupted. Freeing the type
+            # instead would let a swapon hand it out under those operations.
+            with self._lock, si.lock:
+                si.dead = False
+                self._make_available(si)
+            raise
+        try:
             if self.zswap is not None:
                 # (ValueError: the Zswap was closed first, nothing left to drop)
                 with contextlib.suppress(ValueError):
@@ -395,6 +415,8 @@ class Swap:
             si.pinned.clear()
             si.file.close()
         finally:
+            # Nothing is in flight and zswap has forgotten the area (it does that first):
+            # whatever went wrong above, the type can be reused safely.
             with self._lock:
                 self._infos[type] = None
                 self._types_cond.notify_all()
@@ -404,9 +426,9 @@ class Swap:
 
         Also waits for swapoffs that other threads have begun.
         """
-        if self._closed:
-            return
         with self._lock:
+            if self._closed and all(si is None for si in self._infos):
+                return  # (a close that was interrupted may be called again)
             self._closed = True
             types = [si.type for si in self._infos if si is not None and not si.dead]
         first: BaseException | None = None
@@ -418,8 +440,8 @@ class Swap:
             except BaseException as exc:  # the other files are still swapped off
                 first = first or exc
         with self._lock:
-            while any(si is not None for si in self._infos):
-                self._types_cond.wait()
+            while any(si is not None and si.dead for si in self._infos):
+                self._types_cond.wait()  # swapoffs of other threads
         if self.zswap is not None:
             if self._handler_installed:
                 self.zswap.set_writeback_handler(None)
@@ -465,19 +487,20 @@ class Swap:
         # attribute read, never the parameter table and its lock on this path.
         crc = (zlib.crc32(page) | _CRC_VALID) if zswap is not None and zswap._checksums else 0
         si.file.write_page(off, page)
-        crcs = si.crcs
+        ci = off >> _CRC_SHIFT
+        chunk = si.crcs.get(ci)
         if crc:
-            (crcs if crcs is not None else si.make_crcs())[off] = crc
-        elif crcs is not None:
-            crcs[off] = 0  # this page has none: forget the slot's previous one
+            (chunk if chunk is not None else si.crc_chunk(ci))[off & _CRC_MASK] = crc
+        elif chunk is not None:
+            chunk[off & _CRC_MASK] = 0  # this page has none: forget the slot's last one
 
     def _read(self, si: _SwapInfo, off: int) -> bytes:
         if si.take_fault(write=False):
             raise OSError(errno.EIO, f"read of slot {off} from {si.file.path} failed (injected)")
         data = si.file.read_page(off)
-        crcs = si.crcs
-        if crcs is not None:
-            crc = crcs[off]
+        chunk = si.crcs.get(off >> _CRC_SHIFT)
+        if chunk is not None:
+            crc = chunk[off & _CRC_MASK]
             if crc and (zlib.crc32(data) | _CRC_VALID) != crc:
                 # Someone else truncated, re-extended or overwrote the file: say so
                 # rather than hand out zeros or another page.
