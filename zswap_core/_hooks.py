@@ -10,6 +10,7 @@ one module attribute (:data:`STATE.active`) before building any call.
 
 from __future__ import annotations
 
+import math
 import threading
 
 from ._log import log
@@ -107,7 +108,13 @@ def plugin_manager() -> pluggy.PluginManager:
 
 
 def load_observer_entry_points() -> None:
-    """Register every ``zswap.hooks`` observer once, one failure never stopping the rest."""
+    """Register every ``zswap.hooks`` observer once; no observer can stop or hang this.
+
+    Each import runs on a daemon thread with the registry's load deadline
+    (``$ZSWAP_PLUGIN_LOAD_TIMEOUT``). An observer whose import raises anything,
+    ``SystemExit`` included, or does not finish in time is skipped with a warning
+    naming it; the others still load.
+    """
     if STATE.entry_points_loaded:
         return
     from ._registry import default_registry
@@ -118,15 +125,47 @@ def load_observer_entry_points() -> None:
     pm = plugin_manager()
     for cand in reg.hook_entry_points():
         name = cand.ep.name
-        if reg.is_blocked("hooks", name, cand) or pm.has_plugin(name):
-            continue
+        where = cand.distribution or "?"
         try:
-            pm.register(cand.ep.load(), name=name)
-        except Exception as exc:
-            log.warning(
-                "observer %r from %s failed to load: %s", name, cand.distribution or "?", exc
-            )
+            if reg.is_blocked("hooks", name, cand) or pm.has_plugin(name):
+                continue
+        except Exception as exc:  # a malformed modprobe.d file: can't tell, don't load
+            log.warning("observer %r from %s not loaded: %s", name, where, exc)
+            continue
+        plugin, error = _import_observer(cand, reg.load_timeout)
+        if error is None:
+            try:
+                pm.register(plugin, name=name)
+            except Exception as exc:  # not a valid pluggy plugin
+                error = f"{type(exc).__name__}: {exc}"
+        if error is not None:
+            log.warning("observer %r from %s failed to load: %s", name, where, error)
     _refresh()
+
+
+def _import_observer(cand: Any, timeout: float) -> tuple[object, str | None]:
+    """(the observer, None), or (None, why not): never raises, never waits past timeout."""
+    box: dict[str, object] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["plugin"] = cand.ep.load()
+        except BaseException as exc:  # SystemExit from an import must not end the program
+            box["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        finally:
+            done.set()
+
+    # A daemon thread: an import that never returns must not keep the program alive.
+    threading.Thread(target=run, name=f"zswap-observer-{cand.ep.name}", daemon=True).start()
+    if not done.wait(None if math.isinf(timeout) else timeout):
+        return None, (
+            f"its import did not finish within {timeout:g}s "
+            "(allow more time with $ZSWAP_PLUGIN_LOAD_TIMEOUT)"
+        )
+    if "error" in box:
+        return None, str(box["error"])
+    return box["plugin"], None
 
 
 def _claim_entry_point_loading() -> bool:

@@ -18,10 +18,13 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from ._errors import ParamError
+from ._log import log
 from ._records import Record
 
 TYPE_CHECKING = False
@@ -39,6 +42,8 @@ __all__ = [
     "ModprobeConfig",
     "ModuleParams",
     "Param",
+    "check_module_name",
+    "check_param_name",
     "parse_cmdline",
     "parse_modprobe",
 ]
@@ -49,6 +54,10 @@ BUILTIN_PARAM_LOCK = threading.RLock()
 
 #: Longest value accepted, as the kernel's ``charp`` limit (1024 bytes).
 MAX_VALUE_LEN = 1024
+
+#: Largest modprobe.d file read; a bigger one is skipped with a warning (real ones
+#: are a few lines, and reading must stay cheap: it happens on every plugin load).
+MAX_CONF_BYTES = 1 << 20
 
 _TRUE = frozenset({"y", "Y", "1", "on", "true", "yes"})
 _FALSE = frozenset({"n", "N", "0", "off", "false", "no"})
@@ -230,20 +239,42 @@ class ModuleParams(Mapping[str, object]):
             raise ParamError(errno.EPERM, f"{self.module}.{name} is read-only at run time")
         parsed = p.parse(value)
         with self.lock:
-            if p.on_set is not None:
-                p.on_set(self, name, parsed)
-            else:
-                self.commit(name, parsed)
+            self._store(p, parsed)
 
     def update(self, values: Mapping[str, object], *, boot: bool = False) -> None:
-        """Set several values; all are validated before any is written."""
+        """Set several values, all or nothing.
+
+        Every value is validated before any is written. The writes then happen under
+        the module's lock; if a set callback refuses one, those already written are
+        set back (listeners see the change and its undo) and the refusal is raised.
+        """
+        parsed: dict[str, Any] = {}
         for name, value in values.items():
             p = self._param(name)
             if not p.writable and not boot:
                 raise ParamError(errno.EPERM, f"{self.module}.{name} is read-only at run time")
-            p.parse(value)
-        for name, value in values.items():
-            self.set(name, value, boot=boot)
+            parsed[p.name] = p.parse(value)
+        with self.lock:
+            old = {name: self._values[name] for name in parsed}
+            written: list[str] = []
+            try:
+                for name, value in parsed.items():
+                    self._store(self._decl[name], value)
+                    written.append(name)
+            except BaseException:
+                for name in reversed(written):
+                    try:
+                        self._store(self._decl[name], old[name])
+                    except Exception as exc:  # the refusal being raised matters more
+                        log.warning("%s.%s: could not be set back: %s", self.module, name, exc)
+                raise
+
+    def _store(self, p: Param, parsed: Any) -> None:
+        # Lock held by the caller; the write itself, as set() does it.
+        if p.on_set is not None:
+            p.on_set(self, p.name, parsed)
+        else:
+            self.commit(p.name, parsed)
 
     def commit(self, name: str, value: Any) -> None:
         """Store an already validated value; for set callbacks (lock must be held)."""
@@ -271,6 +302,20 @@ class ModuleParams(Mapping[str, object]):
 
 
 # -- boot strings and modprobe.d ------------------------------------------------------------
+
+
+def check_module_name(module: object) -> str:
+    """``module`` if it is a valid module name (as in ``zstd.level``), else ParamError."""
+    if not isinstance(module, str) or not _MODULE_NAME.match(module):
+        raise ParamError(errno.EINVAL, f"bad module name {module!r}")
+    return module
+
+
+def check_param_name(name: object) -> str:
+    """``name`` if it is a valid parameter name, else ParamError."""
+    if not isinstance(name, str) or not _PARAM_NAME.match(name):
+        raise ParamError(errno.EINVAL, f"bad parameter name {name!r}")
+    return name
 
 
 def parse_cmdline(cmdline: str) -> dict[str, dict[str, str]]:
@@ -351,23 +396,111 @@ def parse_modprobe(text: str, *, source: str = "<string>") -> ModprobeConfig:
 
 
 def read_modprobe_dir(directory: str | os.PathLike[str] | None) -> ModprobeConfig:
-    """Merge every ``*.conf`` of a modprobe.d directory, in name order (later wins)."""
+    """Merge every ``*.conf`` of a modprobe.d directory, in name order (later wins).
+
+    Only regular files are read, and nothing here can block: a FIFO, a device, a
+    directory or a dangling symbolic link named ``*.conf``, or a directory that cannot
+    be listed, is skipped with a :class:`RuntimeWarning` naming it. A malformed file
+    raises :class:`ParamError` naming the file and line.
+    """
     merged = ModprobeConfig()
     if directory is None:
         return merged
     path = os.fspath(directory)
     if not os.path.isdir(path):
         return merged
-    for entry in sorted(os.listdir(path)):
+    try:
+        entries = sorted(os.listdir(path))
+    except OSError as exc:
+        _warn_once(f"modprobe.d directory {path} skipped: {exc.strerror or exc}")
+        return merged
+    for entry in entries:
         if not entry.endswith(".conf"):
             continue
         conf = os.path.join(path, entry)
-        with open(conf, encoding="utf-8", errors="replace") as fh:
-            cfg = parse_modprobe(fh.read(), source=conf)
+        text = _read_conf(conf)
+        if text is None:
+            continue
+        cfg = parse_modprobe(text, source=conf)
         for module, opts in cfg.options.items():
             merged.options.setdefault(module, {}).update(opts)
         merged.blacklist |= cfg.blacklist
     return merged
+
+
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO's open must not wait for a writer
+    | getattr(os, "O_NOCTTY", 0)  # a terminal must not become ours
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+def _read_conf(conf: str) -> str | None:
+    """The text of one regular file, or None (warned) for anything else."""
+    try:
+        # stat first so that a device or FIFO is not even opened...
+        if not stat.S_ISREG(os.stat(conf).st_mode):
+            _warn_once(f"modprobe.d: {conf} skipped: {_what(os.stat(conf).st_mode)}")
+            return None
+        fd = os.open(conf, _OPEN_FLAGS)
+    except OSError as exc:
+        if os.path.islink(conf) and not os.path.exists(conf):
+            reason = "a dangling symbolic link"
+        else:
+            reason = exc.strerror or str(exc)
+        _warn_once(f"modprobe.d: {conf} skipped: {reason}")
+        return None
+    try:
+        # ...and the opened descriptor decides: the name may have been replaced since.
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            _warn_once(f"modprobe.d: {conf} skipped: {_what(st.st_mode)}")
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONF_BYTES:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        _warn_once(f"modprobe.d: {conf} skipped: {exc.strerror or exc}")
+        return None
+    finally:
+        os.close(fd)
+    if size > MAX_CONF_BYTES:
+        _warn_once(f"modprobe.d: {conf} skipped: larger than {MAX_CONF_BYTES} bytes")
+        return None
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _what(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return f"not a regular file ({name})"
+    return "not a regular file"
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(message: str) -> None:
+    # The directory is read on every plugin load and listing; one warning per problem
+    # and process is enough (the CLI shows every warning, so repeats would flood it).
+    with _warned_lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def split_words(text: str) -> list[str]:

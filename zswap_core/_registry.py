@@ -13,20 +13,38 @@ check imports both plugins first. So this module scans ``importlib.metadata`` it
 lazily, once per process (and again on :func:`rescan_plugins` or on a miss), and
 hands stevedore's ``DriverManager`` the one entry point to load. Neither the
 on-disk cache nor ``ExtensionManager.ENTRY_POINT_CACHE`` is ever consulted.
+
+Loading has a deadline (:data:`ENV_LOAD_TIMEOUT`, default :data:`DEFAULT_LOAD_TIMEOUT`
+seconds). A plugin whose import hangs is reported as failed when it passes, and its
+one loader thread is kept: an explicit :func:`rescan_plugins` retry waits for that
+same thread again instead of starting another one that would hang as well.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
+import math
 import os
 import re
 import sys
 import threading
+import warnings
+from collections.abc import Callable, Mapping
 
 from ._api import API_VERSION, SUPPORTED_API_VERSIONS
 from ._errors import ApiVersionError, DuplicatePluginError, ParamError, PluginError
 from ._log import log
-from ._params import BUILTIN_PARAM_LOCK, ModuleParams, read_modprobe_dir, split_words
+from ._params import (
+    BUILTIN_PARAM_LOCK,
+    MAX_VALUE_LEN,
+    ModuleParams,
+    check_module_name,
+    check_param_name,
+    read_modprobe_dir,
+    split_words,
+)
 from ._records import Record
 
 TYPE_CHECKING = False
@@ -78,6 +96,11 @@ ENV_BLOCK = "ZSWAP_BLOCK_PLUGINS"
 ENV_DISABLE_AUTOLOAD = "ZSWAP_DISABLE_PLUGIN_AUTOLOAD"
 #: Environment: a modprobe.d-style directory whose ``*.conf`` files configure plugins.
 ENV_MODPROBE_DIR = "ZSWAP_MODPROBE_DIR"
+#: Environment: seconds a plugin or observer import may take before it counts as failed.
+ENV_LOAD_TIMEOUT = "ZSWAP_PLUGIN_LOAD_TIMEOUT"
+#: The load deadline when neither the argument nor the environment sets one. Far above
+#: what a codec import takes (tens of ms), far below "the program looks hung".
+DEFAULT_LOAD_TIMEOUT = 5.0
 
 _VALID_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -144,6 +167,47 @@ def _dist_name(ep: EntryPoint) -> tuple[str | None, str | None]:
         return None, None
 
 
+class _Loader:
+    """One import of one plugin on its own thread, shared by everyone who waits for it."""
+
+    __slots__ = ("cand", "done", "kind", "name", "thread")
+
+    def __init__(self, kind: Kind, name: str, cand: _Candidate) -> None:
+        self.kind = kind
+        self.name = name
+        self.cand = cand
+        self.done = threading.Event()  # set once the result is published
+        self.thread: threading.Thread | None = None
+
+
+def _check_timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"a load timeout must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _timeout_from_env() -> float:
+    raw = os.environ.get(ENV_LOAD_TIMEOUT, "").strip()
+    if not raw:
+        return DEFAULT_LOAD_TIMEOUT
+    try:
+        return _check_timeout(float(raw))
+    except ValueError:
+        # A typo in the environment must not stop the program; say so and carry on.
+        warnings.warn(
+            f"${ENV_LOAD_TIMEOUT}={raw!r} is not a positive number of seconds; "
+            f"using {DEFAULT_LOAD_TIMEOUT:g}s",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return DEFAULT_LOAD_TIMEOUT
+
+
+def _wait_seconds(timeout: float) -> float | None:
+    # Event.wait(inf) overflows; None is "as long as it takes".
+    return None if math.isinf(timeout) else timeout
+
+
 def _hint(name: str, distribution: str | None, *, repair: bool) -> str:
     dist = distribution or KNOWN_DISTRIBUTIONS.get(name) or f"<the distribution providing {name}>"
     return f"pip install --force-reinstall {dist}" if repair else f"pip install {dist}"
@@ -154,8 +218,10 @@ class Registry:
 
     ``global_param_lock=True`` makes every plugin share the built-in parameter lock,
     which is the pre-4.2 kernel design; it exists only so a test can show the deadlock
-    that per-module locks prevent. ``modprobe_timeout`` bounds the wait for a loading
-    thread (None: wait as long as it takes, like the kernel).
+    that per-module locks prevent. ``modprobe_timeout`` is the deadline, in seconds, of
+    a plugin's import and initialisation (None: ``$ZSWAP_PLUGIN_LOAD_TIMEOUT``, else
+    :data:`DEFAULT_LOAD_TIMEOUT`; ``math.inf``: wait as long as it takes, like the
+    kernel). It is :attr:`load_timeout` once resolved.
     """
 
     def __init__(
@@ -167,12 +233,15 @@ class Registry:
     ) -> None:
         self.global_param_lock = global_param_lock
         self.modprobe_dir = modprobe_dir
-        self.modprobe_timeout = modprobe_timeout
+        self.load_timeout: float = (
+            _timeout_from_env() if modprobe_timeout is None else _check_timeout(modprobe_timeout)
+        )
         self._lock = threading.RLock()
         self._scan: _Scan | None = None
         self._loaded: dict[tuple[str, str], LoadedModule] = {}
         self._failed: dict[tuple[str, str], PluginError] = {}
-        self._load_locks: dict[tuple[str, str], threading.Lock] = {}
+        # Imports still running, hung ones included: a retry waits for the same thread.
+        self._inflight: dict[tuple[str, str], _Loader] = {}
         self._blocked: set[str] = set()
         self._boot_options: dict[str, dict[str, str]] = {}
         self.loads = 0  # imports performed, for tests of "imported once"
@@ -215,11 +284,21 @@ class Registry:
         return scan
 
     def rescan(self) -> None:
-        """Forget the scan and past failures so newly installed plugins are found."""
+        """Forget the scan and past failures so newly installed plugins are found.
+
+        This is the one explicit retry of failed and timed-out plugins. An import that
+        is still running is not started again: the next request waits for it anew.
+        """
+        with self._lock:
+            self._failed.clear()
+        self._forget_scan()
+
+    def _forget_scan(self) -> None:
+        # The rescan a miss does: new distributions become visible, but failures stay
+        # remembered, so asking for unknown names never retries a broken plugin.
         importlib.invalidate_caches()
         with self._lock:
             self._scan = None
-            self._failed.clear()
         # stevedore keeps class-level and on-disk caches that can be stale for minutes;
         # we never read them, but clear the in-process one for code that does.
         mod = sys.modules.get("stevedore.extension")
@@ -261,13 +340,132 @@ class Registry:
         )
 
     # -- boot options ------------------------------------------------------------------
-    def set_boot_options(self, module: str, options: dict[str, str]) -> None:
-        """Options from a boot string for a loadable module (applied when it loads)."""
+    def set_boot_options(self, module: str, options: Mapping[str, str]) -> None:
+        """Options from a boot string for a loadable module (applied when it loads).
+
+        Applied at once to the module if it is loaded. All or nothing: a refused value
+        raises :class:`ParamError` and neither the module nor the registry changes.
+        """
+        self.apply_boot_options({module: options})
+
+    def boot_options(self) -> dict[str, dict[str, str]]:
+        """The boot options kept for modules, ``{module: {param: value}}`` (a copy)."""
         with self._lock:
-            self._boot_options.setdefault(module, {}).update(options)
-            loaded = [m for (k, n), m in self._loaded.items() if n == module]
-        for mod in loaded:
-            mod.params.update(options, boot=True)
+            return {m: dict(o) for m, o in self._boot_options.items()}
+
+    def apply_boot_options(self, options: Mapping[str, Mapping[str, str]]) -> Callable[[], None]:
+        """Hand several modules' boot options over at once, all or nothing.
+
+        Everything is checked first: names and values as far as a boot string allows,
+        and against the declarations of modules that are loaded. Then the options are
+        kept for modules not loaded yet and applied to loaded ones. If anything is
+        refused, :class:`ParamError` is raised and nothing has changed.
+
+        Returns ``undo()``, which takes the options back (for a caller whose next step
+        failed): kept options return to what they were, and modules loaded or changed
+        in between get back the values they would have without these options.
+        """
+        clean = self._check_boot_options(options)
+        with self._lock:
+            before = {m: dict(self._boot_options[m]) for m in clean if m in self._boot_options}
+            loaded = {m: self._loaded_named(m) for m in clean}
+        for module, opts in clean.items():  # against the declarations, before any write
+            for mod in loaded[module]:
+                for name, value in opts.items():
+                    try:
+                        mod.params.declaration(name).parse(value)
+                    except ParamError as exc:
+                        raise ParamError(
+                            exc.errno or errno.EINVAL, f"{module}.{name}={value}: {exc.strerror}"
+                        ) from None
+        with self._lock:
+            for module, opts in clean.items():
+                self._boot_options.setdefault(module, {}).update(opts)
+            # Read again under the lock that loaders publish under: a module loaded
+            # since the check either saw the new options already or is listed here.
+            loaded = {m: self._loaded_named(m) for m in clean}
+        changed: list[tuple[ModuleParams, dict[str, object]]] = []
+
+        def restore_kept() -> None:
+            with self._lock:
+                for module in clean:
+                    if module in before:
+                        self._boot_options[module] = dict(before[module])
+                    else:
+                        self._boot_options.pop(module, None)
+
+        def restore_values(undo_loaded_since: bool) -> None:
+            for params, old in reversed(changed):
+                _restore_params(params, old)
+            if not undo_loaded_since:
+                return
+            seen = {id(p) for p, _ in changed}
+            for module, opts in clean.items():
+                for mod in self._loaded_named(module):
+                    if id(mod.params) not in seen:  # loaded after the options were kept
+                        _restore_params(mod.params, self._values_without(mod, opts, before))
+
+        try:
+            for module, opts in clean.items():
+                for mod in loaded[module]:
+                    with mod.params.lock:  # old values and the write as one step
+                        old = {name: mod.params[name] for name in opts if name in mod.params}
+                        mod.params.update(opts, boot=True)
+                    changed.append((mod.params, old))
+        except BaseException:
+            restore_values(False)
+            restore_kept()
+            raise
+
+        def undo() -> None:
+            restore_kept()
+            restore_values(True)
+
+        return undo
+
+    @staticmethod
+    def _check_boot_options(
+        options: Mapping[str, Mapping[str, str]],
+    ) -> dict[str, dict[str, str]]:
+        # What can be checked without the module's declarations (it may not be loaded).
+        clean: dict[str, dict[str, str]] = {}
+        for module, opts in options.items():
+            check_module_name(module)
+            clean[module] = {}
+            for name, value in opts.items():
+                check_param_name(name)
+                where = f"{module}.{name}"
+                if not isinstance(value, str):
+                    raise ParamError(errno.EINVAL, f"{where}: boot option values are strings")
+                if len(value) > MAX_VALUE_LEN or "\0" in value:
+                    raise ParamError(errno.EINVAL, f"{where}: value too long or has a NUL byte")
+                clean[module][name] = value
+        return clean
+
+    def _loaded_named(self, module: str) -> list[LoadedModule]:
+        with self._lock:
+            return [m for (_, n), m in self._loaded.items() if n == module]
+
+    def _values_without(
+        self, mod: LoadedModule, opts: Mapping[str, str], before: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, object]:
+        """What ``opts``' parameters of ``mod`` would be had it loaded without them."""
+        try:
+            configured = read_modprobe_dir(self._modprobe_dir()).options.get(mod.name, {})
+        except ParamError:
+            configured = {}  # its load would have failed; defaults are the safe choice
+        earlier = before.get(mod.name, {})
+        out: dict[str, object] = {}
+        for name in opts:
+            if name not in mod.params:
+                continue
+            decl = mod.params.declaration(name)
+            out[name] = decl.default
+            for source in (configured, earlier):  # boot options win, as at load
+                if name in source:
+                    with contextlib.suppress(ParamError):  # a bad one failed that load
+                        out[name] = decl.parse(source[name])
+        return out
 
     # -- loading ---------------------------------------------------------------------
     def request(self, kind: Kind, name: object) -> LoadedModule | None:
@@ -282,24 +480,29 @@ class Registry:
             mod = self._loaded.get(key)
             if mod is not None:
                 return mod
-            load_lock = self._load_locks.setdefault(key, threading.Lock())
-        with load_lock:  # two threads asking at once: one imports, the other waits
+            if key in self._failed:
+                return None  # remembered until rescan(): never retried on every request
+            loader = self._inflight.get(key)
+        if loader is None:
+            try:
+                cand = self._find(kind, name)
+            except PluginError as exc:
+                with self._lock:
+                    self._failed.setdefault(key, exc)
+                log.info("%s", exc)
+                return None
+            start = False
             with self._lock:
                 mod = self._loaded.get(key)
                 if mod is not None:
                     return mod
-                if key in self._failed:
-                    return None
-            try:
-                mod = self._load(kind, name)
-            except PluginError as exc:
-                with self._lock:
-                    self._failed[key] = exc
-                log.info("%s", exc)
-                return None
-            with self._lock:
-                self._loaded[key] = mod
-            return mod
+                loader = self._inflight.get(key)
+                if loader is None:  # two threads asking at once: one imports
+                    loader = self._inflight[key] = _Loader(kind, name, cand)
+                    start = True
+            if start:
+                self._start(loader)
+        return self._wait(loader)
 
     def require(self, kind: Kind, name: str) -> LoadedModule:
         """Like :meth:`request` but raises the :class:`PluginError` saying why."""
@@ -316,10 +519,16 @@ class Registry:
         with self._lock:
             return self._failed.get((kind, name))
 
-    def _load(self, kind: Kind, name: str) -> LoadedModule:
+    def _find(self, kind: Kind, name: str) -> _Candidate:
+        """The one entry point to import, or the PluginError saying why there is none.
+
+        Runs in the asker's thread: it reads only metadata and configuration (regular
+        files, never blocking), and a malformed configuration file raises its
+        ParamError to the asker without being remembered as the plugin's failure.
+        """
         cands = self._candidates(kind, name)
         if not cands:
-            self.rescan()  # a miss rescans once, as request_module retries after modprobe
+            self._forget_scan()  # a miss rescans once, as request_module retries after modprobe
             cands = self._candidates(kind, name)
         if not cands:
             raise PluginError(
@@ -348,44 +557,85 @@ class Registry:
                 version=cand.version,
                 hint=f"zswap_core.unblock_plugin({name!r}) or remove it from ${ENV_BLOCK}",
             )
-        # Load on a separate thread and wait for it: the kernel's request_module waits for
-        # a modprobe process. A caller holding the built-in parameter lock must not
-        # deadlock here; the loader only takes the new module's own lock.
-        box: dict[str, Any] = {}
+        return cand
 
-        def modprobe() -> None:
-            try:
-                box["mod"] = self._import_and_init(kind, name, cand)
-            except BaseException as exc:
-                box["exc"] = exc
-
-        thread = threading.Thread(target=modprobe, name=f"modprobe-{name}", daemon=True)
+    def _start(self, loader: _Loader) -> None:
+        # Load on a separate thread and wait for it: the kernel's request_module waits
+        # for a modprobe process. A caller holding the built-in parameter lock must not
+        # deadlock here; the loader only takes the new module's own lock. The thread is
+        # a daemon so that an import that never returns cannot keep the program alive.
+        thread = threading.Thread(
+            target=self._run_loader, args=(loader,), name=f"modprobe-{loader.name}", daemon=True
+        )
+        loader.thread = thread
         thread.start()
-        thread.join(self.modprobe_timeout)
-        if thread.is_alive():
-            raise PluginError(
-                f"loading {kind} {name!r} did not finish within {self.modprobe_timeout}s "
-                "(deadlock on a parameter lock?)",
-                kind=kind,
-                name=name,
-                distribution=cand.distribution,
-                version=cand.version,
-            )
-        if "exc" in box:
-            exc = box["exc"]
-            if isinstance(exc, PluginError):
-                raise exc
-            raise PluginError(
-                f"{kind} {name!r} from {cand.distribution or '?'} {cand.version or '?'} "
-                f"failed to load: {type(exc).__name__}: {exc}",
-                kind=kind,
-                name=name,
-                distribution=cand.distribution,
-                version=cand.version,
-                hint=_hint(name, cand.distribution, repair=True),
-            ) from exc
-        mod: LoadedModule = box["mod"]
-        return mod
+
+    def _run_loader(self, loader: _Loader) -> None:
+        kind, name, cand = loader.kind, loader.name, loader.cand
+        key = (kind, name)
+        mod: LoadedModule | None = None
+        err: PluginError | None = None
+        try:
+            try:
+                mod = self._import_and_init(kind, name, cand)
+            except PluginError as exc:
+                err = exc
+            except BaseException as exc:  # SystemExit in a plugin's import included
+                err = PluginError(
+                    f"{kind} {name!r} from {cand.distribution or '?'} {cand.version or '?'} "
+                    f"failed to load: {type(exc).__name__}: {exc}",
+                    kind=kind,
+                    name=name,
+                    distribution=cand.distribution,
+                    version=cand.version,
+                    hint=_hint(name, cand.distribution, repair=True),
+                )
+                err.__cause__ = exc
+            # Published here, not by the waiters: an import that finishes after its
+            # deadline replaces the timeout error with its real result (a late success
+            # is used from then on; that is not a retry, nothing is imported again).
+            with self._lock:
+                if self._inflight.get(key) is loader:
+                    del self._inflight[key]
+                if mod is not None:
+                    self._loaded[key] = mod
+                    self._failed.pop(key, None)
+                else:
+                    assert err is not None
+                    self._failed[key] = err
+            if err is not None:
+                log.info("%s", err)
+        finally:
+            loader.done.set()  # whatever happened, nobody waits for this thread again
+
+    def _wait(self, loader: _Loader) -> LoadedModule | None:
+        key = (loader.kind, loader.name)
+        finished = loader.done.wait(_wait_seconds(self.load_timeout))
+        with self._lock:
+            mod = self._loaded.get(key)
+            if mod is not None or finished:
+                return mod  # on failure the loader has recorded why
+            if self._inflight.get(key) is not loader or key in self._failed:
+                return None  # it published just now, or another waiter timed out first
+            # The loader thread stays in _inflight: a retry after rescan() waits for it
+            # rather than starting a second import that would hang as well.
+            err = self._failed[key] = self._timeout_error(loader)
+        log.warning("%s", err)
+        return None
+
+    def _timeout_error(self, loader: _Loader) -> PluginError:
+        cand = loader.cand
+        return PluginError(
+            f"loading {loader.kind} {loader.name!r} from {cand.distribution or '?'} "
+            f"{cand.version or '?'} did not finish within {self.load_timeout:g}s (a hung "
+            "import, or a deadlock on a parameter lock?); it is not retried until "
+            "rescan_plugins()",
+            kind=loader.kind,
+            name=loader.name,
+            distribution=cand.distribution,
+            version=cand.version,
+            hint=f"fix the plugin, or allow more time with ${ENV_LOAD_TIMEOUT}",
+        )
 
     def _import_and_init(self, kind: Kind, name: str, cand: _Candidate) -> LoadedModule:
         from stevedore import driver as sd_driver
@@ -406,7 +656,17 @@ class Registry:
         params = ModuleParams(name, getattr(cls, "parameters", ()), lock=lock)
         # Apply configured values under the module's own lock, as load_module does.
         with params.lock:
-            cfg = read_modprobe_dir(self._modprobe_dir())
+            try:
+                cfg = read_modprobe_dir(self._modprobe_dir())
+            except ParamError as exc:  # a file that changed since _find read it
+                raise PluginError(
+                    f"{kind} {name!r}: {exc}",
+                    kind=kind,
+                    name=name,
+                    distribution=cand.distribution,
+                    version=cand.version,
+                    hint="fix the modprobe.d file",
+                ) from exc
             with self._lock:
                 boot = dict(self._boot_options.get(name, {}))
             for source, opts in (("modprobe.d", cfg.options.get(name, {})), ("boot", boot)):
@@ -507,6 +767,14 @@ class Registry:
 
     def hook_entry_points(self) -> list[_Candidate]:
         return list(self._scanned().hooks)
+
+
+def _restore_params(params: ModuleParams, values: Mapping[str, object]) -> None:
+    """Put values back on an undo; an undo that fails is logged, never raised."""
+    try:
+        params.update(values, boot=True)
+    except Exception as exc:
+        log.warning("%s: could not restore %s: %s", params.module, dict(values), exc)
 
 
 _default: Registry | None = None
