@@ -443,25 +443,27 @@ class Zswap:
         """Create from a boot string: ``"zswap.enabled=Y zswap.compressor=zstd zstd.level=5"``.
 
         ``zswap.*`` values configure this instance; values for other modules are kept
-        by the registry and applied when those plugins load.
+        by the registry (applied at once to loaded plugins, at load to the others).
+        Whatever the order of the words, they are in force before any plugin named on
+        the string is loaded or instantiated. All or nothing: if the call raises, no
+        option of the string is left in the registry or on a plugin.
         """
         parsed = parse_cmdline(cmdline)
         ours: dict[str, Any] = dict(parsed.pop("zswap", {}))
         reg = kwargs.get("registry") or default_registry()
-        # Validate everything before changing anything...
+        # Validate our own values before changing anything...
         probe = ModuleParams("zswap", _PARAMS, builtin=True)
         for name, value in ours.items():
             probe.declaration(name).parse(value)
-        # ...and hand other modules' options over only once this instance exists, so
-        # that a failing constructor leaves them untouched.
-        z = cls(**ours, **kwargs)
+        # ...then hand the plugins' options over (checked first, all or nothing) before
+        # the constructor loads a plugin or makes the first pool, so an allocator or
+        # compressor that reads a parameter only when an instance is made sees it.
+        undo = reg.apply_boot_options(parsed)
         try:
-            for module, opts in parsed.items():
-                reg.set_boot_options(module, opts)
+            return cls(**ours, **kwargs)
         except BaseException:
-            z.close()
+            undo()  # a failed construction leaves the options as they were
             raise
-        return z
 
     # -- parameter callbacks (run under the built-in parameter lock) -----------------------
     def _set_param(self, params: ModuleParams, name: str, value: Any) -> None:
