@@ -1370,6 +1370,12 @@ class Zswap:
         return freed
 
     @property
+    def checksums(self) -> bool:
+        """``checksums_enabled`` as the hot path sees it: a plain read, no parameter lock
+        (the swap layer asks it for every page it writes to its file)."""
+        return self._checksums
+
+    @property
     def pool_limit_pages(self) -> int:
         """``max_pool_percent`` of the configured RAM, in pages."""
         return self._max_pages

@@ -485,7 +485,7 @@ class Swap:
         zswap = self.zswap
         # Checksum or not is decided per page, here, from zswap's cached flag: a plain
         # attribute read, never the parameter table and its lock on this path.
-        crc = (zlib.crc32(page) | _CRC_VALID) if zswap is not None and zswap._checksums else 0
+        crc = (zlib.crc32(page) | _CRC_VALID) if zswap is not None and zswap.checksums else 0
         si.file.write_page(off, page)
         ci = off >> _CRC_SHIFT
         chunk = si.crcs.get(ci)
