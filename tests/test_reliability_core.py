@@ -667,7 +667,7 @@ def test_exclusive_loads_and_writeback_free_chunks_too(tmp_path: Any) -> None:
 def test_a_collected_zswap_releases_its_plugins(tmp_path: Any) -> None:
     reg = Registry()
     z = Zswap(registry=reg, ram_bytes=1 << 30, compressor="lz4", zpool="zbud")
-    with Swap(z) as swap:  # with a writeback worker running, too
+    with Swap(z, close_zswap=False) as swap:  # with a writeback worker running, too
         swap.swapon(str(tmp_path / "swap"), 64)
         z.params["max_pool_percent"] = 0
         swap.swap_out(PAGE)  # over the limit: wakes the worker

@@ -252,7 +252,7 @@ def test_swapoff_busy_unless_forced(tmp_path: Path, make_zswap: type[Zswap]) -> 
 
 def test_swapon_checks(tmp_path: Path, make_zswap: type[Zswap]) -> None:
     z = make_zswap()
-    with Swap(z) as s:
+    with Swap(z, close_zswap=False) as s:
         s.swapon(tmp_path / "a", 16)
         with pytest.raises(OSError) as ei:
             s.swapon(tmp_path / "a", 16)  # already in use
@@ -267,6 +267,23 @@ def test_swapon_checks(tmp_path: Path, make_zswap: type[Zswap]) -> None:
             Swap(z)
     with Swap(z) as s2:  # free again once the first one is closed
         assert s2.swapon(tmp_path / "a", None) == 0  # reuse an existing file as it is
+    assert z.pools == []  # this Swap owned it: closed with it
+
+
+def test_a_swap_closes_the_zswap_it_owns(tmp_path: Path) -> None:
+    """`with Swap(Zswap(...))` leaves no pool and no plugin reference behind."""
+    from zswap_core import Registry
+
+    reg = Registry()
+    with Swap(Zswap(registry=reg, ram_bytes=1 << 30, zpool="zbud")) as s:
+        s.swapon(tmp_path / "a", 16)
+        s.swap_out(compressible(0))
+        z = s.zswap
+        assert z is not None and len(z.pools) == 1
+    assert z.pools == [] and z.stats["pool_total_size"] == 0
+    for kind, name in (("compressor", "lz4"), ("zpool", "zbud")):
+        mod = reg.loaded(kind, name)  # type: ignore[arg-type]
+        assert mod is not None and mod.use_count == 0, (kind, name)
 
 
 def test_close_swaps_everything_off(tmp_path: Path, make_zswap: type[Zswap]) -> None:

@@ -49,8 +49,9 @@ Choices, following the kernel where it applies:
 * Errors change nothing: a failed write in ``swap_out`` leaves the slot free and
   raises ``OSError``; a failed read in ``swap_in`` raises ``OSError`` and the entry
   stays valid; a bad entry raises ``ValueError``.
-* Close the :class:`Swap` before the :class:`Zswap` it uses: pages zswap holds are
-  part of the swap contents.
+* A Swap owns the Zswap it is given: closing the Swap closes the Zswap too (pages
+  zswap holds are part of the swap contents); ``Swap(z, close_zswap=False)`` leaves it
+  open for another Swap.
 """
 
 from __future__ import annotations
@@ -241,11 +242,22 @@ class Swap:
     can be driven by one open :class:`Swap` at a time. ``page_size`` defaults to the
     zswap's (4096 without one). Thread-safe. A context manager; :meth:`close` swaps
     every file off (dropping what is still swapped out).
+
+    Who owns what: the Swap owns the Zswap it is given, so ``with Swap(Zswap(...)) as
+    swap:`` leaves nothing behind: :meth:`close` closes the Zswap too (its pools go,
+    and with them the plugins' "Used by" counts). ``close_zswap=False`` leaves it open,
+    for a Zswap that outlives the Swap (a new Swap can then drive it).
     """
 
     _closed: bool
 
-    def __init__(self, zswap: Zswap | None = None, *, page_size: int | None = None) -> None:
+    def __init__(
+        self,
+        zswap: Zswap | None = None,
+        *,
+        page_size: int | None = None,
+        close_zswap: bool = True,
+    ) -> None:
         if zswap is not None:
             if page_size is not None and page_size != zswap.page_size:
                 raise ValueError(
@@ -271,6 +283,7 @@ class Swap:
         self._stats_lock = threading.Lock()
         self._vmstat = dict.fromkeys(VMSTAT_NAMES, 0)
         self._handler_installed = False
+        self._close_zswap = bool(close_zswap)
         self._closed = False
 
     # -- counters ----------------------------------------------------------------------
@@ -450,6 +463,11 @@ class Swap:
                 ref = _claims.get(id(self.zswap))
                 if ref is not None and ref() is self:
                     del _claims[id(self.zswap)]
+            if self._close_zswap:
+                try:
+                    self.zswap.close()
+                except BaseException as exc:
+                    first = first or exc
         if first is not None:
             raise first
 
