@@ -7,7 +7,8 @@ it reads back byte for byte:
 - :class:`SyntheticSource` - a seeded mix like real swap (zero and same-filled pages,
   English-like text, heap records, machine code, incompressible data);
 - :class:`FileSource` - files (or directory trees) cut into pages;
-- :class:`ProcessSource` - the present private anonymous pages of a live process.
+- :class:`ProcessSource` - the present private anonymous pages of a live process
+  (read by :class:`ProcessReader`, one mapping at a time).
 
 :class:`ZipfTrace` draws page ids with a zipf popularity, seeded.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from ._base import PAGE_SIZE, PageSource, WorkloadError, is_same_filled
 from ._files import FileSource
-from ._process import ProcessSource
+from ._process import ProcessReader, ProcessSource
 from ._synthetic import KINDS, SyntheticSource
 from ._zipf import ZipfTrace
 
@@ -27,6 +28,7 @@ __all__ = [
     "PAGE_SIZE",
     "FileSource",
     "PageSource",
+    "ProcessReader",
     "ProcessSource",
     "SyntheticSource",
     "WorkloadError",
