@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -15,13 +17,17 @@ if TYPE_CHECKING:
     from zswap_core.workload import PageSource
 
 __all__ = [
+    "SEED",
     "CliError",
+    "FiniteFloatRange",
+    "SizeType",
     "VerifyError",
     "build_source",
     "check_plugin",
     "echo_json",
     "make_zswap",
     "name_value",
+    "parse_size",
     "percentile",
     "section",
     "source_options",
@@ -143,18 +149,93 @@ def make_zswap(cmdline: str, *, ram_bytes: int, **overrides: object) -> Zswap:
     return z
 
 
-def parse_size(text: str) -> int:
-    """``64M``, ``1G``, ``4096``, ``512K`` -> bytes."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
+MAX_SIZE = 1 << 60  # 1 EiB: more than any machine has; 10**30 is a typo, not a machine
+
+
+def parse_size(text: str, *, minimum: int = 1, maximum: int = MAX_SIZE) -> int:
+    """``64M``, ``1G``, ``4096``, ``512K``, ``1.5G`` -> bytes; :class:`CliError` if malformed.
+
+    nan, inf (also as ``1e400``), zero, negative and sizes outside ``minimum..maximum``
+    are refused.
+    """
     t = text.strip().upper().removesuffix("B").removesuffix("I")
-    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in _UNITS else (t, "")
+    num = num.strip()
     try:
-        value = float(num) * units[unit]
+        if "/" in num:  # Fraction would read "1/3"; a size is a decimal number
+            raise ValueError(num)
+        value = Fraction(num) * _UNITS[unit]  # exact: 123456789012345678 stays itself
     except ValueError:
-        raise CliError(f"bad size {text!r} (examples: 4096, 512K, 64M, 1G)") from None
+        try:
+            number = float(num)
+        except ValueError:
+            raise CliError(f"bad size {text!r} (examples: 4096, 512K, 64M, 1G)") from None
+        if not math.isfinite(number):
+            raise CliError(f"size {text!r} is not a finite number") from None
+        value = Fraction(number) * _UNITS[unit]
     if value <= 0:
         raise CliError(f"size must be positive, got {text!r}")
+    if value < minimum:
+        raise CliError(f"size must be at least {_size_text(minimum)}, got {text!r}")
+    if value > maximum:
+        raise CliError(f"size {text!r} is too large: at most {_size_text(maximum)}")
     return int(value)
+
+
+def _size_text(n: int) -> str:
+    """``4096`` -> ``4K``, ``1 << 60`` -> ``1E``: the largest unit that divides ``n``."""
+    for unit, factor in reversed(_UNITS.items()):
+        if n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)  # pragma: no cover - factor 1 divides everything
+
+
+class SizeType(click.ParamType):  # type: ignore[type-arg]  # generic in newer click only
+    """A size in bytes: ``4096``, ``512K``, ``64M``, ``1.5G`` (see :func:`parse_size`)."""
+
+    name = "size"
+
+    def __init__(self, minimum: int = 1, maximum: int = MAX_SIZE, what: str = "") -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self.what = what or _size_text(minimum)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        try:
+            size = parse_size(str(value), minimum=0, maximum=self.maximum)
+        except CliError as exc:
+            self.fail(exc.message, param, ctx)
+        if size < self.minimum:  # after rounding down: 4095.5 bytes is not a page
+            self.fail(f"size must be at least {self.what}, got {value!r}", param, ctx)
+        return size
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, which lets nan through (every comparison with it is False)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if isinstance(rv, float) and not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
+class SeedType(click.types.IntParamType):
+    """A seed of pages and traces: an int in 0..2**64-1 (the hashes work on 64 bits)."""
+
+    name = "seed"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not 0 <= rv < 1 << 64:
+            self.fail(f"{value!r} is not a seed: 0 to 2**64-1", param, ctx)
+        return rv
+
+
+SEED = SeedType()
 
 
 # -- output --------------------------------------------------------------------------------

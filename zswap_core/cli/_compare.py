@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ._common import (
+    SEED,
     CliError,
     VerifyError,
     build_source,
@@ -38,7 +39,7 @@ PLOT_MISSING = "matplotlib is needed for --plot: pip install 'zswap-core[plot]'"
 def _names(option: str | None, kind: str) -> list[str]:
     from zswap_core import list_plugins
 
-    if option:
+    if option is not None:  # given, even if empty: "" is a mistake, not "all of them"
         names = [n.strip() for n in option.split(",") if n.strip()]
         if not names:
             raise CliError(f"--{kind}s: no names given")
@@ -176,7 +177,7 @@ Examples:
     show_default=True,
     help="Timing runs per pair; the median is reported.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of synthetic pages.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of synthetic pages.")
 @source_options
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option(
@@ -206,6 +207,8 @@ def compare(
     --repeats runs) and rejected pages (the sum of the reject_* counters).
     """
     if plot is not None:
+        if not plot.strip():
+            raise CliError("--plot: the file name is empty")
         try:
             import matplotlib  # noqa: F401
         except ImportError:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import CliError, echo_json, make_zswap, name_value, section, table
+from ._common import SEED, CliError, echo_json, make_zswap, name_value, section, table
 
 if TYPE_CHECKING:
     from zswap_core import Zswap
@@ -198,7 +198,7 @@ def params(cmdline: str, as_json: bool) -> None:
 
 
 def _all_params(z: Zswap, cmdline: str) -> dict[str, dict[str, str]]:
-    from zswap_core import default_registry, list_plugins, parse_cmdline
+    from zswap_core import PluginError, default_registry, list_plugins, parse_cmdline
 
     out: dict[str, dict[str, str]] = {"zswap": z.params.as_sysfs()}
     reg = default_registry()
@@ -206,10 +206,12 @@ def _all_params(z: Zswap, cmdline: str) -> dict[str, dict[str, str]]:
     kinds = {p.name: p.kind for p in list_plugins()}
     for module in dict.fromkeys(wanted):
         if module in out or module not in kinds:
-            continue
-        mod = reg.request(kinds[module], module)
-        if mod is not None:
-            out[module] = mod.params.as_sysfs()
+            continue  # like the kernel, options for modules that do not exist are kept unused
+        try:
+            mod = reg.require(kinds[module], module)
+        except PluginError as exc:  # e.g. its --cmdline option is refused: say so
+            raise CliError(f"module {module!r}: {exc}") from None
+        out[module] = mod.params.as_sysfs()
     return out
 
 
@@ -231,7 +233,7 @@ Examples:
     show_default=True,
     help="Synthetic pages to store.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of synthetic pages.")
 @click.option("--all-classes", is_flag=True, help="Show empty zsmalloc size classes too.")
 @click.option("--json", "as_json", is_flag=True, help="Print counters and pool stats as JSON.")
 def stats(cmdline: str, pages: int, seed: int, all_classes: bool, as_json: bool) -> None:

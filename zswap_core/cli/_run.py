@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import tempfile
 import time
 from collections import OrderedDict
@@ -15,8 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import _signals
 from ._common import (
+    SEED,
     CliError,
+    FiniteFloatRange,
+    SizeType,
     VerifyError,
     build_source,
     check_plugin,
@@ -25,7 +30,6 @@ from ._common import (
     is_tty,
     make_zswap,
     name_value,
-    parse_size,
     percentile,
     section,
     source_options,
@@ -146,7 +150,7 @@ class Latencies:
 
 def instrument(z: Zswap, lat: Latencies) -> None:
     """Time every zswap store and load that succeeds (perf_counter_ns)."""
-    store, load = z.store, z.load
+    store, load_dirty = z.store, z.load_dirty
     clock = time.perf_counter_ns
 
     def timed_store(type: int, offset: int, page: Any) -> bool:
@@ -156,16 +160,23 @@ def instrument(z: Zswap, lat: Latencies) -> None:
             lat.store.append(clock() - t0)
         return ok
 
-    def timed_load(type: int, offset: int) -> bytes | None:
+    def timed_load_dirty(
+        type: int, offset: int, *, exclusive: bool | None = None
+    ) -> tuple[bytes | None, bool]:
         t0 = clock()
-        data = load(type, offset)
-        if data is not None and lat.recording:
+        out = load_dirty(type, offset, exclusive=exclusive)
+        if out[0] is not None and lat.recording:
             lat.load.append(clock() - t0)
-        return data
+        return out
 
-    # instance attributes shadow the methods for this object only
+    # Instance attributes shadow the methods for this object only. The swap layer
+    # loads through load_dirty (it must learn whether the entry was dropped).
     setattr(z, "store", timed_store)  # noqa: B010
-    setattr(z, "load", timed_load)  # noqa: B010
+    setattr(z, "load_dirty", timed_load_dirty)  # noqa: B010
+
+
+def _no_poll() -> None:
+    pass
 
 
 class Simulation:
@@ -200,6 +211,8 @@ class Simulation:
         self.verified = 0
         self.faults = self.first_touch = self.hits = self.writes = 0
         self.evictions = self.clean_drops = 0
+        # called between two pages of check_all(): where a held-back signal may stop it
+        self.poll: Callable[[], None] = _no_poll
 
     def access(self, pid: int, write: bool) -> None:
         ram = self.ram
@@ -272,6 +285,7 @@ class Simulation:
                 page = self.swap.swap_in(e)
                 self._verify(pid, e, page)
                 n += 1
+                self.poll()
         return n
 
     def free_all(self) -> None:
@@ -330,6 +344,9 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
         yield lambda n: prog.update(task, completed=n)
 
 
+PAGE_SIZE = 4096  # the workload sources' page size; a --pid source has the system's
+MAX_ACCESSES = 1 << 40  # about a year of accesses; 10**30 is a typo
+
 EXAMPLES = """
 \b
 Examples:
@@ -359,25 +376,25 @@ Examples:
 )
 @click.option(
     "--accesses",
-    type=click.IntRange(0),
+    type=click.IntRange(0, MAX_ACCESSES),
     default=None,
     help="Length of the access trace.  [default: 6 x pages]",
 )
 @click.option(
     "--alpha",
-    type=click.FloatRange(0, 5),
+    type=FiniteFloatRange(0, 5),
     default=0.9,
     show_default=True,
     help="Zipf skew of the trace.",
 )
 @click.option(
     "--writes",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     default=0.25,
     show_default=True,
     help="Fraction of accesses that write (give the page new content).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of trace and pages.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of trace and pages.")
 @source_options
 @click.option(
     "--cmdline",
@@ -387,6 +404,7 @@ Examples:
 )
 @click.option(
     "--ram",
+    type=SizeType(PAGE_SIZE, what=f"one page ({PAGE_SIZE} bytes)"),
     default=None,
     metavar="SIZE",
     help="RAM size that max_pool_percent applies to (e.g. 64M).  "
@@ -401,7 +419,7 @@ Examples:
 )
 @click.option(
     "--compact-every",
-    type=click.IntRange(0),
+    type=click.IntRange(0, MAX_ACCESSES),
     default=0,
     show_default=True,
     metavar="N",
@@ -421,7 +439,7 @@ def run(
     files: tuple[str, ...],
     pid: int | None,
     cmdline: str,
-    ram: str | None,
+    ram: int | None,
     sets: tuple[str, ...],
     compact_every: int,
     as_json: bool,
@@ -445,7 +463,9 @@ def run(
         accesses = 6 * pages
     src = build_source(source, files, paths, pid, seed, max_pages=pages)
     page_size = src.page_size
-    ram_bytes = parse_size(ram) if ram is not None else pages * page_size
+    if ram is not None and ram < page_size:
+        raise CliError(f"--ram must be at least one page ({page_size} bytes), got {ram}")
+    ram_bytes = ram if ram is not None else pages * page_size
     try:
         from zswap_core.swap import Swap
     except ImportError as exc:  # pragma: no cover - the swap layer ships with the core
@@ -459,79 +479,88 @@ def run(
         trace = ZipfTrace(pages, alpha=alpha, seed=seed)
         wrng = random.Random(seed ^ 0x77)
         report: dict[str, Any]
-        with tempfile.TemporaryDirectory(prefix="zswap-run-") as tmp:
-            swap = Swap(z)
+        # From creating the swap file's folder to removing it, signals (Ctrl-C, SIGTERM)
+        # are held back and taken only at poll(), between two accesses: never inside a
+        # swap-out, never between creating the folder and the try that removes it.
+        with _signals.at_safe_points() as poll:
+            tmp = tempfile.mkdtemp(prefix="zswap-run-")
             try:
-                swap_pages = pages + pages // 8 + 16
-                swap.swapon(os.path.join(tmp, "swapfile"), swap_pages)
-                sim = Simulation(swap, src, pages=pages, resident=resident, lat=lat)
-                marks = [(int(sp.percent / 100 * accesses), sp) for sp in points]
-                t0 = time.perf_counter()
-                with _progress(accesses, is_tty() and not as_json) as tick:
-                    i = 0
-                    rand = wrng.random
-                    for pg in trace.draw(accesses):
-                        while marks and marks[0][0] <= i:
-                            sp = marks.pop(0)[1]
+                swap = Swap(z, close_zswap=False)  # z is reported on, then closed below
+                try:
+                    swap_pages = pages + pages // 8 + 16
+                    swap.swapon(os.path.join(tmp, "swapfile"), swap_pages)
+                    sim = Simulation(swap, src, pages=pages, resident=resident, lat=lat)
+                    sim.poll = poll
+                    marks = [(int(sp.percent / 100 * accesses), sp) for sp in points]
+                    t0 = time.perf_counter()
+                    with _progress(accesses, is_tty() and not as_json) as tick:
+                        i = 0
+                        rand = wrng.random
+                        for pg in trace.draw(accesses):
+                            while marks and marks[0][0] <= i:
+                                sp = marks.pop(0)[1]
+                                apply_set(z, sp)
+                                sp.applied_at = i
+                            sim.access(pg, rand() < writes)
+                            poll()
+                            i += 1
+                            if compact_every and not i % compact_every:
+                                z.compact()
+                            if not i & 1023:
+                                tick(i)
+                        for _, sp in marks:  # 100%: after the last access
                             apply_set(z, sp)
                             sp.applied_at = i
-                        sim.access(pg, rand() < writes)
-                        i += 1
-                        if compact_every and not i % compact_every:
-                            z.compact()
-                        if not i & 1023:
-                            tick(i)
-                    for _, sp in marks:  # 100%: after the last access
-                        apply_set(z, sp)
-                        sp.applied_at = i
-                elapsed = time.perf_counter() - t0
-                lat.recording = False
-                stats = z.stats
-                report = {
-                    "workload": {
-                        "source": src.describe(),
-                        "pages": pages,
-                        "resident": resident,
-                        "accesses": accesses,
-                        "alpha": alpha,
-                        "writes": writes,
-                        "seed": seed,
-                        "compact_every": compact_every,
-                        "page_size": page_size,
-                        "ram_bytes": ram_bytes,
-                        "pool_limit_pages": z.pool_limit_pages,
-                    },
-                    "params": z.params.as_sysfs(),
-                    "stats": stats,
-                    "vmstat": dict(swap.vmstat),
-                    "pools": pool_rows(z),
-                    "compression_ratio": compression_ratio(z, stats),
-                    "latency_us": lat.summary(),
-                    "faults": {
-                        "faults": sim.faults,
-                        "first_touch": sim.first_touch,
-                        "ram_hits": sim.hits,
-                        "writes": sim.writes,
-                        "evictions": sim.evictions,
-                        "clean_drops": sim.clean_drops,
-                    },
-                    "sets": [
-                        {
-                            "set": sp.text,
-                            "param": sp.key,
-                            "value": sp.value,
-                            "at_access": sp.applied_at,
-                        }
-                        for sp in points
-                    ],
-                    "elapsed_s": round(elapsed, 3),
-                }
-                checked = sim.check_all()
-                report["pages_verified"] = sim.verified
-                report["final_check_pages"] = checked
-                sim.free_all()
+                    elapsed = time.perf_counter() - t0
+                    lat.recording = False
+                    stats = z.stats
+                    report = {
+                        "workload": {
+                            "source": src.describe(),
+                            "pages": pages,
+                            "resident": resident,
+                            "accesses": accesses,
+                            "alpha": alpha,
+                            "writes": writes,
+                            "seed": seed,
+                            "compact_every": compact_every,
+                            "page_size": page_size,
+                            "ram_bytes": ram_bytes,
+                            "pool_limit_pages": z.pool_limit_pages,
+                        },
+                        "params": z.params.as_sysfs(),
+                        "stats": stats,
+                        "vmstat": dict(swap.vmstat),
+                        "pools": pool_rows(z),
+                        "compression_ratio": compression_ratio(z, stats),
+                        "latency_us": lat.summary(),
+                        "faults": {
+                            "faults": sim.faults,
+                            "first_touch": sim.first_touch,
+                            "ram_hits": sim.hits,
+                            "writes": sim.writes,
+                            "evictions": sim.evictions,
+                            "clean_drops": sim.clean_drops,
+                        },
+                        "sets": [
+                            {
+                                "set": sp.text,
+                                "param": sp.key,
+                                "value": sp.value,
+                                "at_access": sp.applied_at,
+                            }
+                            for sp in points
+                        ],
+                        "elapsed_s": round(elapsed, 3),
+                    }
+                    checked = sim.check_all()
+                    report["pages_verified"] = sim.verified
+                    report["final_check_pages"] = checked
+                    sim.free_all()
+                finally:
+                    swap.close()
             finally:
-                swap.close()
+                shutil.rmtree(tmp, ignore_errors=True)
     finally:
         z.close()
     if as_json:

@@ -1,0 +1,113 @@
+"""SIGINT, SIGTERM and SIGHUP end a command cleanly: cleanup runs, then one line.
+
+Python's default SIGTERM and SIGHUP kill the process on the spot, so ``zswap run`` would
+leave its temporary swap file behind; Ctrl-C raises KeyboardInterrupt wherever the
+program happens to be, also in the middle of a swap-out inside the core. While
+:func:`installed` is active the three signals raise :class:`Terminated` instead; inside
+an :func:`at_safe_points` section they are only recorded, and raised where the section
+calls ``poll()`` or when it ends. ``zswap run`` keeps its swap file's whole life (from
+creating the folder to removing it) in such a section, so no signal can land between
+creating the file and the ``try`` that removes it, or in the middle of removing it.
+
+A second signal after the first was taken means the user insists: the process ends at
+once, with the shell's status for the signal and no cleanup. A signal that was ignored
+when the command started (``nohup``, a background job's SIGINT) stays ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+__all__ = ["Terminated", "at_safe_points", "installed", "poll"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(BaseException):
+    """A signal ends the command (BaseException: ``except Exception`` does not stop it)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum  # what a shell shows for a process killed by the signal
+
+    @property
+    def message(self) -> str:
+        if self.signum == signal.SIGINT:
+            return "interrupted"
+        return f"terminated ({signal.Signals(self.signum).name})"
+
+
+class _State:
+    depth = 0  # > 0: inside at_safe_points(); signals are recorded, not raised
+    pending: int | None = None  # a signal held back
+    taken = False  # a signal has been raised as Terminated
+
+
+_state = _State()
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    if _state.taken or _state.pending is not None:
+        os._exit(128 + signum)  # the second one: stop now
+    if _state.depth:
+        _state.pending = signum
+        return
+    _state.taken = True
+    raise Terminated(signum)
+
+
+def poll() -> None:
+    """Raise :class:`Terminated` if a signal came in while it was held back."""
+    signum = _state.pending
+    if signum is not None:
+        _state.pending = None
+        _state.taken = True
+        raise Terminated(signum)
+
+
+@contextmanager
+def at_safe_points() -> Iterator[Callable[[], None]]:
+    """Hold signals back inside; yields :func:`poll` to call where stopping is safe.
+
+    On a normal exit a signal still held back is raised; when the section ends by an
+    exception (a polled signal, an error) that exception goes on.
+    """
+    _state.depth += 1
+    try:
+        yield poll
+    finally:
+        _state.depth -= 1
+    if not _state.depth:
+        poll()
+
+
+@contextmanager
+def installed() -> Iterator[None]:
+    """Handle the signals for the duration (in the main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old: dict[int, object] = {}
+    for sig in _SIGNALS:
+        current = signal.getsignal(sig)
+        default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        if current is default:
+            old[sig] = current
+            signal.signal(sig, _handler)
+    try:
+        yield
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        _state.depth = 0
+        _state.pending = None
+        _state.taken = False
