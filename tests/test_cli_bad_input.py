@@ -302,15 +302,13 @@ def test_pid_of_a_kernel_thread_in_a_fake_proc(tmp_path: Path) -> None:
 @pytest.fixture
 def zombie() -> Iterator[int]:
     """A child that has exited and is not reaped: a zombie until the test ends."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os._exit(0)
+    proc = subprocess.Popen([sys.executable, "-c", ""])
     try:
         # WNOWAIT: wait until it has exited, but leave it unreaped, so it is surely a zombie
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        yield pid
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        yield proc.pid
     finally:
-        os.waitpid(pid, 0)
+        proc.wait()
 
 
 @pytest.mark.skipif(not LINUX, reason="needs /proc")
