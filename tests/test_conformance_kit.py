@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+from types import CodeType
 
 import pytest
 from helpers import subprocess_env
@@ -19,6 +21,7 @@ from zswap_core.testing import (
     ReferencePagePool,
     ZpoolConformance,
 )
+from zswap_core.testing._interleave import Interleaver, watch_locks
 
 pytest_plugins = ["pytester"]
 
@@ -41,6 +44,75 @@ def test_import_zswap_core_does_not_import_the_kit_or_pytest() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=subprocess_env())
+
+
+# -- forced interleavings ----------------------------------------------------------------------
+
+
+class Counter:
+    """A read-modify-write that another thread can slip into, with or without a lock."""
+
+    def __init__(self, lock: object = None) -> None:
+        self.n = 0
+        self.lock = lock
+
+    def bump(self) -> None:
+        if self.lock is None:
+            self.add()
+            return
+        with self.lock:  # type: ignore[attr-defined]
+            self.add()
+
+    def add(self) -> None:
+        n = self.n
+        self.n = n + 1
+
+
+def in_counter(code: CodeType) -> bool:
+    return code.co_name in ("bump", "add")
+
+
+def test_interleaver_forces_a_lost_update_every_run() -> None:
+    """No lock: probes land between the read and the write of every step, the same way
+    on every run."""
+    outcomes = set()
+    for _ in range(3):
+        c = Counter()
+        il = Interleaver(in_counter, lambda n, c=c: c.bump())
+        il.run([("bump", c.bump)] * 5)
+        assert il.probes > 5 and il.blocked == 0
+        assert c.n < 5 + il.probes, "no update was lost"
+        outcomes.add((c.n, il.probes))
+    assert len(outcomes) == 1, outcomes
+
+
+def test_interleaver_with_a_watched_lock_loses_nothing_and_never_stalls() -> None:
+    with watch_locks():
+        c = Counter(threading.Lock())
+    il = Interleaver(in_counter, lambda n: c.bump())
+    il.run([("bump", c.bump)] * 5)
+    assert c.n == 5 + il.probes
+    assert il.blocked == 5 and il.stalls == 0 and not il.notes
+
+
+def test_interleaver_with_a_lock_it_cannot_see_stalls_and_gives_up() -> None:
+    c = Counter(threading.Lock())  # made outside watch_locks(): invisible to the kit
+    il = Interleaver(in_counter, lambda n: c.bump(), stall=0.05, max_stalls=1)
+    il.run([("bump", c.bump)] * 4)  # the run ends: no deadlock
+    assert c.n == 4 + il.probes
+    assert il.stalls == 1 and il.notes and "probes stopped" in il.notes[0]
+
+
+def test_interleaver_reports_where_the_probe_failed() -> None:
+    c = Counter()
+
+    def probe(n: int) -> None:
+        assert n < 3, "probe failed"
+
+    with pytest.raises(AssertionError, match="probe failed") as info:
+        Interleaver(in_counter, probe).run([("bump", c.bump)] * 3)
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "probe 3" in notes and "Counter." in notes and "during step 'bump'" in notes
 
 
 # -- the kit catches broken drivers ------------------------------------------------------------
@@ -243,25 +315,25 @@ class ScratchMapPool(BumpPool):
 
 
 class UnlockedCompactPool(BumpPool):
-    """compact() (which moves nothing) takes the handle table apart without the lock,
-    and works until another thread uses the pool (or 50 ms)."""
+    """compact() (which moves nothing) rebuilds the handle table without the lock: for a
+    moment the table is empty, and a map() or free() on another thread fails."""
 
     can_compact = True
 
-    def __init__(self, name, pages, params=None):
-        super().__init__(name, pages, params)
-        self.used = threading.Event()
-
-    def check(self, handle):
-        self.used.set()
-        super().check(handle)
-
     def compact(self):
         objects, self.objects = self.objects, {}
-        self.used.clear()
-        self.used.wait(0.05)
-        self.objects = objects
+        for handle, where in objects.items():
+            self.objects[handle] = where
         return 0
+
+
+class UnlockedFreePool(BumpPool):
+    """free() skips the lock: its ``live objects -= 1`` on a page can interleave with a
+    malloc's ``+= 1`` on another thread, and one of the two counts is lost."""
+
+    def free(self, handle):
+        self.check(handle)
+        self.release(handle)
 
 
 class TestBump(ZpoolConformance):
@@ -303,6 +375,10 @@ class TestScratchMap(TestBump):
 
 class TestUnlockedCompact(TestBump):
     zpool_class = UnlockedCompactPool
+
+
+class TestUnlockedFree(TestBump):
+    zpool_class = UnlockedFreePool
 
 
 class TestUsableAfterDestroy(TestBump):
@@ -390,6 +466,44 @@ class ThreadDependentCompressor(Zlib):
         return zlib.compress(src, 1 if threading.current_thread() is threading.main_thread() else 9)
 
 
+class ReusedOutputCompressor(Zlib):
+    """compress() writes into one bytearray per instance and returns it: the next call,
+    on any thread, overwrites what the last one returned."""
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.out = bytearray()
+
+    def compress(self, src):
+        self.out[:] = super().compress(src)
+        return self.out
+
+
+class ReusedDecompressOutputCompressor(Zlib):
+    """decompress() does the same with its page-sized output."""
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.page = bytearray()
+
+    def decompress(self, src, dlen):
+        self.page[:] = super().decompress(src, dlen)
+        return self.page
+
+
+class SharedScratchCompressor(Zlib):
+    """compress() copies the page into one scratch buffer per instance and compresses
+    that: correct on one thread, but two threads at once compress each other's pages."""
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.scratch = bytearray()
+
+    def compress(self, src):
+        self.scratch[:] = src
+        return super().compress(bytes(self.scratch))
+
+
 class TestZlib(CompressorConformance):
     compressor_class = Zlib
     page_sizes = (4096,)
@@ -406,6 +520,18 @@ class TestZeroDlen(TestZlib):
 
 class TestThreadDependent(TestZlib):
     compressor_class = ThreadDependentCompressor
+
+
+class TestReusedOutput(TestZlib):
+    compressor_class = ReusedOutputCompressor
+
+
+class TestReusedDecompressOutput(TestZlib):
+    compressor_class = ReusedDecompressOutputCompressor
+
+
+class TestSharedScratch(TestZlib):
+    compressor_class = SharedScratchCompressor
 
 
 class TestTrailingData(TestZlib):
@@ -445,6 +571,7 @@ MUST_FAIL = {
     ("TestKeepsPageOnEnomem", "test_enomem_leaves_pool_consistent"): "refused malloc kept pages",
     ("TestScratchMap", "test_random_operations"): "no longer shows the object",
     ("TestUnlockedCompact", "test_threads"): "bad handle",
+    ("TestUnlockedFree", "test_threads"): "pages kept after all threads freed",
     ("TestUsableAfterDestroy", "test_destroy_returns_every_page"): "after destroy() did not",
     ("TestWrongDistribution", "test_declaration"): "comes from",
     ("TestWrongData", "test_round_trip"): "that differ",
@@ -456,6 +583,11 @@ MUST_FAIL = {
     ("TestAcceptsGarbage", "test_corrupt_input_is_refused_or_page_sized"): "none of",
     ("TestZeroDlen", "test_wrong_length_raises"): "dlen=0",
     ("TestThreadDependent", "test_threads"): "compressed differently",
+    ("TestReusedOutput", "test_output_not_reused"): "changed after the call returned, when",
+    ("TestReusedOutput", "test_threads"): "changed after the call returned, while",
+    ("TestReusedDecompressOutput", "test_output_not_reused"): "changed after the call returned",
+    ("TestReusedDecompressOutput", "test_threads"): "changed after the call returned, while",
+    ("TestSharedScratch", "test_threads"): "compressed differently",
     ("TestTrailingData", "test_extended_input"): "instead of raising",
 }
 

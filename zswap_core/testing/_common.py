@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 import struct
+import sys
 import threading
 from collections.abc import Callable, Mapping
+from types import CodeType
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from .._registry import (
     zpool_has_pool,
 )
 from .._zswap import Zswap
+from ._interleave import Interleaver, watch_locks
 
 __all__ = [
     "KitRegistry",
@@ -232,10 +235,26 @@ def page_mix(n: int, page_size: int, seed: int) -> list[bytes]:
     return out
 
 
-def run_threads(n: int, target: Callable[[int], None], timeout: float = 120.0) -> None:
-    """Run ``target(i)`` on ``n`` threads started together; re-raise the first failure."""
+def run_threads(
+    n: int,
+    target: Callable[[int], None],
+    timeout: float = 120.0,
+    *,
+    background: Callable[[], None] | None = None,
+    switch_interval: float = 1e-5,
+) -> None:
+    """Run ``target(i)`` on ``n`` threads released together by a barrier, and
+    ``background()`` over and over on one more thread until they have all finished;
+    re-raise the first failure.
+
+    The interpreter's thread switch interval is lowered to ``switch_interval`` meanwhile
+    (and restored), so the threads interleave at short intervals. This checks real
+    parallelism and can only add failures: the races a test is meant to catch are
+    forced by :class:`~zswap_core.testing._interleave.Interleaver`, not left to this.
+    """
     errors: list[BaseException] = []
-    barrier = threading.Barrier(n)
+    barrier = threading.Barrier(n + (background is not None))
+    done = threading.Event()
 
     def body(i: int) -> None:
         try:
@@ -244,13 +263,40 @@ def run_threads(n: int, target: Callable[[int], None], timeout: float = 120.0) -
         except BaseException as exc:  # reported below, with the thread number
             exc.add_note(f"(in kit thread {i})")
             errors.append(exc)
+            barrier.abort()
+
+    def loop() -> None:
+        assert background is not None
+        try:
+            barrier.wait()
+            while not done.is_set():
+                background()
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as exc:
+            exc.add_note("(in the kit's background thread)")
+            errors.append(exc)
 
     threads = [threading.Thread(target=body, args=(i,), name=f"kit-{i}") for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-        assert not t.is_alive(), f"thread {t.name} did not finish within {timeout}s (deadlock?)"
+    if background is not None:
+        extra = threading.Thread(target=loop, name="kit-background")
+    saved = sys.getswitchinterval()
+    sys.setswitchinterval(switch_interval)
+    try:
+        if background is not None:
+            extra.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout)
+            assert not t.is_alive(), f"thread {t.name} did not finish within {timeout}s (deadlock?)"
+    finally:
+        done.set()
+        if background is not None:
+            extra.join(timeout)
+        sys.setswitchinterval(saved)
+    if background is not None:
+        assert not extra.is_alive(), f"the background thread did not finish within {timeout}s"
     if errors:
         raise errors[0]
 
@@ -363,11 +409,20 @@ def zswap_threads_check(
     compressor: str,
     zpool: str,
     page_size: int,
+    plugin_code: Callable[[CodeType], bool] | None = None,
     threads: int = 3,
     rounds: int = 40,
     seed: int = 0,
 ) -> None:
-    """Threads store, load and invalidate their own offsets through one Zswap."""
+    """Threads store, load and invalidate their own offsets through one Zswap.
+
+    First with forced interleavings (when ``plugin_code`` says which code is the
+    plugin's): one thread's stores, loads and invalidations stop before every bytecode
+    of the plugin, and at each stop another thread stores, loads or invalidates pages of
+    another swap type in the same pool. Then ``threads`` free-running threads.
+    """
+    if plugin_code is not None:
+        _zswap_interleaved(registry, compressor, zpool, page_size, plugin_code, seed)
     z = _new_zswap(registry, page_size, compressor, zpool)
     try:
         z.init(1)
@@ -392,6 +447,92 @@ def zswap_threads_check(
                     assert got == p, f"thread {t}: offset {o} loaded wrong data"
 
         run_threads(threads, work)
+        assert z.stats["decompress_fail"] == 0, z.stats
+    finally:
+        z.close()
+    assert z.pages.nr_pages == 0, f"{z.pages.nr_pages} pages not returned after close()"
+
+
+def _zswap_interleaved(
+    registry: Registry,
+    compressor: str,
+    zpool: str,
+    page_size: int,
+    plugin_code: Callable[[CodeType], bool],
+    seed: int,
+) -> None:
+    with watch_locks():  # the core's and the plugins' locks, made with the Zswap
+        z = _new_zswap(registry, page_size, compressor, zpool)
+    try:
+        z.init(1)
+        z.init(2)
+        pages = page_mix(16, page_size, seed * 100 + 7)
+        theirs: dict[int, bytes] = {}
+
+        def probe(n: int) -> None:
+            off = n % 7
+            op = n % 3
+            if op == 0:
+                page = pages[n % len(pages)]
+                if z.store(2, off, page):
+                    theirs[off] = page
+                else:
+                    theirs.pop(off, None)
+            elif op == 1:
+                got = z.load(2, off)
+                assert got == theirs.get(off), (
+                    f"probing thread: offset {off} of type 2 loaded "
+                    f"{'nothing' if got is None else 'wrong data'}"
+                )
+            else:
+                z.invalidate_page(2, off)
+                theirs.pop(off, None)
+
+        mine: dict[int, bytes] = {}
+
+        def store(off: int, page: bytes) -> Callable[[], None]:
+            def step() -> None:
+                if z.store(1, off, page):
+                    mine[off] = page
+                else:
+                    mine.pop(off, None)
+
+            return step
+
+        def load(off: int) -> Callable[[], None]:
+            def step() -> None:
+                got = z.load(1, off)
+                assert got == mine.get(off), (
+                    f"stepping thread: offset {off} of type 1 loaded "
+                    f"{'nothing' if got is None else 'wrong data'} while another thread "
+                    "used the same pool"
+                )
+
+            return step
+
+        def invalidate(off: int) -> Callable[[], None]:
+            def step() -> None:
+                z.invalidate_page(1, off)
+                mine.pop(off, None)
+
+            return step
+
+        steps: list[tuple[str, Callable[[], None]]] = []
+        for i in range(6):
+            steps += [
+                (f"store(1, {i})", store(i, pages[(i * 5) % len(pages)])),
+                (f"store(1, {i + 1}) again", store(i + 1, pages[(i * 5 + 3) % len(pages)])),
+                (f"load(1, {i})", load(i)),
+                (f"invalidate_page(1, {i + 1})", invalidate(i + 1)),
+                (f"load(1, {i + 1})", load(i + 1)),
+            ]
+        il = Interleaver(plugin_code, probe, budget=100)
+        il.run(steps)
+        assert il.probes > 0, "the kit never stopped inside the plugin: is its code traced?"
+        for off, page in mine.items():
+            assert z.load(1, off) == page, f"offset {off} of type 1 lost after the threads"
+        for off, page in theirs.items():
+            assert z.load(2, off) == page, f"offset {off} of type 2 lost after the threads"
         assert z.stats["decompress_fail"] == 0, z.stats
     finally:
         z.close()

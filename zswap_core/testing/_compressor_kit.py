@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, ClassVar
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
@@ -25,6 +26,7 @@ from ._common import (
     zswap_switch_check,
     zswap_threads_check,
 )
+from ._interleave import Interleaver, driver_code, watch_locks
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -310,17 +312,152 @@ class CompressorConformance:
                 f"after a wrong dlen, the {kind} page no longer decodes"
             )
 
+    def test_output_not_reused(self, page_size: int) -> None:
+        """What compress() and decompress() return stays as it was returned: later calls
+        never change it (as they would an output buffer reused across calls), no two
+        calls return the same mutable object, and the type is ``bytes``, which the core
+        requires because nothing can change it."""
+        comp = self.new_compressor()
+        pages = list(sample_pages(page_size, self.seed).items())
+        packed = {kind: self.compressed(comp, page, kind) for kind, page in pages}
+        for fn in ("compress", "decompress"):
+            outs: list[tuple[str, Any, bytes]] = []
+            for kind, page in pages * 2:  # each page twice: the same input again too
+                out = (
+                    comp.compress(page)
+                    if fn == "compress"
+                    else comp.decompress(packed[kind], page_size)
+                )
+                try:
+                    snap = bytes(memoryview(out))
+                except TypeError:
+                    raise AssertionError(
+                        f"{fn}() of a {kind} page returned {type(out).__name__}, not bytes"
+                    ) from None
+                outs.append((kind, out, snap))
+            for i, (kind, out, snap) in enumerate(outs):
+                assert bytes(memoryview(out)) == snap, (
+                    f"the output of {fn}() for a {kind} page changed after the call returned, "
+                    f"when the compressor was called {len(outs) - 1 - i} more times: an "
+                    "output buffer reused across calls"
+                )
+            mutable = [out for _kind, out, _snap in outs if type(out) is not bytes]
+            assert len({id(out) for out in mutable}) == len(mutable), (
+                f"{fn}() returned the same {type(mutable[0]).__name__} object from two calls: "
+                "an output buffer reused across calls"
+            )
+            for kind, out, _snap in outs:
+                assert type(out) is bytes, (
+                    f"{fn}() of a {kind} page returned {type(out).__name__}: the core takes "
+                    "only bytes, which no later call can change"
+                )
+
     def test_threads(self, page_size: int) -> None:
-        """One instance (as one pool shares it) used by several threads at once; each
-        thread gets the output one thread alone gets."""
+        """One instance (as one pool shares it) used by two threads, then by ``threads``.
+
+        Forced interleavings first (the verdict does not depend on the scheduler): one
+        thread compresses and decompresses pages and stops before every bytecode of the
+        driver, and right after each call returns; at each stop a second thread
+        compresses and decompresses pages of its own to the end. Each thread must get
+        what one thread alone gets, and a result must not change after it was returned
+        (an output buffer or a scratch buffer shared between calls fails here every run).
+
+        Then free-running threads (the interpreter's switch interval lowered): real
+        parallelism, as in codec contexts that drop the GIL, which no forced schedule
+        reaches.
+        """
+        self.threads_interleaved(page_size)
+        self.threads_free_running(page_size)
+
+    def threads_interleaved(self, page_size: int) -> None:
+        with watch_locks():  # the driver's locks tell the kit when a thread waits on one
+            comp = self.new_compressor()
+        samples = sample_pages(page_size, self.seed * 13 + 1)
+        steps_pages = [(kind, samples[kind]) for kind in ("text", "heap", "zero", "random")]
+        # pages that differ from every page of the steps (a different seed), so that a
+        # probe always writes other bytes into a buffer the driver shares
+        others = sample_pages(page_size, self.seed * 13 + 2)
+        probe_pages = [others[kind] for kind in ("text", "heap", "sparse", "half-random")]
+        # what one thread alone gets (this thread, before any other uses the instance)
+        want_step = [bytes(comp.compress(page)) for _kind, page in steps_pages]
+        want_probe = [bytes(comp.compress(page)) for page in probe_pages]
+        mode = ["compress"]
+
+        def probe(n: int) -> None:
+            i = n % len(probe_pages)
+            if mode[0] == "compress":
+                c = comp.compress(probe_pages[i])
+                assert bytes(c) == want_probe[i], (
+                    f"probing thread: page {i} compressed differently than on one thread "
+                    "(state shared between threads?)"
+                )
+            else:
+                out = comp.decompress(want_probe[i], page_size)
+                assert out == probe_pages[i], f"probing thread: page {i} came back wrong"
+
+        def compress(kind: str, page: bytes, want: bytes, probes: str) -> Callable[[], None]:
+            def step() -> None:
+                mode[0] = probes
+                c = comp.compress(page)
+                snap = bytes(c)
+                il.pause("after compress() returned")
+                assert bytes(c) == snap, (
+                    f"the output of compress() for a {kind} page changed after the call "
+                    f"returned, while another thread called {probes}(): an output buffer "
+                    "reused across calls"
+                )
+                assert snap == want, (
+                    f"a {kind} page compressed differently than on one thread while another "
+                    f"thread called {probes}() (state shared between threads?)"
+                )
+
+            return step
+
+        def decompress(kind: str, page: bytes, data: bytes, probes: str) -> Callable[[], None]:
+            def step() -> None:
+                mode[0] = probes
+                out = comp.decompress(data, page_size)
+                snap = bytes(out)
+                il.pause("after decompress() returned")
+                assert bytes(out) == snap, (
+                    f"the output of decompress() for a {kind} page changed after the call "
+                    f"returned, while another thread called {probes}(): an output buffer "
+                    "reused across calls"
+                )
+                assert snap == page, (
+                    f"a {kind} page came back wrong while another thread called {probes}()"
+                )
+
+            return step
+
+        steps: list[tuple[str, Callable[[], None]]] = []
+        for (kind, page), want in zip(steps_pages, want_step, strict=True):
+            for probes in ("compress", "decompress"):
+                steps.append(
+                    (f"compress({kind} page), probes: {probes}", compress(kind, page, want, probes))
+                )
+            for probes in ("decompress", "compress"):
+                steps.append(
+                    (
+                        f"decompress({kind} page), probes: {probes}",
+                        decompress(kind, page, want, probes),
+                    )
+                )
+        il = Interleaver(driver_code(self.driver, exclude=(Compressor,)), probe)
+        il.run(steps)
+        assert il.probes > 0, "the kit never stopped inside the driver: is its code traced?"
+        for note in il.notes:
+            warnings.warn(f"{self.module.name}: {note}", stacklevel=1)
+
+    def threads_free_running(self, page_size: int) -> None:
         comp = self.new_compressor()
         inputs = [
             list(sample_pages(page_size, self.seed * 13 + t).values()) for t in range(self.threads)
         ]
-        expected = [[comp.compress(page) for page in pages] for pages in inputs]
+        expected = [[bytes(comp.compress(page)) for page in pages] for pages in inputs]
 
         def work(t: int) -> None:
-            for r in range(8):
+            for r in range(4):
                 for i, (page, want) in enumerate(zip(inputs[t], expected[t], strict=True)):
                     c = comp.compress(page)
                     assert c == want, (
@@ -382,5 +519,6 @@ class CompressorConformance:
             compressor=self.module.name,
             zpool=zpool,
             page_size=zswap_page_size,
+            plugin_code=driver_code(self.driver, exclude=(Compressor,)),
             seed=self.seed,
         )

@@ -6,7 +6,7 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import pytest
@@ -15,6 +15,7 @@ from .._compressor import Compressor
 from .._errors import ParamError, PluginError
 from .._registry import LoadedModule, Registry, default_registry
 from ._common import run_threads, sample_pages
+from ._interleave import Interleaver, driver_code, watch_locks
 
 __all__ = ["LevelParameterTests"]
 
@@ -157,14 +158,54 @@ class LevelParameterTests:
         assert params[self.parameter] == old
 
     def test_threads_while_level_changes(self) -> None:
+        """The level changes at every point of a compress() call, then while threads run.
+
+        Forced interleavings first: one thread compresses and stops before every bytecode
+        of the driver, and at each stop another thread writes the next level. Every
+        output must decompress, and be the output of one level, whole (a codec that
+        reads the level twice in one call can mix two). Then free-running threads
+        compress while a thread flips the level (the switch interval lowered).
+        """
         params, p = self.module.params, self.parameter
-        comp = self.new_compressor()
+        levels = (self.fast_level, self.small_level, self.default)
         page_size = 16384
         inputs = [sample_pages(page_size, self.seed + t)["text"] for t in range(3)]
+        with watch_locks():
+            comp = self.new_compressor()
+        outputs: list[set[bytes]] = []
+        for page in inputs:
+            at_levels = set()
+            for level in levels:
+                params[p] = level
+                at_levels.add(bytes(comp.compress(page)))
+            outputs.append(at_levels)
+
+        def flip(n: int) -> None:
+            params[p] = levels[n % len(levels)]
+
+        def compress(t: int) -> Callable[[], None]:
+            def step() -> None:
+                data = comp.compress(inputs[t])
+                assert comp.decompress(data, page_size) == inputs[t], (
+                    f"a page compressed while {p} changed does not decompress"
+                )
+                assert bytes(data) in outputs[t], (
+                    f"a page compressed while {p} changed is the output of none of the "
+                    f"levels {levels}: the level was read more than once in one call?"
+                )
+
+            return step
+
+        steps = [
+            (f"compress(page {t}), round {r}", compress(t)) for r in range(2) for t in range(3)
+        ]
+        il = Interleaver(driver_code(self.module.driver, exclude=(Compressor,)), flip)
+        il.run(steps)
+        assert il.probes > 0, "the kit never stopped inside the driver: is its code traced?"
+
         stop = threading.Event()
 
-        def flip() -> None:
-            levels = (self.fast_level, self.small_level, self.default)
+        def flipper() -> None:
             i = 0
             while not stop.is_set():
                 params[p] = levels[i % len(levels)]
@@ -172,14 +213,14 @@ class LevelParameterTests:
                 time.sleep(0.0005)
 
         def work(t: int) -> None:
-            for _ in range(80):
+            for _ in range(40):
                 data = comp.compress(inputs[t])
                 assert comp.decompress(data, page_size) == inputs[t]
 
-        flipper = threading.Thread(target=flip, name="kit-level-flipper")
-        flipper.start()
+        thread = threading.Thread(target=flipper, name="kit-level-flipper")
+        thread.start()
         try:
             run_threads(3, work)
         finally:
             stop.set()
-            flipper.join()
+            thread.join()

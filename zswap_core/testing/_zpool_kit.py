@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import random
 import threading
-from collections.abc import Collection, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, ClassVar
 
 import pytest
@@ -28,6 +30,7 @@ from ._common import (
     zswap_switch_check,
     zswap_threads_check,
 )
+from ._interleave import Interleaver, driver_code, watch_locks
 
 __all__ = ["ZpoolConformance"]
 
@@ -203,6 +206,9 @@ class ZpoolConformance:
     #: Steps of the random malloc/write/free test, and threads of the threaded test.
     steps: ClassVar[int] = 300
     threads: ClassVar[int] = 4
+    #: The most probes per step of the forced interleavings (each probe runs between
+    #: two bytecodes of the step; the rest of a longer step runs through).
+    interleave_budget: ClassVar[int] = 200
     seed: ClassVar[int] = 0
     #: The compressor and the other allocator of the Zswap tests (None: the first
     #: bundled compressor installed; the kit's one-object-per-page reference pool).
@@ -529,8 +535,185 @@ class ZpoolConformance:
 
     # -- threads -------------------------------------------------------------------------
     def test_threads(self, page_size: int) -> None:
-        """Threads malloc, write, verify and free their own objects in one pool (and
-        call compact() now and then, if it can free pages)."""
+        """Two threads share one pool, in two parts.
+
+        Forced interleavings (the verdict does not depend on the scheduler): one thread
+        mallocs, writes, maps and holds, reads, rewrites, frees and compacts its own
+        objects, and stops before every bytecode of the driver; at each stop a second
+        thread mallocs, writes, reads back, frees and compacts in the same pool until it
+        is done (or has to wait for the driver's lock). A malloc, free or compact that
+        skips the lock anywhere fails here on every run.
+
+        Then ``threads`` free-running threads (the interpreter's switch interval lowered)
+        with one more thread that only calls compact(): real parallelism, such as C code
+        that drops the GIL, which no forced schedule reaches.
+        """
+        self.threads_interleaved(page_size)
+        self.threads_free_running(page_size)
+
+    def threads_interleaved(self, page_size: int) -> None:
+        """Every step of one thread with the other thread's operations forced in between
+        every two of its bytecodes (see :class:`~zswap_core.testing._interleave.Interleaver`).
+
+        Each step runs three times, with the probes in one mode each: ``malloc`` (the other
+        thread allocates objects of the step's size, so they share its pages and size
+        class), ``free`` (it frees its newest ones) and ``access`` (it reads, rewrites and
+        compacts). A count that one thread reads and writes back without the lock loses
+        the other's updates, a table rebuilt without the lock looks empty, a page freed
+        too early is reused: every such fault shows here, the same way on every run.
+        """
+        top = self.max_size_for(page_size)  # probes a pool of its own: before the threads
+        small = sorted({s for s in (16, 48, 200, top // 4) if 0 < s <= top})
+        with watch_locks():  # the driver's locks tell the kit when a thread waits on one
+            pool, shared = self.new_pool(page_size)
+        mine = _Objects(pool, shared.pages, serial0=1 << 40)  # the stepping thread's
+        theirs = _Objects(pool, shared.pages, serial0=2 << 40)  # the probing thread's
+        owner: dict[int, str] = {}
+        owner_lock = _thread.allocate_lock()
+        mode: list[Any] = ["access", small[0]]
+
+        def claim(h: int, who: str) -> None:
+            with owner_lock:
+                other = owner.get(h)
+                owner[h] = who
+            assert other is None, f"handle {h:#x} was given to the {other} and the {who}"
+
+        def drop(h: int) -> None:
+            with owner_lock:
+                del owner[h]
+
+        def check(objs: _Objects, handles: list[int], who: str) -> None:
+            for h in handles:
+                data = objs.live[h]
+                got = pool.read(h, len(data))
+                assert got == data, (
+                    f"{who}: object {h:#x} ({len(data)} bytes) was corrupted (an operation "
+                    "of the other thread went astray inside the pool)"
+                )
+            for h, view in objs.held.items():
+                data = objs.live[h]
+                assert view[: len(data)] == data, (
+                    f"{who}: the mapping of object {h:#x}, held since before this step, no "
+                    "longer shows the object (the other thread's operation moved or reused it)"
+                )
+
+        def probe(n: int) -> None:
+            what, size = mode
+            if what == "malloc" or (what == "free" and not theirs.live):
+                claim(theirs.alloc(size), "probing thread")
+            elif what == "free":
+                h = next(reversed(theirs.live))
+                drop(h)
+                theirs.free(h)
+            elif n % 3 == 0:
+                live = list(theirs.live)
+                check(theirs, sorted({live[0], *live[-2:]}) if live else [], "probing thread")
+            elif n % 3 == 1 and theirs.live:
+                theirs.rewrite(next(reversed(theirs.live)))
+            else:
+                freed = pool.compact()
+                assert isinstance(freed, int) and freed >= 0, f"compact() returned {freed!r}"
+
+        def newest() -> int:
+            return next(reversed(mine.live))
+
+        def oldest() -> int:
+            return next(iter(mine.live))
+
+        def size_of(pick: Callable[[], int]) -> Callable[[], int]:
+            return lambda: len(mine.live[pick()])
+
+        def alloc(size: int) -> None:
+            claim(mine.alloc(size), "stepping thread")
+
+        def alloc_write(size: int) -> None:
+            mine.serial += 1
+            data = _pattern(mine.serial, size)
+            h = pool.alloc_write(data)
+            assert isinstance(h, int) and 0 < h <= MAX_HANDLE, f"alloc_write() gave {h!r}"
+            assert h not in mine.live, f"alloc_write() returned the live handle {h:#x}"
+            claim(h, "stepping thread")
+            mine.live[h] = data
+
+        def free(pick: Callable[[], int]) -> None:
+            h = pick()
+            drop(h)
+            mine.free(h)
+
+        def unheld() -> int:
+            return next(h for h in mine.live if h not in mine.held)
+
+        def hold() -> None:
+            mine.hold(unheld())
+
+        def held() -> int:
+            return next(iter(mine.held))
+
+        def compact() -> None:
+            freed = pool.compact()
+            assert isinstance(freed, int) and freed >= 0, f"compact() returned {freed!r}"
+
+        def step(what: str, size: Callable[[], int], op: Callable[[], None]) -> Callable[[], None]:
+            def run() -> None:
+                mode[:] = [what, size()]  # the probing thread is idle or waits for a lock
+                op()
+
+            return run
+
+        def const(size: int) -> Callable[[], int]:
+            return lambda: size
+
+        def do(op: Callable[[int], None], size: int) -> Callable[[], None]:
+            return lambda: op(size)
+
+        def free_rest() -> None:
+            for _ in list(mine.live):
+                free(oldest)
+
+        ops: list[tuple[str, Callable[[], int], Callable[[], None]]] = []
+        for r in range(2):
+            a, b = small[r % len(small)], small[(r + 1) % len(small)]
+            ops += [
+                (f"malloc({a})", const(a), do(alloc, a)),
+                ("free the newest", size_of(newest), lambda: free(newest)),
+                (f"malloc({a})", const(a), do(alloc, a)),
+                (f"alloc_write({b})", const(b), do(alloc_write, b)),
+                (f"malloc({top})", const(top), do(alloc, top)),
+                ("map an object and hold it", size_of(unheld), hold),
+                ("rewrite the newest", size_of(newest), lambda: mine.rewrite(newest())),
+                ("read back", size_of(oldest), lambda: check(mine, list(mine.live), "stepper")),
+                ("compact", const(a), compact),
+                ("unmap the held object", size_of(held), lambda: mine.release(held())),
+                (f"malloc({b})", const(b), do(alloc, b)),
+                ("free the newest", size_of(newest), lambda: free(newest)),
+                ("free the oldest", size_of(oldest), lambda: free(oldest)),
+            ]
+        steps = [
+            (f"{name}, probes: {what}", step(what, size, op))
+            for name, size, op in ops
+            for what in ("malloc", "free", "access")
+        ]
+        steps.append(("free the rest", free_rest))
+        il = Interleaver(
+            driver_code(self.driver, exclude=(Zpool,)), probe, budget=self.interleave_budget
+        )
+        il.run(steps)
+        mine.verify("after the forced interleavings")
+        theirs.verify("after the forced interleavings (the probing thread's objects)")
+        for h in list(theirs.live):
+            drop(h)
+            theirs.free(h)
+        shared.accounting("after the forced interleavings")
+        self.check_pool(pool, (), "after the forced interleavings")
+        assert pool.nr_pages == 0, (
+            f"{pool.nr_pages} pages kept after all threads freed every object (forced "
+            "interleavings)"
+        )
+        assert il.probes > 0, "the kit never stopped inside the driver: is its code traced?"
+        for note in il.notes:
+            warnings.warn(f"{self.module.name}: {note}", stacklevel=1)
+
+    def threads_free_running(self, page_size: int) -> None:
         pool, shared = self.new_pool(page_size)
         owner: dict[int, int] = {}
         lock = threading.Lock()
@@ -538,16 +721,13 @@ class ZpoolConformance:
         def work(t: int) -> None:
             rng = random.Random(self.seed * 97 + t)
             objs = _Objects(pool, shared.pages, serial0=(t + 1) << 40)
-            for step in range(self.steps // 2):
+            for step in range(self.steps // 4):
                 if not objs.live or (rng.random() < 0.55 and len(objs.live) < 24):
                     h = objs.alloc(self.random_size(rng, page_size))
                     with lock:
                         other = owner.get(h)
                         owner[h] = t
                     assert other is None, f"handle {h:#x} given to threads {other} and {t}"
-                elif self.driver.can_compact and rng.random() < 0.1:
-                    freed = pool.compact()
-                    assert isinstance(freed, int) and freed >= 0
                 else:
                     h = rng.choice(list(objs.live))
                     with lock:
@@ -561,7 +741,11 @@ class ZpoolConformance:
                     del owner[h]
                 objs.free(h)
 
-        run_threads(self.threads, work)
+        def compactor() -> None:
+            freed = pool.compact()
+            assert isinstance(freed, int) and freed >= 0, f"compact() returned {freed!r}"
+
+        run_threads(self.threads, work, background=compactor if self.driver.can_compact else None)
         shared.accounting("after the threads freed everything")
         self.check_pool(pool, (), "after the threads freed everything")
         assert pool.nr_pages == 0, f"{pool.nr_pages} pages kept after all threads freed"
@@ -626,5 +810,10 @@ class ZpoolConformance:
             "compressor", BUNDLED_COMPRESSORS, "", "kit-deflate", reg
         )
         zswap_threads_check(
-            reg, compressor=comp, zpool=self.module.name, page_size=page_size, seed=self.seed
+            reg,
+            compressor=comp,
+            zpool=self.module.name,
+            page_size=page_size,
+            plugin_code=driver_code(self.driver, exclude=(Zpool,)),
+            seed=self.seed,
         )
