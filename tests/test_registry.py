@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from helpers import FakeDists, subprocess_env
 import zswap_core
 from zswap_core import ApiVersionError, DuplicatePluginError, ParamError, PluginError, Registry
 from zswap_core._hooks import STATE
+from zswap_core.testing._interleave import ContentionLog, watch_locks
 
 GOOD = """
 from zswap_core import Compressor, Param
@@ -85,31 +87,53 @@ def test_listing_imports_nothing() -> None:
     assert got["states"] == ["available"]
 
 
-def test_two_threads_import_once(fake_dists: FakeDists, tmp_path: Path) -> None:
+def test_two_threads_import_once(
+    fake_dists: FakeDists, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads ask for a plugin at once: one imports it, the other waits for that.
+
+    The overlap is forced, not hoped for: the plugin's import stops at a gate until the
+    second request is blocked on a lock (or, in a registry without one, has begun a
+    second load, which the assertions then catch); only then does the import finish.
+    """
     counter = tmp_path / "imports.txt"
+    gate = types.ModuleType("zswap_test_import_gate")
+    gate.importing = threading.Event()  # type: ignore[attr-defined]
+    gate.release = threading.Event()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, gate.__name__, gate)
     fake_dists.add(
         "fake-slow",
         "1.0",
         {"zswap.compressors": {"slow": "fake_slow:Good"}},
         {
-            "fake_slow": f"import time\nopen({str(counter)!r}, 'a').write('x')\n"
-            "time.sleep(0.3)\n" + GOOD.format(name="slow")
+            "fake_slow": f"import {gate.__name__} as gate\n"
+            f"open({str(counter)!r}, 'a').write('x')\n"
+            "gate.importing.set()\n"
+            "assert gate.release.wait(60)\n" + GOOD.format(name="slow")
         },
     )
-    reg = Registry()
-    barrier = threading.Barrier(2)
-    results: list[bool] = []
+    results: dict[str, bool] = {}
+    with watch_locks(), ContentionLog() as log:
+        reg = Registry()
 
-    def ask() -> None:
-        barrier.wait()
-        results.append(reg.request("compressor", "slow") is not None)
+        def ask(who: str) -> None:
+            results[who] = reg.request("compressor", "slow") is not None
 
-    threads = [threading.Thread(target=ask) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert results == [True, True]
+        first = threading.Thread(target=ask, args=("first",))
+        second = threading.Thread(target=ask, args=("second",))
+        first.start()
+        try:
+            assert gate.importing.wait(60), "the first request never began the import"
+            second.start()
+            assert log.wait_for(second, until=lambda: reg.loads > 1, timeout=60), (
+                "the second request neither waited on a lock nor began a second load"
+            )
+        finally:
+            gate.release.set()
+            first.join(60)
+            if second.ident is not None:
+                second.join(60)
+    assert results == {"first": True, "second": True}
     assert counter.read_text() == "x"
     assert reg.loads == 1
 
