@@ -244,8 +244,8 @@ def run_threads(
     switch_interval: float = 1e-5,
 ) -> None:
     """Run ``target(i)`` on ``n`` threads released together by a barrier, and
-    ``background()`` over and over on one more thread until they have all finished;
-    re-raise the first failure.
+    ``background()`` every half millisecond on one more thread until they have all
+    finished; re-raise the first failure.
 
     The interpreter's thread switch interval is lowered to ``switch_interval`` meanwhile
     (and restored), so the threads interleave at short intervals. This checks real
@@ -269,7 +269,7 @@ def run_threads(
         assert background is not None
         try:
             barrier.wait()
-            while not done.is_set():
+            while not done.wait(0.0005):  # often, but not hogging a lock the others need
                 background()
         except threading.BrokenBarrierError:
             pass
@@ -422,7 +422,8 @@ def zswap_threads_check(
     another swap type in the same pool. Then ``threads`` free-running threads.
     """
     if plugin_code is not None:
-        _zswap_interleaved(registry, compressor, zpool, page_size, plugin_code, seed)
+        with watch_locks():  # every lock made meanwhile (the core's, the plugins'), the kit sees
+            _zswap_interleaved(registry, compressor, zpool, page_size, plugin_code, seed)
     z = _new_zswap(registry, page_size, compressor, zpool)
     try:
         z.init(1)
@@ -461,8 +462,7 @@ def _zswap_interleaved(
     plugin_code: Callable[[CodeType], bool],
     seed: int,
 ) -> None:
-    with watch_locks():  # the core's and the plugins' locks, made with the Zswap
-        z = _new_zswap(registry, page_size, compressor, zpool)
+    z = _new_zswap(registry, page_size, compressor, zpool)
     try:
         z.init(1)
         z.init(2)

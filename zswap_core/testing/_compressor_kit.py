@@ -366,12 +366,12 @@ class CompressorConformance:
         parallelism, as in codec contexts that drop the GIL, which no forced schedule
         reaches.
         """
-        self.threads_interleaved(page_size)
+        with watch_locks():  # every lock made meanwhile (the driver's too), the kit sees
+            self.threads_interleaved(page_size)
         self.threads_free_running(page_size)
 
     def threads_interleaved(self, page_size: int) -> None:
-        with watch_locks():  # the driver's locks tell the kit when a thread waits on one
-            comp = self.new_compressor()
+        comp = self.new_compressor()
         samples = sample_pages(page_size, self.seed * 13 + 1)
         steps_pages = [(kind, samples[kind]) for kind in ("text", "heap", "zero", "random")]
         # pages that differ from every page of the steps (a different seed), so that a

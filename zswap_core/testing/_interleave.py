@@ -45,6 +45,8 @@ from typing import Any
 __all__ = [
     "ContentionLog",
     "Interleaver",
+    "ProbeAt",
+    "Walk",
     "code_filter",
     "driver_code",
     "watch_locks",
@@ -340,6 +342,7 @@ class Interleaver(_Observer):
         self._enabled = True
         self._failed = False
         self._left = 0
+        self._skip = 0
         self._step = ""
         self._where = ""
         self._stepper_ident = -1
@@ -428,8 +431,12 @@ class Interleaver(_Observer):
     def _pause(self, where: Callable[[], str]) -> None:
         if self._state == _BLOCKED:
             return  # the probe waits for a lock this thread holds: go on alone
-        if self._state == _IDLE and (self._left <= 0 or not self._enabled or self._failed):
-            return
+        if self._state == _IDLE:
+            if self._left <= 0 or not self._enabled or self._failed:
+                return
+            if self._skip > 0:
+                self._skip -= 1
+                return
         self._wait_prober()
         with self._mutex:
             if (
@@ -447,6 +454,26 @@ class Interleaver(_Observer):
             if self._go.locked():
                 self._go.release()
         self._wait_prober()
+
+    def limit(self, probes: int, *, skip: int = 0) -> None:
+        """At most ``probes`` more probes in this step, the first after ``skip`` stops
+        that probe nothing (stepping thread)."""
+        self._left = min(self._left, probes)
+        self._skip = skip
+
+    def settle(self) -> None:
+        """Wait until the probe has ended, or waits for a lock (stepping thread)."""
+        if _thread.get_ident() == self._stepper_ident:
+            self._wait_prober()
+
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """No probes inside this block (stepping thread): a step's own set-up."""
+        left, self._left = self._left, 0
+        try:
+            yield
+        finally:
+            self._left = left
 
     def pause(self, where: str) -> None:
         """A stop of the step's own choosing: one probe runs here (stepping thread only)."""
@@ -478,6 +505,7 @@ class Interleaver(_Observer):
                     if self._failed:
                         return
                     self._left = self.budget
+                    self._skip = 0
                     self._step = name
                 sys.settrace(self._global_trace)
                 try:
@@ -568,6 +596,92 @@ class Interleaver(_Observer):
             )
         if self.errors:
             raise self.errors[0]
+
+
+class ProbeAt:
+    """A probe that acts at one stop of each step, so that a test can walk one action
+    through every position of an operation: the step calls ``arm(j, action)`` first
+    (and :meth:`Interleaver.quiet` around its own set-up); the ``j``-th stop that
+    follows (from 0) runs ``action``, and the others do nothing. ``fired`` says whether
+    the step had that many stops."""
+
+    def __init__(self) -> None:
+        self._at = -1
+        self._action: Callable[[], None] | None = None
+        #: Stops so far in this step, and whether the action ran.
+        self.stops = 0
+        self.fired = False
+
+    def arm(self, at: int, action: Callable[[], None] | None) -> None:
+        self._at, self._action, self.stops, self.fired = at, action, 0, False
+
+    def __call__(self, n: int) -> None:
+        k = self.stops
+        self.stops = k + 1
+        if k == self._at and self._action is not None:
+            self.fired = True
+            self._action()
+
+
+class Walk:
+    """One action of a second thread walked through every stop of an operation.
+
+    ``run(step, stops)`` runs ``step(j)`` for j = 0 .. stops-1 on the stepping thread.
+    A step sets itself up inside :meth:`quiet`, calls :meth:`at` (``at(j, action)``),
+    runs the operation, and calls :meth:`done`: ``action`` runs on the other thread at
+    the j-th stop of the operation in target code, while the operation waits there (or,
+    when the action needs a lock the operation holds, from the moment it lets go).
+    """
+
+    def __init__(self, is_target: Callable[[CodeType], bool], *, granularity: str = "line"):
+        self._action: Callable[[], None] | None = None
+        self._ran = False
+        self.il = Interleaver(is_target, self._probe, granularity=granularity, budget=10**9)
+        #: Steps whose action ran (a step with fewer than j stops runs none).
+        self.fired = 0
+
+    def _probe(self, n: int) -> None:
+        action, self._action = self._action, None
+        if action is not None:
+            self._ran = True
+            action()
+
+    def quiet(self) -> contextlib.AbstractContextManager[None]:
+        return self.il.quiet()
+
+    def at(self, j: int, action: Callable[[], None]) -> None:
+        self._action, self._ran = action, False
+        self.il.limit(1, skip=j)
+
+    def done(self) -> bool:
+        """The operation is over: no action after this; waits for the action to end
+        (unless it waits for a lock the step still holds). Whether the action ran."""
+        self.il.limit(0)
+        self.il.settle()
+        self._action = None
+        self.fired += self._ran
+        return self._ran
+
+    def run(self, step: Callable[[int], None], stops: int) -> None:
+        """``step(j)`` for j = 0 .. stops-1; the last must be past the end of every
+        operation (its actions never ran), so that every line was reached."""
+        last = [0]
+
+        def one(j: int) -> Callable[[], None]:
+            def run() -> None:
+                before = self.fired
+                step(j)
+                last[0] = self.fired - before
+
+            return run
+
+        self.il.run([(f"stop {j}", one(j)) for j in range(stops)])
+        assert not self.il.stalls, self.il.notes
+        assert self.fired and not last[0], (
+            f"the actions ran {self.fired} times, {last[0]} of them in the last step: the "
+            f"walk must go past the end of each operation, to reach every line (raise "
+            f"{stops})"
+        )
 
 
 def _describe(frame: FrameType) -> str:

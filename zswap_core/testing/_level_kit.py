@@ -170,7 +170,7 @@ class LevelParameterTests:
         levels = (self.fast_level, self.small_level, self.default)
         page_size = 16384
         inputs = [sample_pages(page_size, self.seed + t)["text"] for t in range(3)]
-        with watch_locks():
+        with watch_locks():  # the codec's locks, made with it, the kit sees
             comp = self.new_compressor()
         outputs: list[set[bytes]] = []
         for page in inputs:
@@ -200,7 +200,8 @@ class LevelParameterTests:
             (f"compress(page {t}), round {r}", compress(t)) for r in range(2) for t in range(3)
         ]
         il = Interleaver(driver_code(self.module.driver, exclude=(Compressor,)), flip)
-        il.run(steps)
+        with watch_locks():  # every lock made meanwhile (a codec's per-thread ones), the kit sees
+            il.run(steps)
         assert il.probes > 0, "the kit never stopped inside the driver: is its code traced?"
 
         stop = threading.Event()

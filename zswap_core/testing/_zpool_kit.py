@@ -548,7 +548,8 @@ class ZpoolConformance:
         with one more thread that only calls compact(): real parallelism, such as C code
         that drops the GIL, which no forced schedule reaches.
         """
-        self.threads_interleaved(page_size)
+        with watch_locks():  # every lock made meanwhile (the driver's too), the kit sees
+            self.threads_interleaved(page_size)
         self.threads_free_running(page_size)
 
     def threads_interleaved(self, page_size: int) -> None:
@@ -564,8 +565,7 @@ class ZpoolConformance:
         """
         top = self.max_size_for(page_size)  # probes a pool of its own: before the threads
         small = sorted({s for s in (16, 48, 200, top // 4) if 0 < s <= top})
-        with watch_locks():  # the driver's locks tell the kit when a thread waits on one
-            pool, shared = self.new_pool(page_size)
+        pool, shared = self.new_pool(page_size)
         mine = _Objects(pool, shared.pages, serial0=1 << 40)  # the stepping thread's
         theirs = _Objects(pool, shared.pages, serial0=2 << 40)  # the probing thread's
         owner: dict[int, str] = {}
