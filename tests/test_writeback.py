@@ -7,16 +7,19 @@ lowered, pages read back intact) and the kernel's 6.5 "shrink until can accept" 
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import CodeType
 
 import pytest
 
 import zswap_core
+import zswap_core._zswap
+import zswap_core.swap
 from zswap_core import Zswap
 from zswap_core.swap import Swap, SwapEntry
+from zswap_core.testing._interleave import Walk, code_filter, watch_locks
 
 PS = 4096
 #: ram of 400 pages at max_pool_percent=10: a 40-page pool, accepting again at 36.
@@ -285,80 +288,137 @@ def test_worker_gives_up_on_failing_writes_and_recovers(
         assert [s.swap_in(e) for e in entries] == pages
 
 
-def test_loads_race_writeback(tmp_path: Path, make_zswap: Callable[..., Zswap]) -> None:
+def swap_code() -> Callable[[CodeType], bool]:
+    """zswap's and the swap layer's own code: where the forced interleavings stop."""
+    return code_filter([zswap_core._zswap.__file__, zswap_core.swap.__file__])
+
+
+def incompressible(i: int) -> bytes:
+    """A page zswap refuses (it does not shrink): it goes to the swap file."""
+    return random.Random(-1 - i).randbytes(PS)
+
+
+@pytest.fixture
+def watched() -> Iterator[None]:
+    """The test runs inside ``watch_locks()``: every lock made meanwhile, the kit sees."""
+    with watch_locks():
+        yield
+
+
+def swap_walk(make_zswap: Callable[..., Zswap], path: Path, slots: int) -> tuple[Walk, Swap, Zswap]:
+    """Call inside ``watch_locks()``: zswap's and the swap layer's locks, the kit sees."""
     z = make_zswap(max_pool_percent=100)
-    wrong: list[SwapEntry] = []
-    with Swap(z) as s:
-        s.swapon(tmp_path / "swap", 512)
-        pages = [compressible(i, seed=7) for i in range(400)]
-        entries = [s.swap_out(p) for p in pages]
-        stop = threading.Event()
-
-        def reader(seed: int) -> None:
-            rng = random.Random(seed)
-            while not stop.is_set():
-                k = rng.randrange(len(entries))
-                if s.swap_in(entries[k]) != pages[k]:
-                    wrong.append(entries[k])
-
-        def writer() -> None:
-            try:
-                while z.stats["stored_pages"] and not stop.is_set():
-                    z.writeback(3)
-            finally:
-                stop.set()
-
-        threads = [threading.Thread(target=reader, args=(n,)) for n in range(3)]
-        threads.append(threading.Thread(target=writer))
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(timeout=20)
-        stop.set()
-        assert not any(th.is_alive() for th in threads)
-        assert wrong == []
-        assert z.stats["stored_pages"] == 0
-        assert s.vmstat["zswpwb"] == 400 and s.vmstat["zswpin"] > 0 and s.vmstat["pswpin"] > 0
-        assert [s.swap_in(e) for e in entries] == pages
+    s = Swap(z)
+    s.swapon(path, slots)
+    return Walk(swap_code()), s, z
 
 
-def test_swap_free_races_writeback(tmp_path: Path, make_zswap: Callable[..., Zswap]) -> None:
-    """A freed and reused slot is never overwritten by a stale writeback."""
-    z = make_zswap(max_pool_percent=100)
-    wrong: list[str] = []
-    with Swap(z) as s:
-        s.swapon(tmp_path / "swap", 300)
-        stop = threading.Event()
+def writeback_one(z: Zswap) -> None:
+    z.writeback(1)  # none left (a free got there first) is fine too
 
-        def churn(tid: int) -> None:
-            rng = random.Random(tid)
-            held: list[tuple[SwapEntry, bytes]] = []
-            for n in range(400):
-                p = compressible(n, seed=100 + tid)
-                held.append((s.swap_out(p), p))
-                if len(held) > 40 or rng.random() < 0.3:
-                    e, q = held.pop(rng.randrange(len(held)))
-                    if s.swap_in(e) != q:
-                        wrong.append(str(e))
-                    s.swap_free(e)
-            for e, q in held:
-                if s.swap_in(e) != q:
-                    wrong.append(str(e))
-                s.swap_free(e)
 
-        def writer() -> None:
-            while not stop.is_set():
-                z.writeback(2)
+def test_loads_race_writeback(
+    tmp_path: Path, make_zswap: Callable[..., Zswap], watched: None
+) -> None:
+    """A load of the page being written back, at every line of the writeback; and a
+    writeback of the page being loaded, at every line of the load. Each load returns
+    the page (from zswap before the writeback, from the file after it)."""
+    w, s, z = swap_walk(make_zswap, tmp_path / "a", 300)
 
-        w = threading.Thread(target=writer)
-        w.start()
-        threads = [threading.Thread(target=churn, args=(n,)) for n in range(3)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(timeout=20)
-        stop.set()
-        w.join(timeout=5)
-        assert wrong == []
-        assert s.vmstat["zswpwb"] > 0
-        assert s.swaps[0].used == 0 and z.stats["stored_pages"] == 0
+    def load_during_writeback(j: int) -> None:
+        page = compressible(j, seed=7)
+        with w.quiet():
+            z.writeback(10**6)  # the page below is the only one in zswap: the oldest
+            e = s.swap_out(page)
+            assert z.stats["stored_pages"] == 1
+
+        def load() -> None:
+            assert s.swap_in(e) == page, f"a load at line {j} of the writeback went wrong"
+
+        w.at(j, load)
+        assert z.writeback(1) == 1
+        w.done()
+        assert s.swap_in(e) == page
+
+    w.run(load_during_writeback, 280)
+    with s:
+        assert s.vmstat["zswpwb"] == 280 and s.vmstat["zswpin"] > 0 and s.vmstat["pswpin"] > 0
+
+    w, s, z = swap_walk(make_zswap, tmp_path / "b", 100)
+
+    def writeback_during_load(j: int) -> None:
+        page = compressible(j, seed=8)
+        with w.quiet():
+            z.writeback(10**6)
+            e = s.swap_out(page)
+            assert z.stats["stored_pages"] == 1
+        w.at(j, lambda: writeback_one(z))
+        got = s.swap_in(e)
+        w.done()
+        assert got == page, f"a writeback at line {j} of the load went wrong"
+        assert s.swap_in(e) == page
+
+    w.run(writeback_during_load, 90)
+    with s:
+        assert s.vmstat["zswpwb"] > 0 and s.vmstat["zswpin"] > 0 and s.vmstat["pswpin"] > 0
+
+
+def test_swap_free_races_writeback(
+    tmp_path: Path, make_zswap: Callable[..., Zswap], watched: None
+) -> None:
+    """A freed and reused slot is never overwritten by a stale writeback.
+
+    The page being written back is freed, and its slot given to a page that goes to
+    the file, at every line of the writeback; and the writeback runs at every line of
+    the free and of the store that reuses the slot. The new page must read back."""
+    w, s, z = swap_walk(make_zswap, tmp_path / "a", 300)
+    reused: list[bool] = []
+
+    def free_during_writeback(j: int) -> None:
+        with w.quiet():
+            z.writeback(10**6)
+            e = s.swap_out(compressible(j, seed=9))
+            assert z.stats["stored_pages"] == 1
+        new: list[SwapEntry] = []
+
+        def free_and_reuse() -> None:
+            s.swap_free(e)
+            new.append(s.swap_out(incompressible(j)))  # to the file, in e's slot
+            reused.append(new[0] == e)
+
+        w.at(j, free_and_reuse)
+        z.writeback(1)
+        w.done()
+        if new:
+            assert s.swap_in(new[0]) == incompressible(j), (
+                f"a page stored in a freed slot at line {j} of the writeback was overwritten"
+            )
+            s.swap_free(new[0])
+        else:
+            s.swap_free(e)
+
+    w.run(free_during_writeback, 280)
+    assert all(reused), f"{reused.count(False)} pages did not reuse the freed slot"
+    with s:
+        assert s.vmstat["zswpwb"] > 0 and s.swaps[0].used == 0 and z.stats["stored_pages"] == 0
+
+    w, s, z = swap_walk(make_zswap, tmp_path / "b", 300)
+
+    def writeback_during_free(j: int) -> None:
+        with w.quiet():
+            z.writeback(10**6)
+            e = s.swap_out(compressible(j, seed=10))
+            assert z.stats["stored_pages"] == 1
+        w.at(j, lambda: writeback_one(z))
+        s.swap_free(e)
+        new = s.swap_out(incompressible(j))
+        w.done()
+        assert new == e, "the freed slot was not reused"
+        assert s.swap_in(new) == incompressible(j), (
+            f"a writeback at line {j} of a free and a store overwrote the new page"
+        )
+        s.swap_free(new)
+
+    w.run(writeback_during_free, 220)
+    with s:
+        assert s.vmstat["zswpwb"] > 0 and s.swaps[0].used == 0 and z.stats["stored_pages"] == 0

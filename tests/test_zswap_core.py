@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import errno
-import threading
 import warnings
 import zlib
+from collections.abc import Callable, Iterator
 
 import pytest
 from helpers import ALL_COMPRESSORS, ALL_ZPOOLS, mixed_pages
 
 import zswap_core
+import zswap_core._zswap
 from zswap_core import DecompressError, ParamError, Zswap
+from zswap_core.testing._common import run_threads
+from zswap_core.testing._interleave import Walk, code_filter, watch_locks
 
 GiB = 1 << 30
 
@@ -471,20 +474,119 @@ def test_many_instances_have_their_own_params_and_pools() -> None:
 # -- threads -----------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def walk() -> Iterator[tuple[Walk, Zswap]]:
+    """A Zswap whose locks (and its pools' and plugins', made later too) the kit sees."""
+    with watch_locks():
+        z = make()
+        z.init(1)
+        yield Walk(code_filter([zswap_core._zswap.__file__])), z
+        z.close()
+
+
+def switcher(z: Zswap) -> Callable[[], None]:
+    """Each call moves the pool to the next compressor x zpool, same-filled on or off."""
+    combos = [(c, p) for c in ("lz4", "zstd", "deflate") if c in COMPRESSORS for p in ZPOOLS]
+    i = [0]
+
+    def switch() -> None:
+        c, p = combos[i[0] % len(combos)]
+        z.params["compressor"] = c
+        z.params["zpool"] = p
+        z.params["same_filled_pages_enabled"] = bool(i[0] % 2)
+        i[0] += 1
+
+    return switch
+
+
+def test_params_switch_at_every_line_of_store_load_invalidate(
+    walk: tuple[Walk, Zswap],
+) -> None:
+    """The compressor, the zpool and same_filled_pages_enabled change at every line of
+    a store, of a load and of an invalidation (forced: the operation waits at that line
+    while another thread switches). No page is lost or wrong; old pools go."""
+    w, z = walk
+    switch = switcher(z)
+    pages = mixed_pages(16, seed=21)
+    mine: dict[int, bytes] = {}
+
+    def step(j: int) -> None:
+        page = pages[j % len(pages)]
+        w.at(j, switch)
+        stored = z.store(0, j, page)
+        w.done()
+        if stored:
+            mine[j] = page
+        w.at(j, switch)
+        got = z.load(0, j)
+        w.done()
+        assert got == mine.get(j), f"a switch at line {j} of a store or load lost the page"
+        if j % 2:
+            w.at(j, switch)
+            z.invalidate_page(0, j)
+            w.done()
+            mine.pop(j, None)
+            assert z.load(0, j) is None, f"a switch at line {j} of an invalidation kept it"
+        with w.quiet():
+            for off, want in mine.items():
+                assert z.load(0, off) == want, f"offset {off} went wrong at line {j}"
+
+    w.run(step, 120)
+    z.invalidate_area(0)
+    assert z.stats["stored_pages"] == 0 and z.pages.nr_pages == 0
+    assert len(z.pools) == 1  # only the current pool survives
+
+
+def test_store_load_invalidate_at_every_line_of_a_switch(walk: tuple[Walk, Zswap]) -> None:
+    """A store, a load and an invalidation at every line of a compressor, zpool and
+    same-filled switch (forced, as above). No page is lost or wrong; old pools go."""
+    w, z = walk
+    switch = switcher(z)
+    pages = mixed_pages(16, seed=22)
+    theirs: dict[int, bytes] = {}
+
+    def step(j: int) -> None:
+        def ops() -> None:
+            page = pages[j % len(pages)]
+            if z.store(1, j, page):
+                theirs[j] = page
+            for off in (j, j - 1) if j else (j,):
+                got = z.load(1, off)
+                assert got == theirs.get(off), f"offset {off} went wrong at line {j} of a switch"
+            if j % 3 == 0 and j - 1 in theirs:
+                z.invalidate_page(1, j - 1)
+                del theirs[j - 1]
+
+        w.at(j, ops)
+        switch()
+        w.done()
+        if j % 40 == 39:
+            with w.quiet():
+                for off, want in theirs.items():
+                    assert z.load(1, off) == want, f"offset {off} went wrong after line {j}"
+
+    w.run(step, 400)
+    for off, want in theirs.items():
+        assert z.load(1, off) == want, f"offset {off} went wrong"
+    z.invalidate_area(1)
+    assert z.stats["stored_pages"] == 0 and z.pages.nr_pages == 0
+    assert len(z.pools) == 1
+
+
 def test_threads_store_load_invalidate_while_params_flip() -> None:
+    """Free-running threads (started together, switch interval lowered) while another
+    thread switches pools: real parallelism on top of the forced interleavings above."""
     z = make()
     for t in range(1, 4):
         z.init(t)
     pages = mixed_pages(64, seed=11)
-    errors: list[str] = []
-    stop = threading.Event()
 
     def worker(wid: int) -> None:
         import random
 
         rng = random.Random(wid)
         mine: dict[tuple[int, int], bytes] = {}
-        for _ in range(1500):
+        for _ in range(600):
             t = rng.randrange(4)
             off = wid * 1000 + rng.randrange(64)
             op = rng.random()
@@ -497,37 +599,16 @@ def test_threads_store_load_invalidate_while_params_flip() -> None:
             elif op < 0.85:
                 got = z.load(t, off)
                 want = mine.get((t, off))
-                if got != want:
-                    errors.append(f"{wid}: {t}:{off}")
+                assert got == want, f"{wid}: {t}:{off}"
                 if z.params["exclusive_loads"] and got is not None:
                     mine.pop((t, off), None)
             else:
                 z.invalidate_page(t, off)
                 mine.pop((t, off), None)
         for (t, off), page in mine.items():
-            if z.load(t, off) != page:
-                errors.append(f"final {wid}: {t}:{off}")
+            assert z.load(t, off) == page, f"final {wid}: {t}:{off}"
 
-    def flipper() -> None:
-        combos = [(c, p) for c in ("lz4", "zstd", "deflate") for p in ZPOOLS]
-        i = 0
-        while not stop.is_set():
-            c, p = combos[i % len(combos)]
-            z.params["compressor"] = c
-            z.params["zpool"] = p
-            z.params["same_filled_pages_enabled"] = bool(i % 2)
-            i += 1
-
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
-    flip = threading.Thread(target=flipper)
-    flip.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    stop.set()
-    flip.join(30)
-    assert errors == []
+    run_threads(4, worker, background=switcher(z))
     for t in range(4):
         z.invalidate_area(t)
     assert z.stats["stored_pages"] == 0
