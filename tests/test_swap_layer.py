@@ -9,16 +9,20 @@ from __future__ import annotations
 import errno
 import os
 import random
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import zswap_core
+import zswap_core._swapfile as swapfile
+import zswap_core._zswap
+import zswap_core.swap
 from zswap_core import Zswap
 from zswap_core._swapfile import read_header
 from zswap_core.swap import Swap, SwapEntry
+from zswap_core.testing._common import run_threads
+from zswap_core.testing._interleave import Walk, code_filter, watch_locks
 
 PS = 4096
 
@@ -381,16 +385,72 @@ def test_threads_swap_out_in_free(tmp_path: Path, make_zswap: type[Zswap]) -> No
                     errors.append(f"wrong page at {e}")
                 s.swap_free(e)
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        run_threads(4, worker)  # started together, switch interval lowered
         assert errors == []
         assert [a.used for a in s.swaps] == [0, 0]
         assert z.stats["stored_pages"] == 0
         vm = s.vmstat
         assert vm["zswpout"] + vm["pswpout"] - vm["zswpwb"] == 1000
+
+
+def test_swap_ops_at_every_line_of_each_other(tmp_path: Path, make_zswap: type[Zswap]) -> None:
+    """swap_out, swap_in and swap_free of other pages at every line of a swap_out, a
+    swap_in and a swap_free (forced: the operation waits at that line of zswap's or the
+    swap layer's code while another thread acts). Two files of equal priority, pages
+    for zswap and pages for the file: no slot is given twice, every page reads back."""
+    with watch_locks():  # every lock made meanwhile, the kit sees
+        z = make_zswap(max_pool_percent=100)
+        s = Swap(z)
+        s.swapon(tmp_path / "a", 400, priority=1)
+        s.swapon(tmp_path / "b", 400, priority=1)
+        w = Walk(
+            code_filter([zswap_core._zswap.__file__, zswap_core.swap.__file__, swapfile.__file__])
+        )
+        held: dict[SwapEntry, bytes] = {}
+
+        def out(page: bytes) -> Callable[[], None]:
+            def act() -> None:
+                e = s.swap_out(page)
+                assert e not in held, f"slot {e} given twice"
+                held[e] = page
+
+            return act
+
+        def step(j: int) -> None:
+            page = compressible(j, seed=5) if j % 2 else incompressible(j)
+            other = incompressible(j + 10_000) if j % 2 else compressible(j, seed=6)
+            w.at(j, out(other))
+            e = s.swap_out(page)
+            w.done()
+            assert e not in held, f"slot {e} given twice (line {j} of a swap_out)"
+            held[e] = page
+            old = next(iter(held))
+
+            def free_old() -> None:
+                s.swap_free(old)
+                del held[old]
+                out(compressible(j, seed=7))()
+
+            w.at(j, free_old if old != e else out(compressible(j, seed=8)))
+            got = s.swap_in(e)
+            w.done()
+            assert got == page, f"a swap_in went wrong at line {j}"
+            w.at(j, out(compressible(j, seed=9)))
+            s.swap_free(e)
+            w.done()
+            del held[e]
+            if j % 16 == 15:
+                with w.quiet():
+                    for entry, want in held.items():
+                        assert s.swap_in(entry) == want, f"{entry} went wrong at line {j}"
+
+        w.run(step, 160)
+        for entry, want in held.items():
+            assert s.swap_in(entry) == want
+            s.swap_free(entry)
+        assert [a.used for a in s.swaps] == [0, 0]
+        assert z.stats["stored_pages"] == 0
+        s.close()
 
 
 def test_swap_file_is_a_real_swap_area(tmp_path: Path) -> None:
