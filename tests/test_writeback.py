@@ -19,7 +19,7 @@ import zswap_core._zswap
 import zswap_core.swap
 from zswap_core import Zswap
 from zswap_core.swap import Swap, SwapEntry
-from zswap_core.testing._interleave import Walk, code_filter, watch_locks
+from zswap_core.testing._interleave import ContentionLog, Walk, code_filter, watch_locks
 
 PS = 4096
 #: ram of 400 pages at max_pool_percent=10: a 40-page pool, accepting again at 36.
@@ -38,28 +38,33 @@ def file_slot(path: Path, entry: SwapEntry) -> bytes:
         return fh.read(PS)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
+def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll ``cond`` until true; the timeout only ends a hang (it is no verdict)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():
             return True
-        time.sleep(0.005)
+        time.sleep(0.002)
     return cond()
 
 
-def settle(read: Callable[[], int], quiet: float = 0.25, timeout: float = 5.0) -> int:
-    """The value once it has not changed for ``quiet`` seconds."""
-    end = time.monotonic() + timeout
-    last = read()
-    since = time.monotonic()
-    while time.monotonic() < end:
-        time.sleep(0.02)
-        now = read()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            break
-    return last
+@pytest.fixture
+def worker_idle() -> Iterator[Callable[[Zswap], bool]]:
+    """``worker_idle(z)``: zswap's pool-limit worker waits for work that nobody has asked
+    for (it is blocked on its wake event, which is not set), so no counter can change.
+
+    Known from the locks, not from a quiet period: the test runs inside
+    ``watch_locks()``, so the Zswap's event is made of locks the kit sees.
+    """
+    with watch_locks(), ContentionLog() as log:
+
+        def idle(z: Zswap) -> bool:
+            if z._worker_wake.is_set():  # read first: a set() would show here
+                return False
+            worker = z._worker
+            return worker is None or not worker.is_alive() or log.blocked(worker)
+
+        yield idle
 
 
 @pytest.fixture
@@ -82,7 +87,9 @@ def make_zswap() -> Iterator[Callable[..., Zswap]]:
         z.close()
 
 
-def test_writeback_when_the_limit_is_hit(tmp_path: Path, make_zswap: Callable[..., Zswap]) -> None:
+def test_writeback_when_the_limit_is_hit(
+    tmp_path: Path, make_zswap: Callable[..., Zswap], worker_idle: Callable[[Zswap], bool]
+) -> None:
     z = make_zswap()
     assert (z.pool_limit_pages, z.accept_threshold_pages) == (40, 36)
     with Swap(z) as s:
@@ -90,7 +97,7 @@ def test_writeback_when_the_limit_is_hit(tmp_path: Path, make_zswap: Callable[..
         pages = [compressible(i) for i in range(300)]
         entries = [s.swap_out(p) for p in pages]
         assert wait_for(lambda: z.pages.nr_pages <= z.pool_limit_pages)
-        settle(lambda: z.stats["written_back_pages"], quiet=0.15)  # worker idle
+        assert wait_for(lambda: worker_idle(z)), "the pool-limit worker never went idle"
         vm, st = s.vmstat, z.stats
         assert st["pool_limit_hit"] > 0
         assert vm["zswpwb"] > 0 and vm["zswpwb"] == st["written_back_pages"]
@@ -137,7 +144,7 @@ def test_hysteresis_rejects_until_under_accept_threshold(
 
 
 def test_worker_brings_pool_under_accept_threshold(
-    tmp_path: Path, make_zswap: Callable[..., Zswap]
+    tmp_path: Path, make_zswap: Callable[..., Zswap], worker_idle: Callable[[Zswap], bool]
 ) -> None:
     z = make_zswap()
     with Swap(z) as s:
@@ -149,7 +156,8 @@ def test_worker_brings_pool_under_accept_threshold(
             i += 1
         # one rejected store while full wakes the worker
         entries.append(s.swap_out(compressible(i)))
-        assert wait_for(lambda: z.pages.nr_pages <= z.accept_threshold_pages)
+        assert wait_for(lambda: worker_idle(z)), "the pool-limit worker never went idle"
+        assert z.pages.nr_pages <= z.accept_threshold_pages
         assert s.vmstat["zswpwb"] > 0
         before = s.vmstat["zswpout"]
         s.swap_out(compressible(10_000))  # accepted again: not stuck rejecting (5.6 bug)
@@ -254,7 +262,7 @@ def test_writeback_gives_up_after_16_consecutive_failures(
 
 
 def test_worker_gives_up_on_failing_writes_and_recovers(
-    tmp_path: Path, make_zswap: Callable[..., Zswap]
+    tmp_path: Path, make_zswap: Callable[..., Zswap], worker_idle: Callable[[Zswap], bool]
 ) -> None:
     z = make_zswap()
     with Swap(z) as s:
@@ -273,9 +281,10 @@ def test_worker_gives_up_on_failing_writes_and_recovers(
             pages.append(compressible(i))
             i += 1
         assert z.stats["pool_limit_hit"] == 1
-        fails = settle(lambda: z.stats["reject_reclaim_fail"])
+        assert wait_for(lambda: worker_idle(z)), "the pool-limit worker never went idle"
+        fails = z.stats["reject_reclaim_fail"]
         assert fails > 0 and fails % 16 == 0, fails  # each run stops after 16 in a row
-        time.sleep(0.3)
+        time.sleep(0.3)  # through a timeout of its wait: nothing woke it, it does nothing
         assert z.stats["reject_reclaim_fail"] == fails  # and then it stops
         assert z.stats["written_back_pages"] == 0
         assert [s.swap_in(e) for e in entries] == pages
@@ -283,7 +292,8 @@ def test_worker_gives_up_on_failing_writes_and_recovers(
         s.inject_io_errors(t, writes=0)
         entries.append(s.swap_out(compressible(99_999)))
         pages.append(compressible(99_999))
-        assert wait_for(lambda: z.pages.nr_pages <= z.accept_threshold_pages)
+        assert wait_for(lambda: worker_idle(z)), "the pool-limit worker never went idle"
+        assert z.pages.nr_pages <= z.accept_threshold_pages
         assert s.vmstat["zswpwb"] > 0
         assert [s.swap_in(e) for e in entries] == pages
 

@@ -220,23 +220,43 @@ def watch_locks() -> Iterator[None]:
 
 
 class ContentionLog(_Observer):
-    """Which threads have blocked (or were about to block) on a watched lock.
+    """Which threads have blocked on a watched lock, and which are blocked right now.
 
-    ``with ContentionLog() as log: ...; log.wait_for(thread, until=...)``.
+    ``with ContentionLog() as log: ...``; then ``log.count(thread)``,
+    ``log.blocked(thread)`` or ``log.wait_for(thread, ...)``.
     """
 
     def __init__(self) -> None:
         self._mutex = _ORIG_LOCK()
         self._idents: dict[int, int] = {}
+        self._waiting: dict[int, object] = {}
 
     def contended(self, lock: object) -> None:
         ident = _thread.get_ident()
         with self._mutex:
             self._idents[ident] = self._idents.get(ident, 0) + 1
+            self._waiting[ident] = lock
+
+    def acquired(self, lock: object) -> None:
+        with self._mutex:
+            self._waiting.pop(_thread.get_ident(), None)
+
+    def released(self, lock: object) -> None:
+        # whoever waits for this lock is about to run: no longer blocked
+        with self._mutex:
+            for ident in [i for i, held in self._waiting.items() if held is lock]:
+                del self._waiting[ident]
 
     def count(self, thread: threading.Thread) -> int:
+        """How many times ``thread`` was about to block on a watched lock."""
         with self._mutex:
             return self._idents.get(thread.ident or -1, 0)
+
+    def blocked(self, thread: threading.Thread) -> bool:
+        """``thread`` waits on a watched lock (or condition, or event) that nobody has
+        released for it yet: it cannot run until another thread acts."""
+        with self._mutex:
+            return (thread.ident or -1) in self._waiting
 
     def wait_for(
         self, thread: threading.Thread, *, until: Callable[[], bool] | None = None, timeout: float
