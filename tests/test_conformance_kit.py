@@ -607,8 +607,8 @@ def run_kit(pytester: pytest.Pytester, classes: str) -> dict[tuple[str, str], py
 
 
 def test_broken_drivers_are_caught(pytester: pytest.Pytester) -> None:
-    classes = sorted({cls for cls, _test in MUST_FAIL})
-    reports = run_kit(pytester, " or ".join(classes))
+    # only the tests that must fail: the others of these classes prove nothing here
+    reports = run_kit(pytester, " or ".join(f"({cls} and {test})" for cls, test in MUST_FAIL))
     missed = []
     for (cls, test), phrase in sorted(MUST_FAIL.items()):
         rep = reports.get((cls, test))

@@ -518,7 +518,7 @@ def _zswap_interleaved(
             return step
 
         steps: list[tuple[str, Callable[[], None]]] = []
-        for i in range(6):
+        for i in range(4):
             steps += [
                 (f"store(1, {i})", store(i, pages[(i * 5) % len(pages)])),
                 (f"store(1, {i + 1}) again", store(i + 1, pages[(i * 5 + 3) % len(pages)])),

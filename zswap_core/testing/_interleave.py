@@ -45,7 +45,6 @@ from typing import Any
 __all__ = [
     "ContentionLog",
     "Interleaver",
-    "ProbeAt",
     "Walk",
     "code_filter",
     "driver_code",
@@ -616,31 +615,6 @@ class Interleaver(_Observer):
             )
         if self.errors:
             raise self.errors[0]
-
-
-class ProbeAt:
-    """A probe that acts at one stop of each step, so that a test can walk one action
-    through every position of an operation: the step calls ``arm(j, action)`` first
-    (and :meth:`Interleaver.quiet` around its own set-up); the ``j``-th stop that
-    follows (from 0) runs ``action``, and the others do nothing. ``fired`` says whether
-    the step had that many stops."""
-
-    def __init__(self) -> None:
-        self._at = -1
-        self._action: Callable[[], None] | None = None
-        #: Stops so far in this step, and whether the action ran.
-        self.stops = 0
-        self.fired = False
-
-    def arm(self, at: int, action: Callable[[], None] | None) -> None:
-        self._at, self._action, self.stops, self.fired = at, action, 0, False
-
-    def __call__(self, n: int) -> None:
-        k = self.stops
-        self.stops = k + 1
-        if k == self._at and self._action is not None:
-            self.fired = True
-            self._action()
 
 
 class Walk:
