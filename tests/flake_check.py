@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,10 +37,10 @@ THREAD_TESTS = (
     "tests/test_conformance_kit.py::test_interleaver_with_a_watched_lock_loses_nothing_and_never_stalls",
     "tests/test_conformance_kit.py::test_interleaver_with_a_lock_it_cannot_see_stalls_and_gives_up",
     "tests/test_conformance_kit.py::test_interleaver_reports_where_the_probe_failed",
-    "tests/test_conformance_kit.py::TestReferencePagePool::test_threads",
-    "tests/test_conformance_kit.py::TestReferencePagePool::test_zswap_threads",
-    "tests/test_conformance_kit.py::TestReferenceDeflate::test_threads",
-    "tests/test_conformance_kit.py::TestReferenceDeflate::test_zswap_threads",
+    "tests/test_conformance_kit.py::TestReferencePagePool::test_threads[page4096]",
+    "tests/test_conformance_kit.py::TestReferencePagePool::test_zswap_threads[page4096]",
+    "tests/test_conformance_kit.py::TestReferenceDeflate::test_threads[page4096]",
+    "tests/test_conformance_kit.py::TestReferenceDeflate::test_zswap_threads[page4096]",
     # the kit's thread tests on every bundled plugin (at one page size: the schedules
     # are the same at every size, and a run must stay short)
     "plugins/zpools/zsmalloc/tests/test_zsmalloc_conformance.py::TestZsmalloc::test_threads[page4096]",
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
         flush=True,
     )
+    # a kill ends the runs as Ctrl-C does: the burners are stopped on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     failed_runs = 0
     per_test: Counter[str] = Counter()
     counts: Counter[str] = Counter()

@@ -366,6 +366,8 @@ class Interleaver(_Observer):
         self._where = ""
         self._stepper_ident = -1
         self._prober_ident = -1
+        self._tool = -1  # the sys.monitoring tool id in use, or -1: settrace
+        self._stepping = False
         #: Probes run, and probes that had to wait for a lock the step held.
         self.probes = 0
         self.blocked = 0
@@ -499,12 +501,15 @@ class Interleaver(_Observer):
         if _thread.get_ident() == self._stepper_ident:
             self._pause(lambda: where)
 
-    def _global_trace(self, frame: FrameType, event: str, arg: object) -> Any:
-        code = frame.f_code
+    def _target(self, code: CodeType) -> bool:
         hit = self._cache.get(code)
         if hit is None:
             hit = self._cache[code] = self._is_target(code)
-        if not hit:
+        return hit
+
+    # settrace (3.11): the stepping thread's own trace function
+    def _global_trace(self, frame: FrameType, event: str, arg: object) -> Any:
+        if not self._target(frame.f_code):
             return None
         if self._opcodes:
             frame.f_trace_opcodes = True
@@ -514,6 +519,52 @@ class Interleaver(_Observer):
         if event == ("opcode" if self._opcodes else "line"):
             self._pause(lambda: _describe(frame))
         return self._local_trace
+
+    # sys.monitoring (3.12+, where opcode events of settrace do not arrive): events of
+    # the target code on every thread, of which only the stepping thread's stop
+    def _monitor_start(self) -> bool:
+        mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+        tool = next((t for t in (3, 4, 2, 1, 0, 5) if mon.get_tool(t) is None), None)
+        if tool is None:
+            return False  # every tool id is taken (coverage, a debugger...): settrace
+        mon.use_tool_id(tool, "zswap_core.testing interleaver")
+        self._tool = tool
+        self._event = mon.events.INSTRUCTION if self._opcodes else mon.events.LINE
+        self._codes: list[CodeType] = []
+        mon.register_callback(tool, mon.events.PY_START, self._on_start)
+        mon.register_callback(tool, self._event, self._on_event)
+        mon.restart_events()  # code starts that an earlier run disabled
+        mon.set_events(tool, mon.events.PY_START)
+        return True
+
+    def _monitor_stop(self) -> None:
+        mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+        tool = self._tool
+        mon.set_events(tool, 0)
+        for code in self._codes:
+            mon.set_local_events(tool, code, 0)
+        mon.register_callback(tool, mon.events.PY_START, None)
+        mon.register_callback(tool, self._event, None)
+        mon.free_tool_id(tool)
+        self._tool = -1
+
+    def _on_start(self, code: CodeType, offset: int) -> Any:
+        mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+        if self._target(code) and code not in self._codes:
+            mon.set_local_events(self._tool, code, self._event)
+            self._codes.append(code)
+        return mon.DISABLE  # once per code object is enough
+
+    def _on_event(self, code: CodeType, arg: int) -> Any:
+        if self._stepping and _thread.get_ident() == self._stepper_ident:
+            frame = sys._getframe(1)
+            self._pause(lambda: _describe(frame))
+
+    def _trace(self, on: bool) -> None:
+        if self._tool >= 0:
+            self._stepping = on
+        else:
+            sys.settrace(self._global_trace if on else None)
 
     def _stepper(self, steps: Sequence[tuple[str, Callable[[], None]]]) -> None:
         self._stepper_ident = _thread.get_ident()
@@ -526,7 +577,7 @@ class Interleaver(_Observer):
                     self._left = self.budget
                     self._skip = 0
                     self._step = name
-                sys.settrace(self._global_trace)
+                self._trace(True)
                 try:
                     step()
                 except BaseException as exc:
@@ -536,7 +587,7 @@ class Interleaver(_Observer):
                         self._failed = True
                     return
                 finally:
-                    sys.settrace(None)
+                    self._trace(False)
             # the last probe ends before the run does
             deadline = time.monotonic() + self.timeout
             while time.monotonic() < deadline:
@@ -590,6 +641,8 @@ class Interleaver(_Observer):
     # -- running ------------------------------------------------------------------------------
     def run(self, steps: Sequence[tuple[str, Callable[[], None]]]) -> None:
         """Run the steps with probes between their bytecodes; re-raise the first failure."""
+        if sys.version_info >= (3, 12):
+            self._monitor_start()
         _observers.append(self)
         prober = threading.Thread(target=self._prober, name="kit-prober", daemon=True)
         stepper = threading.Thread(
@@ -607,14 +660,19 @@ class Interleaver(_Observer):
             prober.join(0 if alive else self.timeout)
         finally:
             _observers.remove(self)
-        if alive or prober.is_alive():
-            who = "stepping" if alive else "probing"
-            raise AssertionError(
-                f"the {who} thread did not finish within {self.timeout}s (deadlock?); "
-                f"the stepping thread was last {self._where or 'not stopped'}"
-            )
+            if self._tool >= 0:
+                self._stepping = False
+                self._monitor_stop()
+        stuck = [t.name for t in (stepper, prober) if t.is_alive()]
         if self.errors:
+            if stuck:
+                self.errors[0].add_note(f"(threads still running: {stuck})")
             raise self.errors[0]
+        if stuck:
+            raise AssertionError(
+                f"{stuck} did not finish within {self.timeout}s (deadlock?); the stepping "
+                f"thread was last {self._where or 'not stopped'}"
+            )
 
 
 class Walk:
