@@ -111,6 +111,7 @@ VALID: dict[tuple[str, str], frozenset[str] | str] = {
     ("compare", "pid"): frozenset(),
     ("compare", "as_json"): FLAG,
     ("compare", "plot"): ALL - {""},  # a file name: "nan" and "-1" are names like any other
+    ("lsmod", "load"): FLAG,
     ("lsmod", "as_json"): FLAG,
     ("modinfo", "name"): frozenset(),
     ("modinfo", "as_json"): FLAG,

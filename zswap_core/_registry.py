@@ -39,7 +39,9 @@ from ._log import log
 from ._params import (
     BUILTIN_PARAM_LOCK,
     MAX_VALUE_LEN,
+    ModprobeConfig,
     ModuleParams,
+    _read_conf,
     check_module_name,
     check_param_name,
     read_modprobe_dir,
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
     from typing import Any, ClassVar, Literal
 
     Kind = Literal["compressor", "zpool"]
-    State = Literal["loaded", "available", "failed", "blocked", "duplicate"]
+    State = Literal["loaded", "available", "failed", "blocked", "duplicate", "refused"]
 else:  # importable at run time too (zswap_core.testing uses it), without typing
     Kind = State = str
 
@@ -102,7 +104,23 @@ ENV_LOAD_TIMEOUT = "ZSWAP_PLUGIN_LOAD_TIMEOUT"
 #: what a codec import takes (tens of ms), far below "the program looks hung".
 DEFAULT_LOAD_TIMEOUT = 5.0
 
-_VALID_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_VALID_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # always fullmatch(): "$" allows "\n"
+MAX_NAME_LEN = 64
+KNOWN_DIST_NAMES = frozenset(KNOWN_DISTRIBUTIONS.values())
+
+
+def _name_problem(kind: str, name: object) -> str | None:
+    """Why ``name`` can never be a plugin's name (None if it can be one)."""
+    if isinstance(name, str) and _VALID_NAME.fullmatch(name):
+        return None
+    if not isinstance(name, str):
+        return f"{name!r} is not a valid {kind} name (not a string)"
+    shown = repr(name) if len(name) <= MAX_NAME_LEN else f"{name[:MAX_NAME_LEN]!r}..."
+    if len(name) > MAX_NAME_LEN:
+        why = f"{len(name)} characters, at most {MAX_NAME_LEN}"
+    else:
+        why = "only lowercase letters, digits, '-' and '_', starting with a letter or digit"
+    return f"{shown} is not a valid {kind} name ({why})"
 
 
 class LoadedModule(Record):
@@ -327,12 +345,105 @@ class Registry:
             return set(self._blocked) | env | cfg.blacklist
 
     def is_blocked(self, kind: str, name: str, cand: _Candidate | None = None) -> bool:
-        blocked = self.blocked()
-        if name in blocked or f"{kind}:{name}" in blocked:
-            return True
-        if os.environ.get(ENV_DISABLE_AUTOLOAD, "") not in ("", "0") and cand is not None:
-            return cand.distribution not in set(KNOWN_DISTRIBUTIONS.values())
-        return False
+        return bool(self._block_reasons(kind, name, cand))
+
+    def _block_reasons(
+        self, kind: str, name: str, cand: _Candidate | None, cfg: ModprobeConfig | None = None
+    ) -> list[tuple[str, str]]:
+        """What blocks plugin ``name``, as (why, how to undo it) pairs; [] if nothing.
+
+        Each source is named on its own, so that an error tells the user to undo the
+        block they made, never one they did not (a single hint once named
+        $ZSWAP_BLOCK_PLUGINS for every kind of block). ``cfg``: the modprobe.d files,
+        when already read.
+        """
+        words = (name, f"{kind}:{name}")
+        out: list[tuple[str, str]] = []
+        with self._lock:
+            ours = sorted(w for w in self._blocked if w in words)
+        for word in ours:
+            if self is _default:
+                out.append(
+                    (
+                        f"block_plugin({word!r}) blocked it in this process",
+                        f"zswap_core.unblock_plugin({word!r})",
+                    )
+                )
+            else:
+                out.append(
+                    (
+                        f"Registry.block({word!r}) blocked it in this registry",
+                        f"Registry.unblock({word!r})",
+                    )
+                )
+        raw = os.environ.get(ENV_BLOCK, "")
+        for word in (w for w in split_words(raw) if w in words):
+            out.append(
+                (f"${ENV_BLOCK} lists {word!r}", f"remove {word!r} from ${ENV_BLOCK} (now {raw!r})")
+            )
+        if cfg is None:
+            cfg = read_modprobe_dir(self._modprobe_dir())
+        if name in cfg.blacklist:
+            where = ", ".join(self._modprobe_lines(("blacklist", name))) or (
+                f"a *.conf file in {os.fspath(self._modprobe_dir() or '?')}"
+            )
+            line = f"'blacklist {name}'"
+            out.append((f"{line} in {where}", f"delete the {line} line"))
+        autoload = os.environ.get(ENV_DISABLE_AUTOLOAD, "")
+        if (
+            autoload not in ("", "0")
+            and cand is not None
+            and cand.distribution not in KNOWN_DIST_NAMES
+        ):
+            out.append(
+                (
+                    f"${ENV_DISABLE_AUTOLOAD}={autoload} loads only this project's own "
+                    f"plugins, and {cand.distribution or 'its distribution'} is not one",
+                    f"unset {ENV_DISABLE_AUTOLOAD}",
+                )
+            )
+        return out
+
+    def _blocked_error(
+        self, kind: str, name: str, cand: _Candidate, reasons: list[tuple[str, str]]
+    ) -> PluginError:
+        return PluginError(
+            f"{kind} {name!r} ({cand.distribution or '?'}) is blocked and was not imported: "
+            + "; and ".join(why for why, _ in reasons),
+            kind=kind,
+            name=name,
+            distribution=cand.distribution,
+            version=cand.version,
+            hint=", and ".join(fix for _, fix in reasons),
+        )
+
+    def _modprobe_lines(self, prefix: tuple[str, ...], key: str | None = None) -> list[str]:
+        """``file:line`` of each modprobe.d line whose words begin with ``prefix``.
+
+        With ``key``, only lines that set it (``key=...`` or a bare ``key``). For
+        messages only: the files are read again, as read_modprobe_dir read them.
+        """
+        directory = self._modprobe_dir()
+        if directory is None or not os.path.isdir(directory):
+            return []
+        try:
+            entries = sorted(os.listdir(directory))
+        except OSError:
+            return []  # read_modprobe_dir has warned
+        found: list[str] = []
+        for entry in entries:
+            if not entry.endswith(".conf"):
+                continue
+            path = os.path.join(directory, entry)
+            text = _read_conf(path)
+            for lineno, raw in enumerate((text or "").splitlines(), 1):
+                words = raw.split("#", 1)[0].split()
+                if tuple(words[: len(prefix)]) != prefix:
+                    continue
+                rest = words[len(prefix) :]
+                if key is None or any(w.partition("=")[0] == key for w in rest):
+                    found.append(f"{path}:{lineno}")
+        return found
 
     def _modprobe_dir(self) -> str | os.PathLike[str] | None:
         return (
@@ -473,7 +584,7 @@ class Registry:
 
         The reason for a None is available from :meth:`error`.
         """
-        if not isinstance(name, str) or not _VALID_NAME.match(name):
+        if not isinstance(name, str) or _name_problem(kind, name) is not None:
             return None  # "os:system", "../x", "a.b.c": not a plugin name, never imported
         key = (kind, name)
         with self._lock:
@@ -514,8 +625,9 @@ class Registry:
 
     def error(self, kind: Kind, name: object) -> PluginError | None:
         """Why ``name`` is not available (None if it is loaded or was never asked for)."""
-        if not isinstance(name, str) or not _VALID_NAME.match(name):
-            return PluginError(f"{name!r} is not a valid {kind} name", kind=kind, name=str(name))
+        problem = _name_problem(kind, name)
+        if problem is not None or not isinstance(name, str):
+            return PluginError(problem or "", kind=kind, name=str(name))
         with self._lock:
             return self._failed.get((kind, name))
 
@@ -538,25 +650,11 @@ class Registry:
                 hint=_hint(name, None, repair=False),
             )
         if len(cands) > 1:
-            who = ", ".join(
-                f"{c.distribution or '?'} {c.version or '?'} ({c.ep.value})" for c in cands
-            )
-            raise DuplicatePluginError(
-                f"{kind} {name!r} is provided by more than one distribution: {who}",
-                kind=kind,
-                name=name,
-                hint="pip uninstall one of them",
-            )
+            raise self._duplicate_error(kind, name, cands)
         cand = cands[0]
-        if self.is_blocked(kind, name, cand):
-            raise PluginError(
-                f"{kind} {name!r} ({cand.distribution}) is blocked and was not imported",
-                kind=kind,
-                name=name,
-                distribution=cand.distribution,
-                version=cand.version,
-                hint=f"zswap_core.unblock_plugin({name!r}) or remove it from ${ENV_BLOCK}",
-            )
+        reasons = self._block_reasons(kind, name, cand)
+        if reasons:
+            raise self._blocked_error(kind, name, cand, reasons)
         return cand
 
     def _start(self, loader: _Loader) -> None:
@@ -682,9 +780,30 @@ class Registry:
                         name=name,
                         distribution=cand.distribution,
                         version=cand.version,
-                        hint=f"fix the {source} options for {name}",
+                        hint=self._option_fix(name, params, known, source),
                     ) from exc
         return LoadedModule(kind, name, cls, params, cand.distribution, cand.version)
+
+    def _option_fix(
+        self, module: str, params: ModuleParams, opts: Mapping[str, str], source: str
+    ) -> str:
+        """How to fix the refused option of ``opts``: which one, and where it is set."""
+        bad = None
+        for key, value in opts.items():
+            try:
+                params.declaration(key).parse(value)
+            except ParamError:
+                bad = key
+                break
+        if bad is None:  # refused by a set callback, not by the value's check
+            return f"correct the {source} options for {module}"
+        setting = f"{bad}={opts[bad]}"
+        if source == "boot":
+            return f"correct the boot option {module}.{setting}"
+        # Later files win, as read_modprobe_dir merges them: the last line is in force.
+        lines = self._modprobe_lines(("options", module), bad)
+        where = f" at {lines[-1]}" if lines else ""
+        return f"correct 'options {module} {setting}'{where} (a modprobe.d file)"
 
     @staticmethod
     def _check_driver(kind: Kind, name: str, cls: Any, cand: _Candidate) -> None:
@@ -730,25 +849,37 @@ class Registry:
             return self._loaded.get((kind, name))
 
     def plugins(self) -> list[PluginInfo]:
-        """Every installed driver plugin, loaded or not; imports nothing."""
+        """Every installed driver plugin, loaded or not; imports nothing.
+
+        A row's state is what this process knows: ``loaded``; ``failed`` (asked for,
+        and its import or setup failed); ``available`` (installed, not imported yet,
+        so whether it loads is not known); ``blocked``; ``duplicate`` (two distributions
+        provide the name); ``refused`` (the name can never be a plugin's). ``error``
+        says why, for every state but the first and third.
+        """
         scan = self._scanned()
+        cfg = read_modprobe_dir(self._modprobe_dir())  # once, not once per row
         rows: list[PluginInfo] = []
         for kind, group in GROUPS.items():
             for name, cands in sorted(scan.by_group[group].items()):
                 key = (kind, name)
                 with self._lock:
                     mod = self._loaded.get(key)
-                    err = self._failed.get(key)
+                    failed = self._failed.get(key)
                 cand = cands[0]
                 state: Any
-                if mod is not None:
+                err: PluginError | None = None
+                problem = _name_problem(kind, name)
+                if problem is not None:
+                    state, err = "refused", self._refused_error(kind, name, problem, cands)
+                elif mod is not None:
                     state = "loaded"
                 elif len(cands) > 1:
-                    state = "duplicate"
-                elif self.is_blocked(kind, name, cand):
-                    state = "blocked"
-                elif err is not None:
-                    state = "failed"
+                    state, err = "duplicate", failed or self._duplicate_error(kind, name, cands)
+                elif reasons := self._block_reasons(kind, name, cand, cfg):
+                    state, err = "blocked", self._blocked_error(kind, name, cand, reasons)
+                elif failed is not None:
+                    state, err = "failed", failed
                 else:
                     state = "available"
                 rows.append(
@@ -760,10 +891,32 @@ class Registry:
                         cand.ep.value,
                         state,
                         mod.use_count if mod else 0,
-                        str(err) if err else None,
+                        " ".join(str(err).split()) if err else None,  # one line
                     )
                 )
         return rows
+
+    @staticmethod
+    def _refused_error(kind: str, name: str, problem: str, cands: list[_Candidate]) -> PluginError:
+        who = ", ".join(f"{c.distribution or '?'} {c.version or '?'} ({c.ep.value})" for c in cands)
+        return PluginError(
+            f"{problem}: the {GROUPS[kind]} entry point of {who} is never loaded",
+            kind=kind,
+            name=name,
+            distribution=cands[0].distribution,
+            version=cands[0].version,
+            hint=f"rename the entry point in {cands[0].distribution or 'its distribution'}",
+        )
+
+    @staticmethod
+    def _duplicate_error(kind: str, name: str, cands: list[_Candidate]) -> PluginError:
+        who = ", ".join(f"{c.distribution or '?'} {c.version or '?'} ({c.ep.value})" for c in cands)
+        return DuplicatePluginError(
+            f"{kind} {name!r} is provided by more than one distribution: {who}",
+            kind=kind,
+            name=name,
+            hint="pip uninstall one of them",
+        )
 
     def hook_entry_points(self) -> list[_Candidate]:
         return list(self._scanned().hooks)

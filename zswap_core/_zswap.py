@@ -1298,17 +1298,30 @@ class Zswap:
 
     def _fallback(self, kind: str, name: str) -> str:
         default = DEFAULT_COMPRESSOR if kind == "compressor" else DEFAULT_ZPOOL
+
+        def why(failed: str) -> str:
+            # The registry's reason (bad option, blocked, broken import...) with its fix:
+            # a fallback that only says "not available" hides what to repair.
+            err = self.registry.error(kind, failed)  # type: ignore[arg-type]
+            return f": {err}" if err is not None else ""
+
         if name and self.registry.request(kind, name) is not None:  # type: ignore[arg-type]
             return name
         if name != default and self.registry.request(kind, default) is not None:  # type: ignore[arg-type]
             warnings.warn(
-                f"zswap: {kind} {name!r} not available, using default {default!r}",
+                f"zswap: {kind} {name!r} not available, using default {default!r}{why(name)}",
                 RuntimeWarning,
                 stacklevel=4,
             )
             return default
+        if name != default:
+            warnings.warn(
+                f"zswap: {kind} {name!r} not available{why(name)}", RuntimeWarning, stacklevel=4
+            )
         warnings.warn(
-            f"zswap: default {kind} {default!r} not available", RuntimeWarning, stacklevel=4
+            f"zswap: default {kind} {default!r} not available{why(default)}",
+            RuntimeWarning,
+            stacklevel=4,
         )
         return ""
 

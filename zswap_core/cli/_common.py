@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,10 @@ __all__ = [
     "SizeType",
     "VerifyError",
     "build_source",
+    "check_option_names",
     "check_plugin",
     "echo_json",
+    "log_warnings",
     "make_zswap",
     "name_value",
     "parse_size",
@@ -113,10 +116,15 @@ def check_plugin(kind: str, name: str) -> None:
     """Fail with a one-line error if plugin ``name`` of ``kind`` cannot be loaded."""
     from zswap_core import PluginError, default_registry
 
+    reg = default_registry()
     try:
-        default_registry().require(kind, name)  # type: ignore[arg-type]
+        reg.require(kind, name)  # type: ignore[arg-type]
     except PluginError as exc:
-        raise CliError(f"unknown {kind} {name!r}: {exc}") from None
+        # "unknown" only for a name nothing provides: an installed plugin that failed,
+        # or was blocked or refused, is known, and the reason says which.
+        installed = any(p.kind == kind and p.name == name for p in reg.plugins())
+        what = f"{kind} {name!r} cannot be used" if installed else f"unknown {kind} {name!r}"
+        raise CliError(f"{what}: {exc}") from None
 
 
 def make_zswap(cmdline: str, *, ram_bytes: int, **overrides: object) -> Zswap:
@@ -125,18 +133,24 @@ def make_zswap(cmdline: str, *, ram_bytes: int, **overrides: object) -> Zswap:
     (The library falls back to the defaults with a warning, as the kernel does at boot;
     someone who names a compressor on the command line wants that one or an error.)
     """
-    from zswap_core import ParamError, Zswap, parse_cmdline
+    from zswap_core import ParamError, Zswap, default_registry, parse_cmdline
 
     try:
         parsed = parse_cmdline(cmdline)
     except ParamError as exc:
         raise CliError(f"--cmdline: {exc.strerror}") from None
     ours = parsed.get("zswap", {})
-    comp = str(overrides.get("compressor", ours.get("compressor", "lz4"))).strip()
-    zp = str(overrides.get("zpool", ours.get("zpool", "zsmalloc"))).strip()
-    check_plugin("compressor", comp)
-    check_plugin("zpool", zp)
-    with warnings.catch_warnings(record=True) as caught:
+    wanted = {
+        kind: str(overrides.get(kind, ours.get(kind, default))).strip()
+        for kind, default in (("compressor", "lz4"), ("zpool", "zsmalloc"))
+    }
+    # A malformed modprobe.d file is an error of its own (zswap: error: FILE:LINE: ...),
+    # not one of --cmdline, which is what from_cmdline's ParamError would be shown as.
+    default_registry().blocked()
+    # Built first and checked after, never the other way round: from_cmdline puts the
+    # string's plugin options in force before it loads any plugin the string names, and
+    # a check that loaded the compressor or zpool first would load it without them.
+    with warnings.catch_warnings(record=True) as caught, log_warnings() as logged:
         warnings.simplefilter("always")
         try:
             z = Zswap.from_cmdline(cmdline, ram_bytes=ram_bytes, **overrides)
@@ -144,9 +158,65 @@ def make_zswap(cmdline: str, *, ram_bytes: int, **overrides: object) -> Zswap:
             raise CliError(f"--cmdline: {exc.strerror}") from None
         except TypeError as exc:
             raise CliError(f"--cmdline: {exc}") from None
-    for w in caught:
-        click.echo(f"zswap: warning: {w.message}", err=True)
+    try:
+        for kind, name in wanted.items():
+            if z.params[kind] != name:  # it fell back: say why, instead of the warning
+                check_plugin(kind, name)
+                raise CliError(f"{kind} {name!r} was not used; zswap fell back to another")
+        check_option_names(parsed)
+    except BaseException:
+        z.close()
+        raise
+    for message in [*(str(w.message) for w in caught), *logged]:
+        click.echo(f"zswap: warning: {message}", err=True)
     return z
+
+
+def check_option_names(parsed: dict[str, dict[str, str]]) -> None:
+    """--cmdline options that a loaded plugin does not declare are errors.
+
+    A plugin that loads ignores (and logs) options it does not declare, as a kernel
+    module does; a name typed on the command line for a plugin that is now loaded is
+    a typo the user should see, as it was when such a plugin was loaded beforehand.
+    """
+    from zswap_core import ParamError, default_registry
+    from zswap_core._registry import GROUPS
+
+    reg = default_registry()
+    for module, opts in parsed.items():
+        for kind in GROUPS if module != "zswap" else ():
+            mod = reg.loaded(kind, module)  # type: ignore[arg-type]
+            if mod is None:
+                continue
+            for name, value in opts.items():
+                try:
+                    mod.params.declaration(name)
+                except ParamError as exc:
+                    raise CliError(f"--cmdline: {module}.{name}={value}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def log_warnings() -> Iterator[list[str]]:
+    """Collect the library's logged warnings, to print them as ``zswap: warning:`` lines.
+
+    Without a handler, logging's last resort would print them bare on stderr, next to
+    (or instead of) the one ``zswap: error:`` line that a failed command shows.
+    """
+    import logging
+
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("zswap_core")
+    handler = Collect(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}

@@ -6,7 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import SEED, CliError, echo_json, make_zswap, name_value, section, table
+from ._common import (
+    SEED,
+    CliError,
+    check_option_names,
+    echo_json,
+    log_warnings,
+    make_zswap,
+    name_value,
+    section,
+    table,
+)
 
 if TYPE_CHECKING:
     from zswap_core import Zswap
@@ -22,19 +32,35 @@ _CMDLINE_HELP = 'Boot parameters, e.g. "zswap.compressor=zstd zswap.zpool=z3fold
 \b
 Examples:
   zswap lsmod
+  zswap lsmod --load           # import each plugin: does it load?
   zswap lsmod --json
 """,
 )
+@click.option(
+    "--load",
+    is_flag=True,
+    help="Import each available plugin first (as modinfo does), so that State says "
+    "whether it loads.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-def lsmod(as_json: bool) -> None:
+def lsmod(load: bool, as_json: bool) -> None:
     """List installed compressor and allocator plugins (imports none of them).
 
-    State is loaded, available, failed, blocked or duplicate; "Used by" counts the
-    pools of this process that use the plugin (0 in a fresh process).
+    State is what this process knows: loaded; available (installed, not imported
+    yet, so not known to load); failed (its import or its options failed); blocked;
+    duplicate (two distributions provide it); refused (a name that can never load).
+    Note says why, in one line. "Used by" counts the pools of this process that use
+    the plugin (0 in a fresh process).
     """
-    from zswap_core import list_plugins
+    from zswap_core import default_registry, list_plugins
 
     rows = list_plugins()
+    if load:
+        reg = default_registry()
+        for p in rows:
+            if p.state == "available":
+                reg.request(p.kind, p.name)  # a failure is recorded with its reason
+        rows = list_plugins()
     if as_json:
         echo_json(
             [
@@ -56,12 +82,24 @@ def lsmod(as_json: bool) -> None:
         click.echo("no plugins installed (pip install zswap-lz4 zswap-zsmalloc)")
         return
     table(
-        ["Module", "Kind", "Distribution", "Version", "State", "Used by"],
+        ["Module", "Kind", "Distribution", "Version", "State", "Used by", "Note"],
         [
-            [p.name, p.kind, p.distribution or "?", p.version or "?", p.state, p.use_count]
+            [
+                p.name,
+                p.kind,
+                p.distribution or "?",
+                p.version or "?",
+                p.state,
+                p.use_count,
+                _NOTES.get(p.state, "") if p.error is None else p.error,
+            ]
             for p in rows
         ],
     )
+
+
+#: What lsmod notes for a state without an error of its own.
+_NOTES = {"available": "not imported yet"}
 
 
 @click.command(
@@ -105,6 +143,13 @@ def modinfo(name: str, as_json: bool) -> None:
             "version": p.version,
             "entry_point": p.target,
         }
+        if p.state in ("blocked", "duplicate", "refused"):
+            # Never imported: lsmod's reason is the whole story (a require() here
+            # would tell a refused name's problem without its distribution).
+            info["state"] = p.state
+            info["error"] = p.error
+            infos.append(info)
+            continue
         try:
             mod = reg.require(p.kind, p.name)
         except PluginError as exc:
@@ -186,9 +231,12 @@ def params(cmdline: str, as_json: bool) -> None:
     """
     z = make_zswap(cmdline, ram_bytes=1 << 30)
     try:
-        out = _all_params(z, cmdline)
+        with log_warnings() as logged:  # plugins loaded here may log ignored options
+            out = _all_params(z, cmdline)
     finally:
         z.close()
+    for message in logged:
+        click.echo(f"zswap: warning: {message}", err=True)
     if as_json:
         echo_json(out)
         return
@@ -212,6 +260,8 @@ def _all_params(z: Zswap, cmdline: str) -> dict[str, dict[str, str]]:
         except PluginError as exc:  # e.g. its --cmdline option is refused: say so
             raise CliError(f"module {module!r}: {exc}") from None
         out[module] = mod.params.as_sysfs()
+    # Loaded now, so an option a module does not declare is known to be a typo.
+    check_option_names(parse_cmdline(cmdline))
     return out
 
 
