@@ -393,28 +393,44 @@ def test_threads_swap_out_in_free(tmp_path: Path, make_zswap: type[Zswap]) -> No
         assert vm["zswpout"] + vm["pswpout"] - vm["zswpwb"] == 1000
 
 
-def test_swap_ops_at_every_line_of_each_other(tmp_path: Path, make_zswap: type[Zswap]) -> None:
+@pytest.mark.parametrize("files", [1, 2], ids=["one-file", "two-files"])
+def test_swap_ops_at_every_line_of_each_other(
+    tmp_path: Path, make_zswap: type[Zswap], files: int
+) -> None:
     """swap_out, swap_in and swap_free of other pages at every line of a swap_out, a
     swap_in and a swap_free (forced: the operation waits at that line of zswap's or the
-    swap layer's code while another thread acts). Two files of equal priority, pages
-    for zswap and pages for the file: no slot is given twice, every page reads back."""
+    swap layer's code while another thread acts). One file (a freed slot is the next
+    one given) or two of equal priority; pages for zswap and pages for the file. No slot
+    is given twice, and every page reads back, also one stored in a slot as it was
+    being freed."""
     with watch_locks():  # every lock made meanwhile, the kit sees
         z = make_zswap(max_pool_percent=100)
         s = Swap(z)
-        s.swapon(tmp_path / "a", 400, priority=1)
-        s.swapon(tmp_path / "b", 400, priority=1)
+        for name in "ab"[:files]:
+            s.swapon(tmp_path / name, 400, priority=1)
         w = Walk(
             code_filter([zswap_core._zswap.__file__, zswap_core.swap.__file__, swapfile.__file__])
         )
         held: dict[SwapEntry, bytes] = {}
+        new: list[SwapEntry] = []
 
         def out(page: bytes) -> Callable[[], None]:
             def act() -> None:
                 e = s.swap_out(page)
                 assert e not in held, f"slot {e} given twice"
                 held[e] = page
+                new.append(e)
 
             return act
+
+        def check_new(j: int, what: str) -> None:
+            with w.quiet():
+                while new:
+                    e = new.pop()
+                    if e in held:
+                        assert s.swap_in(e) == held[e], (
+                            f"a page stored at line {j} of a {what} reads back wrong"
+                        )
 
         def step(j: int) -> None:
             page = compressible(j, seed=5) if j % 2 else incompressible(j)
@@ -424,21 +440,24 @@ def test_swap_ops_at_every_line_of_each_other(tmp_path: Path, make_zswap: type[Z
             w.done()
             assert e not in held, f"slot {e} given twice (line {j} of a swap_out)"
             held[e] = page
+            check_new(j, "swap_out")
             old = next(iter(held))
 
             def free_old() -> None:
-                s.swap_free(old)
                 del held[old]
+                s.swap_free(old)
                 out(compressible(j, seed=7))()
 
             w.at(j, free_old if old != e else out(compressible(j, seed=8)))
             got = s.swap_in(e)
             w.done()
             assert got == page, f"a swap_in went wrong at line {j}"
+            check_new(j, "swap_in")
+            del held[e]  # not ours from here on: its slot may be given again
             w.at(j, out(compressible(j, seed=9)))
             s.swap_free(e)
             w.done()
-            del held[e]
+            check_new(j, "swap_free")
             if j % 16 == 15:
                 with w.quiet():
                     for entry, want in held.items():
@@ -448,7 +467,7 @@ def test_swap_ops_at_every_line_of_each_other(tmp_path: Path, make_zswap: type[Z
         for entry, want in held.items():
             assert s.swap_in(entry) == want
             s.swap_free(entry)
-        assert [a.used for a in s.swaps] == [0, 0]
+        assert [a.used for a in s.swaps] == [0] * files
         assert z.stats["stored_pages"] == 0
         s.close()
 

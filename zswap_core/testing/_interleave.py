@@ -477,9 +477,9 @@ class Interleaver(_Observer):
         self._wait_prober()
 
     def limit(self, probes: int, *, skip: int = 0) -> None:
-        """At most ``probes`` more probes in this step, the first after ``skip`` stops
-        that probe nothing (stepping thread)."""
-        self._left = min(self._left, probes)
+        """From here on in this step, ``probes`` probes (instead of what is left of the
+        budget), the first after ``skip`` stops that probe nothing (stepping thread)."""
+        self._left = probes
         self._skip = skip
 
     def settle(self) -> None:
