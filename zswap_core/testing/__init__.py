@@ -3,7 +3,7 @@
 A plugin's test suite subclasses a kit class and names its driver; every test of the
 driver contract then runs against it::
 
-    # tests/test_conformance.py of the plugin
+    # tests/test_<name>_conformance.py of the plugin (a name of its own: see CONTRIBUTING.md)
     from zswap_core.testing import CompressorConformance, ZpoolConformance
 
     class TestMyPool(ZpoolConformance):
