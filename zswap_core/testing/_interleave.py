@@ -90,13 +90,15 @@ def _released(lock: object) -> None:
         obs.released(lock)
 
 
-class _WatchedLock:
-    """``threading.Lock`` that reports contention to the kit's observers."""
+class _Watched:
+    """A lock that reports contention to the kit's observers (shared by both kinds).
+
+    Only what both kinds have lives here: ``threading.Condition`` looks for
+    ``_is_owned`` and friends, so those stay on the reentrant kind alone.
+    """
 
     __slots__ = ("__weakref__", "_inner")
-
-    def __init__(self) -> None:
-        self._inner = _ORIG_LOCK()
+    _inner: Any
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         inner = self._inner
@@ -111,6 +113,30 @@ class _WatchedLock:
             return bool(inner.acquire(True, timeout))
         finally:
             _acquired(self)
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def _at_fork_reinit(self) -> None:
+        self._inner._at_fork_reinit()
+
+    def __repr__(self) -> str:
+        return f"<watched {self._inner!r}>"
+
+
+class _WatchedLock(_Watched):
+    """``threading.Lock`` that reports contention to the kit's observers."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self._inner = _ORIG_LOCK()
 
     def release(self) -> None:
         self._inner.release()
@@ -120,52 +146,20 @@ class _WatchedLock:
     def locked(self) -> bool:
         return bool(self._inner.locked())
 
-    def __enter__(self) -> bool:
-        return self.acquire()
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def _at_fork_reinit(self) -> None:
-        self._inner._at_fork_reinit()
-
-    def __repr__(self) -> str:
-        return f"<watched {self._inner!r}>"
-
-
-class _WatchedRLock:
+class _WatchedRLock(_Watched):
     """``threading.RLock`` that reports contention to the kit's observers."""
 
-    __slots__ = ("__weakref__", "_inner")
+    __slots__ = ()
 
     def __init__(self) -> None:
         self._inner = _ORIG_RLOCK()
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        inner = self._inner
-        if inner.acquire(False):
-            return True
-        if not blocking:
-            return False
-        if not _observers:
-            return bool(inner.acquire(True, timeout))
-        _contended(self)
-        try:
-            return bool(inner.acquire(True, timeout))
-        finally:
-            _acquired(self)
 
     def release(self) -> None:
         inner = self._inner
         inner.release()
         if _observers and not inner._is_owned():
             _released(self)
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
     # threading.Condition uses these when its lock has them
     def _is_owned(self) -> bool:
@@ -186,12 +180,6 @@ class _WatchedRLock:
                 _acquired(self)
         else:
             self._inner._acquire_restore(state)
-
-    def _at_fork_reinit(self) -> None:
-        self._inner._at_fork_reinit()
-
-    def __repr__(self) -> str:
-        return f"<watched {self._inner!r}>"
 
 
 _watch_depth = 0
