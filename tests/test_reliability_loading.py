@@ -399,3 +399,37 @@ def test_zswap_construction_survives_an_observer_that_calls_sys_exit(
     assert out.returncode == 0, out.stderr
     assert "survived" in out.stdout
     assert "quitter" in out.stderr  # the warning names the observer
+
+
+def test_a_parameter_write_waiting_for_a_plugin_holds_no_parameter_lock(
+    fake_dists: FakeDists, gate: types.ModuleType
+) -> None:
+    """While one thread's `compressor` write waits for a hung import (a long deadline
+    here), parameters of every instance can still be read and written."""
+    add_hung_compressor(fake_dists)
+    reg = Registry(modprobe_timeout=BOUND * 2)  # the import stays hung for the whole test
+    with Zswap(registry=reg, ram_bytes=1 << 30) as z, Zswap(ram_bytes=1 << 30) as other:
+        result: dict[str, Any] = {}
+
+        def write() -> None:
+            try:
+                z.params["compressor"] = "hang"
+            except ParamError as exc:
+                result["error"] = exc
+
+        writer = threading.Thread(target=write, name="test-bounded-writer", daemon=True)
+        writer.start()
+        assert gate.entered.wait(BOUND)  # the writer is inside the import now
+
+        def other_params() -> None:
+            assert z.params["compressor"] == "lz4" and z.params.sysfs("enabled") == "Y"
+            z.params["max_pool_percent"] = 10
+            other.params["compressor"] = "deflate"  # another instance: same built-in lock
+
+        bounded(other_params)
+        assert writer.is_alive()  # still waiting, and nobody waited with it
+        gate.release.set()
+        writer.join(BOUND)
+        assert not writer.is_alive() and "error" not in result
+        assert z.params["compressor"] == "hang" and z.pools[0].compressor == "hang"
+        assert z.params["max_pool_percent"] == 10

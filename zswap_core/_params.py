@@ -200,6 +200,10 @@ class ModuleParams(Mapping[str, object]):
             self._decl[p.name] = p
         self._values: dict[str, Any] = {p.name: p.default for p in self._decl.values()}
         self._listeners: list[Callable[[str, str, Any, Any], None]] = []
+        #: Called as ``prepare(name, value)`` with a parsed value before a write takes
+        #: the lock: work that may wait (loading a plugin, with its deadline) happens
+        #: there, so the lock is never held while it waits. Errors are the set's.
+        self.prepare: Callable[[str, Any], None] | None = None
 
     # -- reading ---------------------------------------------------------------------
     def __getitem__(self, name: str) -> Any:
@@ -238,6 +242,8 @@ class ModuleParams(Mapping[str, object]):
         if not p.writable and not boot:
             raise ParamError(errno.EPERM, f"{self.module}.{name} is read-only at run time")
         parsed = p.parse(value)
+        if self.prepare is not None:
+            self.prepare(p.name, parsed)
         with self.lock:
             self._store(p, parsed)
 
@@ -254,6 +260,9 @@ class ModuleParams(Mapping[str, object]):
             if not p.writable and not boot:
                 raise ParamError(errno.EPERM, f"{self.module}.{name} is read-only at run time")
             parsed[p.name] = p.parse(value)
+        if self.prepare is not None:
+            for name, value in parsed.items():
+                self.prepare(name, value)
         with self.lock:
             old = {name: self._values[name] for name in parsed}
             written: list[str] = []

@@ -432,6 +432,7 @@ class Zswap:
         decls = [p.replace(on_set=self._set_param) for p in _PARAMS]
         self.params = ModuleParams("zswap", decls, builtin=True)
         self.params.add_listener(self._param_changed)
+        self.params.prepare = self._prepare_param
         # Who owns what: the caller owns a Zswap and should close() it (or use it as a
         # context manager; a Swap it is given closes it too, unless told not to). One
         # that is dropped without close() still gives its plugins back when collected.
@@ -474,6 +475,16 @@ class Zswap:
             params.commit(name, value)
         else:
             callback(params, name, value)
+
+    def _prepare_param(self, name: str, value: Any) -> None:
+        """Before the parameter lock: load the plugin a compressor/zpool write names.
+
+        Loading may wait up to the registry's deadline; done here, no other parameter
+        read or write (of any instance: the built-in lock is shared) waits with it.
+        Under the lock, the set callback then finds it loaded, or its recorded error.
+        """
+        if name in ("compressor", "zpool") and value and not self._closed:
+            self.registry.request(name, value)  # type: ignore[arg-type]
 
     def _set_enabled(self, params: ModuleParams, name: str, value: bool) -> None:
         if value and self._current is None:
