@@ -6,6 +6,8 @@ import os
 import textwrap
 from pathlib import Path
 
+from zswap_core import hookimpl
+
 
 class FakeDists:
     """Writes ``*.dist-info`` folders with entry points (no pip, no network)."""
@@ -81,3 +83,50 @@ def mixed_pages(n: int, page_size: int = 4096, seed: int = 0) -> list[bytes]:
         assert len(page) == page_size
         pages.append(page)
     return pages
+
+
+#: The observer hooks of zswap_core (``zswap.hooks``), in the order the specs list them.
+HOOKS = (
+    "zswap_pool_created",
+    "zswap_pool_destroyed",
+    "zswap_param_changed",
+    "zswap_store",
+    "zswap_load",
+    "zswap_invalidate",
+    "zswap_writeback",
+)
+
+
+class EveryHook:
+    """An observer of every hook; each call goes to :meth:`hit` with the hook's name."""
+
+    def hit(self, hook: str) -> None:
+        raise NotImplementedError
+
+    @hookimpl
+    def zswap_pool_created(self, zswap: object, pool: object) -> None:
+        self.hit("zswap_pool_created")
+
+    @hookimpl
+    def zswap_pool_destroyed(self, zswap: object, pool: object) -> None:
+        self.hit("zswap_pool_destroyed")
+
+    @hookimpl
+    def zswap_param_changed(self, module: str, name: str, old: object, new: object) -> None:
+        self.hit("zswap_param_changed")
+
+    @hookimpl
+    def zswap_store(self, zswap: object, type: int, offset: int, stored: bool) -> None:
+        self.hit("zswap_store")
+
+    @hookimpl
+    def zswap_load(self, zswap: object, type: int, offset: int, found: bool) -> None:
+        self.hit("zswap_load")
+
+    @hookimpl
+    def zswap_invalidate(self, zswap: object, type: int, offset: int) -> None:
+        self.hit("zswap_invalidate")
+
+    @hookimpl
+    def zswap_writeback(self, zswap: object, type: int, offset: int, ok: bool) -> None:
+        self.hit("zswap_writeback")

@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from helpers import FakeDists, mixed_pages
+from helpers import HOOKS, EveryHook, FakeDists, mixed_pages
 
 from zswap_core import (
     DecompressError,
@@ -360,56 +360,18 @@ def test_raising_cleanup_never_undoes_a_parameter_write(
 
 # -- 4. observers can never change what the core does ----------------------------------
 
-HOOKS = (
-    "zswap_pool_created",
-    "zswap_pool_destroyed",
-    "zswap_param_changed",
-    "zswap_store",
-    "zswap_load",
-    "zswap_invalidate",
-    "zswap_writeback",
-)
 
-
-class Raiser:
+class Raiser(EveryHook):
     """An observer that raises in the hooks named in ``only`` (default: all)."""
 
     def __init__(self, only: set[str] | None = None) -> None:
         self.only = set(HOOKS) if only is None else only
         self.calls = dict.fromkeys(HOOKS, 0)
 
-    def _hit(self, hook: str) -> None:
+    def hit(self, hook: str) -> None:
         self.calls[hook] += 1
         if hook in self.only:
             raise RuntimeError(f"observer exploded in {hook}")
-
-    @hookimpl
-    def zswap_pool_created(self, zswap: Any, pool: Any) -> None:
-        self._hit("zswap_pool_created")
-
-    @hookimpl
-    def zswap_pool_destroyed(self, zswap: Any, pool: Any) -> None:
-        self._hit("zswap_pool_destroyed")
-
-    @hookimpl
-    def zswap_param_changed(self, module: str, name: str, old: Any, new: Any) -> None:
-        self._hit("zswap_param_changed")
-
-    @hookimpl
-    def zswap_store(self, zswap: Any, type: int, offset: int, stored: bool) -> None:
-        self._hit("zswap_store")
-
-    @hookimpl
-    def zswap_load(self, zswap: Any, type: int, offset: int, found: bool) -> None:
-        self._hit("zswap_load")
-
-    @hookimpl
-    def zswap_invalidate(self, zswap: Any, type: int, offset: int) -> None:
-        self._hit("zswap_invalidate")
-
-    @hookimpl
-    def zswap_writeback(self, zswap: Any, type: int, offset: int, ok: bool) -> None:
-        self._hit("zswap_writeback")
 
 
 def _workload(tmp_path: Any, tag: str) -> dict[str, Any]:

@@ -109,25 +109,41 @@ def _flip_around_loads(z: Zswap, during: bool, after: bool) -> None:
     it inside the load makes the interleaving certain. Both entry points are wrapped
     (``load`` calls ``load_dirty``), whichever the swap layer uses.
     """
-    real_load = z.load
-    real_load_dirty = z.load_dirty
 
-    def load(*a: Any, **kw: Any) -> Any:
-        z.params["exclusive_loads"] = during
-        try:
-            return real_load(*a, **kw)
-        finally:
-            z.params["exclusive_loads"] = after
+    def flipping(real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            z.params["exclusive_loads"] = during
+            try:
+                return real(*a, **kw)
+            finally:
+                z.params["exclusive_loads"] = after
 
-    def load_dirty(*a: Any, **kw: Any) -> Any:
-        z.params["exclusive_loads"] = during
-        try:
-            return real_load_dirty(*a, **kw)
-        finally:
-            z.params["exclusive_loads"] = after
+        return wrapper
 
-    z.load = load  # type: ignore[method-assign]
-    z.load_dirty = load_dirty  # type: ignore[method-assign]
+    z.load = flipping(z.load)  # type: ignore[method-assign]
+    z.load_dirty = flipping(z.load_dirty)  # type: ignore[method-assign]
+
+
+def hold_swap_in_loads(
+    z: Zswap, only_type: int | None = None
+) -> tuple[threading.Event, threading.Event]:
+    """Make the thread named ``swap_in`` stop inside zswap's load (of ``only_type``, or
+    any type) until released: returns (in_load, go). Wraps ``load`` and ``load_dirty``."""
+    in_load = threading.Event()
+    go = threading.Event()
+
+    def held(real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(type: int, offset: int, **kw: Any) -> Any:
+            if threading.current_thread().name == "swap_in" and only_type in (None, type):
+                in_load.set()
+                assert go.wait(WAIT), "never released"
+            return real(type, offset, **kw)
+
+        return wrapper
+
+    z.load_dirty = held(z.load_dirty)  # type: ignore[method-assign]
+    z.load = held(z.load)  # type: ignore[method-assign]
+    return in_load, go
 
 
 def test_exclusive_loads_flipped_n_y_n_during_swap_in_keeps_the_page(
@@ -247,21 +263,7 @@ def test_in_flight_swap_in_of_the_old_file_never_sees_the_new_file(
         old_page = compressible(1)
         e = s.swap_out(old_page)
         # hold the swap_in inside its zswap load, before it looks at the tree
-        in_load = threading.Event()
-        go = threading.Event()
-        real_load_dirty, real_load = z.load_dirty, z.load
-
-        def held(real: Callable[..., Any]) -> Callable[..., Any]:
-            def wrapper(type: int, offset: int, **kw: Any) -> Any:
-                if type == old and threading.current_thread().name == "swap_in":
-                    in_load.set()
-                    assert go.wait(WAIT), "never released"
-                return real(type, offset, **kw)
-
-            return wrapper
-
-        z.load_dirty = held(real_load_dirty)  # type: ignore[method-assign]
-        z.load = held(real_load)  # type: ignore[method-assign]
+        in_load, go = hold_swap_in_loads(z, old)
         reader = Runner(lambda: s.swap_in(e), "swap_in")
         reader.start()
         off = Runner(lambda: s.swapoff(old, force=True), "swapoff")
@@ -485,21 +487,7 @@ def test_swapoff_interrupted_while_waiting_puts_the_file_back(
         t = s.swapon(tmp_path / "swap", 64)
         page = compressible(1)
         e = s.swap_out(page)
-        in_load = threading.Event()
-        go = threading.Event()
-        real_load_dirty, real_load = z.load_dirty, z.load
-
-        def held(real: Callable[..., Any]) -> Callable[..., Any]:
-            def wrapper(type: int, offset: int, **kw: Any) -> Any:
-                if threading.current_thread().name == "swap_in":
-                    in_load.set()
-                    assert go.wait(WAIT), "never released"
-                return real(type, offset, **kw)
-
-            return wrapper
-
-        z.load_dirty = held(real_load_dirty)  # type: ignore[method-assign]
-        z.load = held(real_load)  # type: ignore[method-assign]
+        in_load, go = hold_swap_in_loads(z)
         reader = Runner(lambda: s.swap_in(e), "swap_in")
         reader.start()
         try:

@@ -166,6 +166,25 @@ class _Candidate:
         self.distribution = distribution
         self.version = version
 
+    def error(
+        self,
+        kind: str,
+        name: str,
+        message: str,
+        *,
+        hint: str | None = None,
+        cls: type[PluginError] = PluginError,
+    ) -> PluginError:
+        """An error about this candidate: it names its distribution and version."""
+        return cls(
+            message,
+            kind=kind,
+            name=name,
+            distribution=self.distribution,
+            version=self.version,
+            hint=hint,
+        )
+
 
 class _Scan:
     __slots__ = ("by_group", "hooks")
@@ -407,13 +426,11 @@ class Registry:
     def _blocked_error(
         self, kind: str, name: str, cand: _Candidate, reasons: list[tuple[str, str]]
     ) -> PluginError:
-        return PluginError(
+        return cand.error(
+            kind,
+            name,
             f"{kind} {name!r} ({cand.distribution or '?'}) is blocked and was not imported: "
             + "; and ".join(why for why, _ in reasons),
-            kind=kind,
-            name=name,
-            distribution=cand.distribution,
-            version=cand.version,
             hint=", and ".join(fix for _, fix in reasons),
         )
 
@@ -679,13 +696,11 @@ class Registry:
             except PluginError as exc:
                 err = exc
             except BaseException as exc:  # SystemExit in a plugin's import included
-                err = PluginError(
+                err = cand.error(
+                    kind,
+                    name,
                     f"{kind} {name!r} from {cand.distribution or '?'} {cand.version or '?'} "
                     f"failed to load: {type(exc).__name__}: {exc}",
-                    kind=kind,
-                    name=name,
-                    distribution=cand.distribution,
-                    version=cand.version,
                     hint=_hint(name, cand.distribution, repair=True),
                 )
                 err.__cause__ = exc
@@ -757,12 +772,10 @@ class Registry:
             try:
                 cfg = read_modprobe_dir(self._modprobe_dir())
             except ParamError as exc:  # a file that changed since _find read it
-                raise PluginError(
+                raise cand.error(
+                    kind,
+                    name,
                     f"{kind} {name!r}: {exc}",
-                    kind=kind,
-                    name=name,
-                    distribution=cand.distribution,
-                    version=cand.version,
                     hint="fix the modprobe.d file",
                 ) from exc
             with self._lock:
@@ -774,12 +787,10 @@ class Registry:
                 try:
                     params.update(known, boot=True)
                 except ParamError as exc:
-                    raise PluginError(
+                    raise cand.error(
+                        kind,
+                        name,
                         f"{kind} {name!r}: bad {source} option: {exc}",
-                        kind=kind,
-                        name=name,
-                        distribution=cand.distribution,
-                        version=cand.version,
                         hint=self._option_fix(name, params, known, source),
                     ) from exc
         return LoadedModule(kind, name, cls, params, cand.distribution, cand.version)
@@ -813,34 +824,29 @@ class Registry:
         base: type[Any] = Compressor if kind == "compressor" else Zpool
         where = f"{cand.distribution or '?'} {cand.version or '?'}"
         if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise PluginError(
+            raise cand.error(
+                kind,
+                name,
                 f"{kind} {name!r} from {where}: entry point {cand.ep.value} is not a "
                 f"subclass of zswap_core.{base.__name__}",
-                kind=kind,
-                name=name,
-                distribution=cand.distribution,
-                version=cand.version,
             )
         api = getattr(cls, "api_version", None)
         if api not in SUPPORTED_API_VERSIONS:
-            raise ApiVersionError(
+            raise cand.error(
+                kind,
+                name,
                 f"{kind} {name!r} from {where} was written for zswap-core API {api}; "
                 f"this core supports API {sorted(SUPPORTED_API_VERSIONS)} (current "
                 f"{API_VERSION})",
-                kind=kind,
-                name=name,
-                distribution=cand.distribution,
-                version=cand.version,
                 hint=f"pip install --upgrade {cand.distribution or name} zswap-core",
+                cls=ApiVersionError,
             )
         declared = getattr(cls, "name" if kind == "compressor" else "type", None)
         if declared != name:
-            raise PluginError(
+            raise cand.error(
+                kind,
+                name,
                 f"{kind} {name!r} from {where}: its class declares the name {declared!r}",
-                kind=kind,
-                name=name,
-                distribution=cand.distribution,
-                version=cand.version,
             )
 
     # -- inspection ------------------------------------------------------------------

@@ -141,6 +141,24 @@ class _Pool:
         self.dead = False
         self.lock = threading.Lock()
 
+    def release(self) -> None:
+        """Destroy the allocator and close the codec; never raises.
+
+        Both are called whatever the other does: a plugin's failing cleanup is its own
+        problem, and must neither stop the other's nor reach the caller (a parameter
+        write that took effect, a load that delivered its page, a finalizer).
+        """
+        for what, cleanup in (
+            (f"zpool {self.zpool_type!r} destroy()", self.zpool.destroy),
+            (f"compressor {self.compressor_name!r} close()", self.compressor.close),
+        ):
+            try:
+                cleanup()
+            except Exception as exc:
+                log.warning(
+                    "zswap: %s of %s failed: %s: %s", what, self.name, type(exc).__name__, exc
+                )
+
     def tryget(self) -> bool:
         with self.lock:
             if self.refs <= 0:
@@ -609,19 +627,7 @@ class Zswap:
             pool.comp_mod.use_count -= 1
             pool.zpool_mod.use_count -= 1
         info = self._info(pool)
-        # Both are called whatever the other does: a plugin's failing cleanup is its
-        # own problem, and must neither stop the other's nor reach the caller (a
-        # parameter write that took effect, a load that delivered its page).
-        for what, cleanup in (
-            (f"zpool {pool.zpool_type!r} destroy()", pool.zpool.destroy),
-            (f"compressor {pool.compressor_name!r} close()", pool.compressor.close),
-        ):
-            try:
-                cleanup()
-            except Exception as exc:
-                log.warning(
-                    "zswap: %s of %s failed: %s: %s", what, pool.name, type(exc).__name__, exc
-                )
+        pool.release()
         log.info("zswap: %s destroyed", pool.name)
         if _hooks.STATE.active:
             _hooks.call("zswap_pool_destroyed", zswap=self, pool=info)
@@ -1466,11 +1472,7 @@ def _release_pools(pools: list[_Pool]) -> None:
         pool.dead = True
         pool.comp_mod.use_count -= 1
         pool.zpool_mod.use_count -= 1
-        for cleanup in (pool.zpool.destroy, pool.compressor.close):
-            try:
-                cleanup()
-            except Exception as exc:
-                log.warning("zswap: releasing %s: %s: %s", pool.name, type(exc).__name__, exc)
+        pool.release()
     pools.clear()
 
 
