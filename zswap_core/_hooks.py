@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 
+from . import _backend
 from ._log import log
 
 TYPE_CHECKING = False
@@ -190,6 +191,9 @@ def unregister_observer(plugin: object) -> None:
 def _refresh() -> None:
     pm = STATE.pm
     STATE.active = pm is not None and bool(pm.get_plugins())
+    core = _backend.native_module()
+    if core is not None:  # the native paths read their own copy of the flag
+        core.set_hooks_active(STATE.active)
 
 
 # -- calling observers ---------------------------------------------------------------------

@@ -27,7 +27,7 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterator, Mapping
 
-from . import _hooks
+from . import _backend, _hooks
 from ._errors import CompressError, DecompressError, ParamError, ZpoolError, ZswapError
 from ._log import log
 from ._page_alloc import PageAllocator
@@ -112,6 +112,7 @@ class _Pool:
         "comp_mod",
         "compressor",
         "compressor_name",
+        "core",
         "dead",
         "id",
         "lock",
@@ -137,9 +138,10 @@ class _Pool:
         except BaseException:
             self.compressor.close()
             raise
-        self.refs = 1  # the "current" reference
+        self.refs = 1  # the "current" reference (Python backend; else in core)
         self.dead = False
         self.lock = threading.Lock()
+        self.core: Any = None  # the native core, which then keeps the references
 
     def release(self) -> None:
         """Destroy the allocator and close the codec; never raises.
@@ -160,11 +162,25 @@ class _Pool:
                 )
 
     def tryget(self) -> bool:
+        if self.core is not None:
+            return bool(self.core.pool_tryget(self.id))
         with self.lock:
             if self.refs <= 0:
                 return False
             self.refs += 1
             return True
+
+    def put(self) -> bool:
+        """Drop a reference; True when it was the last one."""
+        if self.core is not None:
+            return bool(self.core.pool_put(self.id))
+        with self.lock:
+            self.refs -= 1
+            return self.refs == 0
+
+    def nr_refs(self) -> int:
+        """Entries, plus one while the pool is current."""
+        return int(self.core.pool_refs(self.id)) if self.core is not None else self.refs
 
 
 class PoolInfo(Record):
@@ -411,6 +427,7 @@ class Zswap:
         ram_bytes: int | None = None,
         page_size: int = 4096,
         registry: Registry | None = None,
+        backend: str | None = None,
         **boot_params: object,
     ) -> None:
         if not isinstance(page_size, int) or page_size not in (4096, 8192, 16384, 32768, 65536):
@@ -423,7 +440,9 @@ class Zswap:
         self.ram_bytes = ram_bytes
         self.totalram_pages = ram_bytes // page_size
         self.registry = registry if registry is not None else default_registry()
-        self.pages = PageAllocator(page_size)
+        #: ``"native"`` (the C extension runs the per-page paths) or ``"python"``.
+        self.backend = _backend.choose(backend)
+        self.pages = PageAllocator(page_size, backend=self.backend)
         self._zero_page = bytes(page_size)
         self._words = page_size // 8
 
@@ -439,6 +458,9 @@ class Zswap:
         self._worker: threading.Thread | None = None
         self._worker_wake = threading.Event()
         self._closed = False
+        self._core: Any = None
+        if self.backend == "native":
+            self._bind_native()
 
         # Every write goes through _set_param (a closed instance refuses them all); the
         # parameters that need more than a commit have their own callback.
@@ -456,6 +478,24 @@ class Zswap:
         # that is dropped without close() still gives its plugins back when collected.
         self._finalizer = weakref.finalize(self, _release_pools, self._pools)
         self._init(boot_params)
+
+    def _bind_native(self) -> None:
+        """Hand the per-page paths to the C core (``_native/zswap.c``).
+
+        Its methods become this instance's own attributes, so a call goes straight
+        into C with no Python frame between; the methods below stay the reference
+        implementation, and what the core cannot do alone it asks of the
+        ``_native_*`` methods (slow paths, always with no C lock held).
+        """
+        core = _backend.native_module()
+        assert core is not None
+        self._core = core.Core(self, self.page_size, self.pages._acct, ZpoolError)
+        self.__dict__.update(
+            store=self._core.store,
+            load=self._core.load,
+            load_dirty=self._core.load_dirty,
+            invalidate_page=self._core.invalidate_page,
+        )
 
     @classmethod
     def from_cmdline(cls, cmdline: str, **kwargs: Any) -> Zswap:
@@ -544,6 +584,8 @@ class Zswap:
         self._refresh_cached_params()
         if name in ("max_pool_percent", "accept_threshold_percent"):
             self._full = False  # re-evaluated by the next store
+            if self._core is not None:
+                self._core.reset_full()
         if _hooks.STATE.active:
             _hooks.call("zswap_param_changed", module=module, name=name, old=old, new=new)
 
@@ -557,6 +599,16 @@ class Zswap:
         self._checksums = bool(v["checksums_enabled"])
         self._max_pages = self.totalram_pages * int(v["max_pool_percent"]) // 100
         self._accept_pages = self._max_pages * int(v["accept_threshold_percent"]) // 100
+        if self._core is not None:
+            self._core.set_params(
+                self._enabled,
+                self._same_enabled,
+                self._non_same_enabled,
+                self._exclusive,
+                self._checksums,
+                self._max_pages,
+                self._accept_pages,
+            )
 
     # ---------------------------------------------------------------------------------
     # 2. pools
@@ -570,6 +622,13 @@ class Zswap:
             except ValueError:
                 raise ZswapError("too many live pools (255)") from None
             pool = _Pool(pid, comp_mod, zpool_mod, self.pages)
+            if self._core is not None:
+                try:
+                    self._core.pool_add(pid, pool, pool.compressor, pool.zpool)
+                except BaseException:
+                    pool.release()
+                    raise
+                pool.core = self._core
             self._by_id[pid] = pool
             comp_mod.use_count += 1
             zpool_mod.use_count += 1
@@ -603,6 +662,8 @@ class Zswap:
                     self._pools.remove(pool)
                 self._pools.insert(0, pool)
                 self._current = pool
+                if self._core is not None:
+                    self._core.set_current(pool.id)
         if closed:  # close() won the race with this parameter write: nothing changes
             self._pool_put(pool)
             raise ParamError(errno.ENODEV, "this Zswap has been closed")
@@ -610,10 +671,7 @@ class Zswap:
             self._pool_put(old)  # drop its "current" reference; it lives while it has entries
 
     def _pool_put(self, pool: _Pool) -> None:
-        with pool.lock:
-            pool.refs -= 1
-            empty = pool.refs == 0
-        if empty:
+        if pool.put():
             self._pool_destroy(pool)
 
     def _pool_destroy(self, pool: _Pool) -> None:
@@ -624,6 +682,8 @@ class Zswap:
             if pool in self._pools:
                 self._pools.remove(pool)
             self._by_id[pool.id] = None
+            if self._core is not None:
+                self._core.pool_remove(pool.id)
             pool.comp_mod.use_count -= 1
             pool.zpool_mod.use_count -= 1
         info = self._info(pool)
@@ -644,7 +704,7 @@ class Zswap:
             pool.name,
             pool.compressor_name,
             pool.zpool_type,
-            max(0, pool.refs - (1 if cur else 0)),
+            max(0, pool.nr_refs() - (1 if cur else 0)),
             size,
             cur,
         )
@@ -682,7 +742,9 @@ class Zswap:
             raise ValueError(f"swap type must be in 0..{MAX_SWAPFILES - 1}, got {type}")
         if self._closed:
             raise ZswapError("this Zswap has been closed")
-        if self._trees[type] is None:
+        if self._core is not None:
+            self._core.init_type(type)
+        elif self._trees[type] is None:
             self._trees[type] = _Tree(type)
 
     def store(self, type: int, offset: int, page: Buffer) -> bool:
@@ -848,7 +910,7 @@ class Zswap:
             handle,
             MAX_HANDLE,
         )
-        self._stats.inc("reject_alloc_fail")
+        self._stat_inc("reject_alloc_fail")
         self._pool_put(pool)
 
     def _refused_dead(self, tree: _Tree, offset: int, packed: int) -> bool:
@@ -1057,7 +1119,7 @@ class Zswap:
         return None
 
     def _decompress_failed(self, type: int, offset: int, error: Exception) -> None:
-        self._stats.inc("decompress_fail")
+        self._stat_inc("decompress_fail")
         raise DecompressError(
             f"swap type {type} offset {offset}: stored page is unreadable: {error}"
         ) from error
@@ -1110,6 +1172,9 @@ class Zswap:
 
     def invalidate_area(self, type: int) -> None:
         """Drop every page of swap type ``type`` and forget the type (swapoff)."""
+        if self._core is not None:
+            self._core.invalidate_area(type)
+            return
         tree = self._tree(type)
         with tree.lock:
             if self._trees[type] is tree:
@@ -1197,13 +1262,21 @@ class Zswap:
                     break
         return written
 
-    def _pop_oldest(self) -> tuple[_Tree, int, int, int] | None:
-        """The oldest entry of the oldest pool that has any: (tree, offset, entry, stamp)."""
+    def _pop_oldest(self) -> tuple[Any, int, int, int] | None:
+        """The oldest entry of the oldest pool that has any: (tree, offset, entry, stamp).
+
+        On the native backend the tree is its type: the core holds the trees.
+        """
         with self._pools_lock:
             pools = [p for p in reversed(self._pools) if not p.dead]
         for pool in pools:
-            if pool.refs - (1 if pool is self._current else 0) <= 0:
+            if pool.nr_refs() - (1 if pool is self._current else 0) <= 0:
                 continue
+            if self._core is not None:
+                victim: tuple[int, int, int, int] | None = self._core.lru_pop(pool.id)
+                if victim is None:
+                    continue
+                return victim
             pid = pool.id
             best: tuple[int, int, _Tree] | None = None
             for tree in self._trees:
@@ -1230,8 +1303,10 @@ class Zswap:
             return tree, offset, packed, stamp
         return None
 
-    def _writeback_entry(self, tree: _Tree, offset: int, packed: int, stamp: int) -> bool | None:
+    def _writeback_entry(self, tree: Any, offset: int, packed: int, stamp: int) -> bool | None:
         """Write one entry to its swap slot. True: done; False: failed; None: skipped."""
+        if self._core is not None:
+            return self._writeback_native(tree, offset, packed, stamp)
         handler = self._writeback_handler
         if handler is None or not packed or self._trees[tree.type] is not tree:
             return None
@@ -1254,7 +1329,7 @@ class Zswap:
             if error is None and tree.crcs:
                 error = self._verify(tree, ci, i, data)
             if error is not None:
-                self._stats.inc("decompress_fail")
+                self._stat_inc("decompress_fail")
             else:
                 try:
                     handler(type, offset, data)
@@ -1262,7 +1337,7 @@ class Zswap:
                     log.debug("writeback of %d:%d failed: %s", type, offset, exc)
                     error = exc
             if error is not None:
-                self._stats.inc("reject_reclaim_fail")
+                self._stat_inc("reject_reclaim_fail")
                 # rotate to the young end so that others are tried first
                 stamp = next(self._clock)
                 tree.stamps[ci][i] = stamp
@@ -1273,10 +1348,107 @@ class Zswap:
                 ok = True
         if ok:
             self._free_packed(packed)
-            self._stats.inc("written_back_pages")
+            self._stat_inc("written_back_pages")
         if _hooks.STATE.active:
             _hooks.call("zswap_writeback", zswap=self, type=type, offset=offset, ok=ok)
         return ok
+
+    def _writeback_native(self, type: int, offset: int, packed: int, stamp: int) -> bool | None:
+        """:meth:`_writeback_entry` on the native backend.
+
+        The core pins the entry instead of holding its tree lock across the handler
+        (no C lock is held while Python runs): a racing store, invalidation or
+        exclusive load of it waits until the pin is gone; a plain load reads it.
+        """
+        handler = self._writeback_handler
+        core = self._core
+        if handler is None or not packed or not core.wb_take(type, offset, packed, stamp):
+            return None
+        ok = False
+        try:
+            data, error = self._decompress(self._by_id[(packed >> _POOL_SHIFT) & 0xFF], packed)
+            if error is None and not core.wb_verify(type, offset, data):
+                error = DecompressError("checksum mismatch: the stored data was corrupted")
+            if error is not None:
+                self._stat_inc("decompress_fail")
+            else:
+                try:
+                    handler(type, offset, data)
+                    ok = True
+                except Exception as exc:
+                    log.debug("writeback of %d:%d failed: %s", type, offset, exc)
+            if not ok:
+                self._stat_inc("reject_reclaim_fail")
+        finally:
+            core.wb_end(type, offset, packed, ok)  # frees the entry when written
+        if ok:
+            self._stat_inc("written_back_pages")
+        if _hooks.STATE.active:
+            _hooks.call("zswap_writeback", zswap=self, type=type, offset=offset, ok=ok)
+        return ok
+
+    # -- the native core's slow paths (called from C with no C lock held) ------------------
+    def _native_wake(self) -> None:
+        self._wake_worker()
+
+    def _native_pool_empty(self, pid: int) -> None:
+        pool = self._by_id[pid]
+        if pool is not None:
+            self._pool_destroy(pool)
+
+    def _native_hook(self, kind: str, type: int, offset: int, result: bool) -> None:
+        if kind == "store":
+            _hooks.call("zswap_store", zswap=self, type=type, offset=offset, stored=result)
+        elif kind == "load":
+            _hooks.call("zswap_load", zswap=self, type=type, offset=offset, found=result)
+        else:
+            _hooks.call("zswap_invalidate", zswap=self, type=type, offset=offset)
+
+    def _native_bad_handle(self, pid: int, handle: object) -> None:
+        pool = self._by_id[pid]
+        name = pool.zpool_type if pool is not None else "?"
+        if handle.__class__ is int and pool is not None:
+            try:
+                pool.zpool.free(handle)  # type: ignore[arg-type]
+            except Exception as exc:
+                log.debug("freeing out-of-range handle %r: %s", handle, exc)
+        log.warning(
+            "zswap: zpool %r returned handle %.40r (expected an int in 1..%d); page refused",
+            name,
+            handle,
+            MAX_HANDLE,
+        )
+
+    def _native_free_failed(self, pid: int, error: object) -> None:
+        pool = self._by_id[pid]
+        if isinstance(error, int):
+            error = ZpoolError(error, os.strerror(error))
+        log.warning(
+            "zswap: zpool %r free() of %s failed: %s: %s",
+            pool.zpool_type if pool is not None else "?",
+            pool.name if pool is not None else "?",
+            type(error).__name__,
+            error,
+        )
+
+    def _native_unreadable(self, type: int, offset: int, error: object) -> DecompressError:
+        if not isinstance(error, BaseException):
+            error = DecompressError(str(error))
+        exc = DecompressError(
+            f"swap type {type} offset {offset}: stored page is unreadable: {error}"
+        )
+        exc.__cause__ = error
+        return exc
+
+    @staticmethod
+    def _native_as_page(page: object) -> bytes:
+        return _as_page_bytes(page)
+
+    def _stat_inc(self, name: str, n: int = 1) -> None:
+        if self._core is not None:
+            self._core.stat_add(name, n)
+        else:
+            self._stats.inc(name, n)
 
     # ---------------------------------------------------------------------------------
     # 6. init, stats, teardown
@@ -1345,6 +1517,10 @@ class Zswap:
     @property
     def stats(self) -> dict[str, int]:
         """The debugfs counters (``/sys/kernel/debug/zswap/*``), exact."""
+        if self._core is not None:
+            out = self._core.counters()
+            out["pool_total_size"] = self.pages.nr_pages * self.page_size
+            return {name: out[name] for name in STAT_NAMES}
         s = self._stats
         with s.lock:
             out = {name: getattr(s, name) for name in _Stats.__slots__ if name != "lock"}
@@ -1396,7 +1572,7 @@ class Zswap:
                 finally:
                     self._pool_put(pool)
         if freed:
-            self._stats.inc("pages_compacted", freed)
+            self._stat_inc("pages_compacted", freed)
         return freed
 
     @property
@@ -1420,9 +1596,13 @@ class Zswap:
             return
         self._closed = True
         self._worker_wake.set()
-        for type, tree in enumerate(self._trees):
-            if tree is not None:
-                self.invalidate_area(type)
+        types = (
+            self._core.types()
+            if self._core is not None
+            else [t for t, tree in enumerate(self._trees) if tree is not None]
+        )
+        for type in types:
+            self.invalidate_area(type)
         with self._pools_lock:
             cur = self._current
             self._current = None

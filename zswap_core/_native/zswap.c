@@ -1,0 +1,2126 @@
+/*
+ * zswap.c - zswap's per-page hot path in C: the native backend of zswap_core.Zswap.
+ *
+ * The Python class keeps what is off the per-page path (parameters, pools and
+ * their plugins, hooks, the writeback policy); this file holds what every page
+ * goes through, and reads top to bottom as mm/zswap.c does:
+ *
+ *   1. entries    - per-type trees of 16-byte entries in 512-entry chunks
+ *   2. lru        - per (tree, pool) queues of (offset, stamp) records, second chance
+ *   3. pools      - the slots the Python pools register: codec and allocator calls
+ *   4. store/load - store, load, invalidate; same-filled pages, the pool limit
+ *   5. writeback  - the pieces the Python writeback policy calls
+ *   6. init       - the Python type, its accounting and the module
+ *
+ * The packed entry has the Python backend's layout, so both backends compute the
+ * same entries, counters and LRU order (the differential tests compare them):
+ *   bit 0 present, bit 1 same-filled, bits 2-9 pool id, bits 10-26 length,
+ *   bits 27-63 the allocator's handle.
+ *
+ * Locks. Every function here runs with the GIL held, and takes a C lock only for
+ * a short section that calls no Python and never waits for the GIL. Where an
+ * operation must wait for an entry that writeback has pinned, it drops its lock
+ * and the GIL, and looks again.
+ *
+ * MIT licence, part of zswap-core.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "native.h"
+
+#define MAX_SWAPFILES 32
+#define MAX_OFFSET 0xFFFFFFFFull
+#define NR_POOLS 256
+
+#define E_PRESENT 1ull
+#define E_SAME 2ull
+#define E_POOL_SHIFT 2
+#define E_LEN_SHIFT 10
+#define E_HANDLE_SHIFT 27
+#define E_LEN_MASK ((1ull << 17) - 1)
+#define MAX_HANDLE ((1ull << 37) - 1)
+#define E_POOL(p) ((int)(((p) >> E_POOL_SHIFT) & 0xFF))
+#define E_LEN(p) ((size_t)(((p) >> E_LEN_SHIFT) & E_LEN_MASK))
+#define E_HANDLE(p) ((p) >> E_HANDLE_SHIFT)
+
+/* An entry pinned by writeback (or by a load that lost too many races): its
+ * stamp carries this bit. Stamps are counters far below 2**63; a same-filled
+ * entry's stamp is its fill word, but same-filled entries are never pinned. */
+#define STAMP_BUSY (1ull << 63)
+#define CRC_VALID (1ull << 32)
+
+#define CHUNK_SHIFT 9
+#define CHUNK (1u << CHUNK_SHIFT)
+#define CHUNK_MASK (CHUNK - 1)
+#define DIR_SHIFT 12
+#define DIR_SIZE (1u << DIR_SHIFT)
+#define NR_DIRS (1u << (32 - CHUNK_SHIFT - DIR_SHIFT))
+
+enum zswap_stat {
+	ST_POOL_LIMIT_HIT,
+	ST_REJECT_RECLAIM_FAIL,
+	ST_REJECT_ALLOC_FAIL,
+	ST_REJECT_KMEMCACHE_FAIL,
+	ST_REJECT_COMPRESS_FAIL,
+	ST_REJECT_COMPRESS_POOR,
+	ST_DECOMPRESS_FAIL,
+	ST_WRITTEN_BACK_PAGES,
+	ST_DUPLICATE_ENTRY,
+	ST_PAGES_COMPACTED,
+	NR_STATS,
+};
+
+static const char *const stat_names[NR_STATS] = {
+	"pool_limit_hit",       "reject_reclaim_fail", "reject_alloc_fail",
+	"reject_kmemcache_fail", "reject_compress_fail", "reject_compress_poor",
+	"decompress_fail",      "written_back_pages",  "duplicate_entry",
+	"pages_compacted",
+};
+
+enum mem_kind { MEM_TREES, MEM_CHUNKS, MEM_DIRS, MEM_CRCS, MEM_LRU, NR_MEM };
+
+static const char *const mem_names[NR_MEM] = {"trees", "entries", "directories", "checksums",
+					       "lru"};
+
+/* Set by zswap_core._hooks whenever observers come or go; read on every page. */
+static int hooks_active;
+
+/* ===========================================================================
+ * 1. entries
+ * ========================================================================= */
+
+struct zswap_entry {
+	uint64_t packed;
+	uint64_t stamp; /* LRU stamp; for a same-filled page, the fill word */
+};
+
+struct zswap_chunk {
+	uint32_t nr;     /* present entries; the chunk goes with the last */
+	uint64_t *crcs;  /* CHUNK checksums (| CRC_VALID), or NULL */
+	struct zswap_entry e[CHUNK];
+};
+
+struct zswap_dir {
+	uint32_t nr; /* chunks present; the directory goes with the last */
+	struct zswap_chunk *chunk[DIR_SIZE];
+};
+
+struct lru_rec {
+	uint32_t offset;
+	uint32_t stamp; /* low 32 bits of the entry's stamp when queued */
+};
+
+struct zswap_lru {
+	struct lru_rec *recs;
+	size_t head, len, cap;
+};
+
+struct zswap_tree {
+	/* Protects everything below and the entries' contents: an entry lives only
+	 * here, so whoever takes one out under this lock owns it. */
+	pthread_mutex_t lock;
+	int type;
+	int dead;          /* set by invalidate_area: late stores are refused */
+	long refs;         /* the trees table's reference + operations in flight (GIL) */
+	uint64_t nr_stored;
+	uint64_t nr_same;
+	size_t nr_crc;     /* chunks with a checksum array */
+	size_t mem[NR_MEM];
+	struct zswap_lru *lru[NR_POOLS];
+	struct zswap_dir *dir[NR_DIRS];
+};
+
+static struct zswap_tree *tree_new(int type)
+{
+	struct zswap_tree *t = calloc(1, sizeof(*t));
+
+	if (t == NULL)
+		return NULL;
+	pthread_mutex_init(&t->lock, NULL);
+	t->type = type;
+	t->refs = 1;
+	t->mem[MEM_TREES] = sizeof(*t);
+	return t;
+}
+
+static void lru_free(struct zswap_tree *t, int pid)
+{
+	struct zswap_lru *l = t->lru[pid];
+
+	if (l == NULL)
+		return;
+	t->mem[MEM_LRU] -= sizeof(*l) + l->cap * sizeof(struct lru_rec);
+	free(l->recs);
+	free(l);
+	t->lru[pid] = NULL;
+}
+
+static void chunk_free(struct zswap_tree *t, struct zswap_chunk *c)
+{
+	if (c->crcs != NULL) {
+		free(c->crcs);
+		t->nr_crc--;
+		t->mem[MEM_CRCS] -= CHUNK * sizeof(uint64_t);
+	}
+	free(c);
+	t->mem[MEM_CHUNKS] -= sizeof(*c);
+}
+
+/* Drop every entry, chunk and record; lock held (or the tree unreachable). */
+static void tree_empty(struct zswap_tree *t)
+{
+	for (unsigned d = 0; d < NR_DIRS; d++) {
+		struct zswap_dir *dir = t->dir[d];
+
+		if (dir == NULL)
+			continue;
+		for (unsigned k = 0; k < DIR_SIZE; k++)
+			if (dir->chunk[k] != NULL)
+				chunk_free(t, dir->chunk[k]);
+		free(dir);
+		t->mem[MEM_DIRS] -= sizeof(*dir);
+		t->dir[d] = NULL;
+	}
+	for (int p = 0; p < NR_POOLS; p++)
+		lru_free(t, p);
+	t->nr_stored = t->nr_same = 0;
+}
+
+static void tree_put(struct zswap_tree *t)
+{
+	if (--t->refs == 0) {
+		tree_empty(t);
+		pthread_mutex_destroy(&t->lock);
+		free(t);
+	}
+}
+
+static struct zswap_chunk *tree_chunk(struct zswap_tree *t, uint32_t ci)
+{
+	struct zswap_dir *dir = t->dir[ci >> DIR_SHIFT];
+
+	return dir == NULL ? NULL : dir->chunk[ci & (DIR_SIZE - 1)];
+}
+
+static struct zswap_entry *tree_entry(struct zswap_tree *t, uint32_t offset)
+{
+	struct zswap_chunk *c = tree_chunk(t, offset >> CHUNK_SHIFT);
+
+	return c == NULL ? NULL : &c->e[offset & CHUNK_MASK];
+}
+
+/* The chunk of `ci`, made on first use; NULL when out of memory. Lock held. */
+static struct zswap_chunk *tree_chunk_get(struct zswap_tree *t, uint32_t ci)
+{
+	struct zswap_dir **dirp = &t->dir[ci >> DIR_SHIFT];
+	struct zswap_chunk **cp;
+
+	if (*dirp == NULL) {
+		*dirp = calloc(1, sizeof(struct zswap_dir));
+		if (*dirp == NULL)
+			return NULL;
+		t->mem[MEM_DIRS] += sizeof(struct zswap_dir);
+	}
+	cp = &(*dirp)->chunk[ci & (DIR_SIZE - 1)];
+	if (*cp == NULL) {
+		*cp = calloc(1, sizeof(struct zswap_chunk));
+		if (*cp == NULL) {
+			if ((*dirp)->nr == 0) {
+				free(*dirp);
+				*dirp = NULL;
+				t->mem[MEM_DIRS] -= sizeof(struct zswap_dir);
+			}
+			return NULL;
+		}
+		t->mem[MEM_CHUNKS] += sizeof(struct zswap_chunk);
+		(*dirp)->nr++;
+	}
+	return *cp;
+}
+
+/* Take the present entry at `offset` out; lock held. The chunk goes with its last
+ * entry, the directory with its last chunk, the LRU records with the tree's last
+ * entry (they are only hints, and an empty tree has nothing to write back). */
+static void tree_clear(struct zswap_tree *t, uint32_t offset)
+{
+	uint32_t ci = offset >> CHUNK_SHIFT;
+	struct zswap_dir *dir = t->dir[ci >> DIR_SHIFT];
+	struct zswap_chunk *c = dir->chunk[ci & (DIR_SIZE - 1)];
+	struct zswap_entry *e = &c->e[offset & CHUNK_MASK];
+
+	if (e->packed & E_SAME)
+		t->nr_same--;
+	e->packed = 0;
+	e->stamp = 0;
+	if (--c->nr == 0) {
+		chunk_free(t, c);
+		dir->chunk[ci & (DIR_SIZE - 1)] = NULL;
+		if (--dir->nr == 0) {
+			free(dir);
+			t->mem[MEM_DIRS] -= sizeof(*dir);
+			t->dir[ci >> DIR_SHIFT] = NULL;
+		}
+	}
+	if (--t->nr_stored == 0)
+		for (int p = 0; p < NR_POOLS; p++)
+			lru_free(t, p);
+}
+
+/* Record a checksum; lock held. -1 when the array cannot be made. */
+static int tree_set_crc(struct zswap_tree *t, struct zswap_chunk *c, uint32_t i, uint64_t crc)
+{
+	if (c->crcs == NULL) {
+		c->crcs = calloc(CHUNK, sizeof(uint64_t));
+		if (c->crcs == NULL)
+			return -1;
+		t->nr_crc++;
+		t->mem[MEM_CRCS] += CHUNK * sizeof(uint64_t);
+	}
+	c->crcs[i] = crc;
+	return 0;
+}
+
+/* 0 when `data` matches the checksum stored for `offset` (or none is); lock held. */
+static int tree_verify(struct zswap_tree *t, uint32_t offset, const char *data, size_t len)
+{
+	struct zswap_chunk *c = tree_chunk(t, offset >> CHUNK_SHIFT);
+	uint64_t crc;
+
+	if (c == NULL || c->crcs == NULL)
+		return 0;
+	crc = c->crcs[offset & CHUNK_MASK];
+	if (crc == 0)
+		return 0;
+	return ((uint64_t)zswap_crc32((const unsigned char *)data, len) | CRC_VALID) != crc;
+}
+
+/* ===========================================================================
+ * 2. lru
+ *
+ * As the Python backend's _Lru: a store appends (offset, stamp); a load only
+ * gives the entry a new stamp, and writeback moves a record whose entry was
+ * loaded since it was queued to the young end instead of taking it (the kernel's
+ * second chance). Records of entries that are gone are dropped when met.
+ * ========================================================================= */
+
+/* The stamp of the entry at `offset` if it belongs to pool `pid`, else -1. */
+static int64_t pooled_stamp(struct zswap_tree *t, uint32_t offset, int pid)
+{
+	struct zswap_entry *e = tree_entry(t, offset);
+
+	if (e == NULL || !e->packed || (e->packed & E_SAME) || E_POOL(e->packed) != pid)
+		return -1;
+	return (int64_t)(e->stamp & ~STAMP_BUSY);
+}
+
+static int lru_append(struct zswap_tree *t, struct zswap_lru *l, uint32_t offset, uint64_t stamp)
+{
+	if (l->len == l->cap) {
+		size_t cap;
+		struct lru_rec *recs;
+
+		if (l->head > 0 && l->head >= l->len / 2) {
+			/* consumed records: slide the live ones down instead of growing */
+			memmove(l->recs, l->recs + l->head, (l->len - l->head) * sizeof(*recs));
+			l->len -= l->head;
+			l->head = 0;
+		} else {
+			cap = l->cap ? l->cap * 2 : 64;
+			recs = realloc(l->recs, cap * sizeof(*recs));
+			if (recs == NULL)
+				return -1;
+			t->mem[MEM_LRU] += (cap - l->cap) * sizeof(*recs);
+			l->recs = recs;
+			l->cap = cap;
+		}
+	}
+	l->recs[l->len].offset = offset;
+	l->recs[l->len].stamp = (uint32_t)stamp;
+	l->len++;
+	return 0;
+}
+
+/* Drop records of entries that are gone, and repeats; lock held. */
+static void lru_trim(struct zswap_tree *t, struct zswap_lru *l, int pid)
+{
+	size_t n = l->len - l->head, out = 0, mask = 1;
+	uint32_t *seen;
+
+	while (mask < 2 * n + 2)
+		mask <<= 1;
+	seen = malloc(mask * sizeof(uint32_t) + mask / 8 + 1);
+	if (seen == NULL)
+		return; /* trimming is an economy, not a duty */
+	unsigned char *used = (unsigned char *)(seen + mask);
+	memset(used, 0, mask / 8 + 1);
+	mask -= 1;
+	for (size_t k = l->head; k < l->len; k++) {
+		uint32_t off = l->recs[k].offset;
+		int64_t cur = pooled_stamp(t, off, pid);
+		size_t h;
+
+		if (cur < 0)
+			continue;
+		for (h = (off * 2654435761u) & mask; used[h / 8] & (1 << (h % 8)); h = (h + 1) & mask)
+			if (seen[h] == off)
+				break;
+		if (used[h / 8] & (1 << (h % 8)))
+			continue; /* a repeat */
+		used[h / 8] |= 1 << (h % 8);
+		seen[h] = off;
+		l->recs[out].offset = off;
+		l->recs[out].stamp = (uint32_t)cur;
+		out++;
+	}
+	free(seen);
+	l->head = 0;
+	l->len = out;
+}
+
+/* Record that (offset, stamp) of pool `pid` is now the youngest; lock held. */
+static void lru_push(struct zswap_tree *t, int pid, uint32_t offset, uint64_t stamp)
+{
+	struct zswap_lru *l = t->lru[pid];
+
+	if (l == NULL) {
+		l = calloc(1, sizeof(*l));
+		if (l == NULL)
+			return; /* the entry stays, without a writeback record */
+		t->lru[pid] = l;
+		t->mem[MEM_LRU] += sizeof(*l);
+	}
+	lru_append(t, l, offset, stamp);
+	if (l->len - l->head > 4 * t->nr_stored + 4096)
+		lru_trim(t, l, pid);
+}
+
+/* The oldest entry of pool `pid` not loaded since it was queued: its stamp and
+ * offset; entries loaded since get their second chance. 0 when none; lock held. */
+static int lru_peek(struct zswap_tree *t, int pid, uint64_t *stamp, uint32_t *offset)
+{
+	struct zswap_lru *l = t->lru[pid];
+
+	if (l == NULL)
+		return 0;
+	while (l->head < l->len) {
+		struct lru_rec r = l->recs[l->head];
+		int64_t cur = pooled_stamp(t, r.offset, pid);
+
+		if (cur >= 0) {
+			if ((uint32_t)cur == r.stamp) {
+				*stamp = (uint64_t)cur;
+				*offset = r.offset;
+				return 1;
+			}
+			if (lru_append(t, l, r.offset, (uint64_t)cur) < 0)
+				return 0;
+		}
+		l->head++;
+	}
+	lru_free(t, pid); /* all consumed: start afresh rather than keep dead records */
+	return 0;
+}
+
+/* ===========================================================================
+ * 3. pools
+ *
+ * The Python pools register here: the codec's two callables and the allocator,
+ * either as its C ops table or as its Python methods. A slot's references count
+ * its entries, plus one while it is the current pool, as _Pool.refs does.
+ * ========================================================================= */
+
+struct zswap_pool_slot {
+	PyObject *pool;        /* the Python _Pool; NULL: a free slot */
+	PyObject *compress;    /* compressor.compress */
+	PyObject *decompress;  /* compressor.decompress */
+	PyObject *alloc_write; /* the zpool's methods (also used without ops) */
+	PyObject *read;
+	PyObject *free;
+	PyObject *ops_capsule; /* keeps the C pool alive while we use ops */
+	const struct zswap_zpool_ops *ops;
+	void *ops_pool;
+	long refs;
+};
+
+typedef struct {
+	PyObject_HEAD
+	PyObject *owner;          /* the Zswap; its _native_* methods are the slow paths */
+	PageCounterObject *pages; /* its page allocator's counters (the pool limit) */
+	PyObject *zpool_error;    /* zswap_core.ZpoolError */
+	PyObject *zero_page;
+	size_t page_size;
+
+	/* Parameters, as the Python backend caches them: written by a parameter
+	 * write (under the parameter lock, GIL held), read by every page. */
+	int enabled, same_enabled, non_same_enabled, exclusive, checksums;
+	size_t max_pages, accept_pages;
+	int full;
+
+	/* Protects every slot's refs and `current`. */
+	pthread_mutex_t pools_lock;
+	int current; /* pool id of the current pool, 0: none */
+	struct zswap_pool_slot pools[NR_POOLS];
+
+	/* The table changes only under the GIL (init, invalidate_area). */
+	struct zswap_tree *trees[MAX_SWAPFILES];
+
+	/* Protects the counters. */
+	pthread_mutex_t stats_lock;
+	uint64_t stats[NR_STATS];
+	uint64_t clock; /* LRU stamps; atomic */
+} CoreObject;
+
+static PyObject *str_store, *str_load, *str_invalidate;
+static PyObject *str_wake, *str_pool_empty, *str_hook, *str_bad_handle, *str_free_failed;
+static PyObject *str_unreadable, *str_bad_page, *str_as_page, *str_errno;
+
+/* Python 3.11 has no PyErr_GetRaisedException: these take the pending exception
+ * as one object (to pass on), or keep it aside and put it back (to re-raise). */
+static PyObject *exc_take(void)
+{
+	PyObject *type, *value, *tb;
+
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	if (tb != NULL && value != NULL)
+		PyException_SetTraceback(value, tb);
+	Py_XDECREF(type);
+	Py_XDECREF(tb);
+	return value;
+}
+
+struct saved_exc {
+	PyObject *type, *value, *tb;
+};
+
+static void exc_save(struct saved_exc *s)
+{
+	PyErr_Fetch(&s->type, &s->value, &s->tb);
+}
+
+static void exc_restore(struct saved_exc *s)
+{
+	PyErr_Restore(s->type, s->value, s->tb);
+}
+
+static void stat_inc(CoreObject *c, enum zswap_stat s, uint64_t n)
+{
+	pthread_mutex_lock(&c->stats_lock);
+	c->stats[s] += n;
+	pthread_mutex_unlock(&c->stats_lock);
+}
+
+static uint64_t next_stamp(CoreObject *c)
+{
+	return __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELAXED);
+}
+
+/* A reference for a new entry of the current pool: its id, or 0 when none. */
+static int pool_tryget_current(CoreObject *c)
+{
+	int pid;
+
+	pthread_mutex_lock(&c->pools_lock);
+	pid = c->current;
+	if (pid && c->pools[pid].refs > 0)
+		c->pools[pid].refs++;
+	else
+		pid = 0;
+	pthread_mutex_unlock(&c->pools_lock);
+	return pid;
+}
+
+/* Drop one reference; the Python side destroys a pool whose last one went.
+ * Returns -1 with an exception set only if that callback raised BaseException. */
+static int pool_put(CoreObject *c, int pid)
+{
+	long refs;
+	PyObject *r, *id;
+
+	pthread_mutex_lock(&c->pools_lock);
+	refs = --c->pools[pid].refs;
+	pthread_mutex_unlock(&c->pools_lock);
+	if (refs != 0)
+		return 0;
+	id = PyLong_FromLong(pid);
+	if (id == NULL)
+		return -1;
+	r = PyObject_CallMethodOneArg(c->owner, str_pool_empty, id);
+	Py_DECREF(id);
+	if (r == NULL)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+
+/* Give a removed entry's memory back to its allocator, and its pool reference.
+ * The entry is already out of its tree, so a failing free is logged (by the
+ * Python side), never raised. -1 only for a pending BaseException. */
+static int entry_free(CoreObject *c, uint64_t packed)
+{
+	int pid = E_POOL(packed);
+	struct zswap_pool_slot *s = &c->pools[pid];
+	uint64_t handle = E_HANDLE(packed);
+	PyObject *err = NULL, *r;
+	int rc = 0;
+
+	if (s->pool == NULL)
+		return 0; /* would be a refcount bug; the Python backend logs it too */
+	if (s->ops != NULL) {
+		int e = s->ops->free(s->ops_pool, handle);
+
+		if (e < 0)
+			err = PyLong_FromLong(-e);
+	} else {
+		PyObject *h = PyLong_FromUnsignedLongLong(handle);
+
+		r = h ? PyObject_CallOneArg(s->free, h) : NULL;
+		Py_XDECREF(h);
+		if (r != NULL) {
+			Py_DECREF(r);
+		} else if (PyErr_ExceptionMatches(PyExc_Exception)) {
+			err = exc_take();
+		} else {
+			rc = -1; /* KeyboardInterrupt: the reference still goes below */
+		}
+	}
+	if (err != NULL) {
+		PyObject *id = PyLong_FromLong(pid);
+
+		r = id ? PyObject_CallMethodObjArgs(c->owner, str_free_failed, id, err, NULL) : NULL;
+		Py_XDECREF(id);
+		Py_DECREF(err);
+		if (r == NULL)
+			PyErr_WriteUnraisable(c->owner);
+		Py_XDECREF(r);
+	}
+	if (rc < 0) {
+		struct saved_exc exc;
+
+		exc_save(&exc);
+		if (pool_put(c, pid) < 0)
+			PyErr_WriteUnraisable(c->owner);
+		exc_restore(&exc);
+		return -1;
+	}
+	return pool_put(c, pid);
+}
+
+/* ===========================================================================
+ * 4. store / load / invalidate
+ * ========================================================================= */
+
+static int call_hook(CoreObject *c, PyObject *kind, long type, uint64_t offset, int result)
+{
+	PyObject *t = PyLong_FromLong(type);
+	PyObject *o = PyLong_FromUnsignedLongLong(offset);
+	PyObject *r = NULL;
+
+	if (t && o)
+		r = PyObject_CallMethodObjArgs(c->owner, str_hook, kind, t, o,
+					       result ? Py_True : Py_False, NULL);
+	Py_XDECREF(t);
+	Py_XDECREF(o);
+	if (r == NULL)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+
+/* Parse (type, offset[, page]) and keyword `exclusive`, as the Python methods. */
+struct op_args {
+	PyObject *type, *offset, *page, *exclusive;
+};
+
+static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+		      PyObject *kwnames, int npos, struct op_args *a)
+{
+	static const char *const names[] = {"type", "offset", "page", "exclusive"};
+	PyObject **slots[4] = {&a->type, &a->offset, &a->page, &a->exclusive};
+	int allow_excl = npos == 2 && strcmp(fname, "invalidate_page") != 0;
+
+	a->type = a->offset = a->page = a->exclusive = NULL;
+	if (nargs > npos) {
+		PyErr_Format(PyExc_TypeError, "%s() takes %d positional arguments but %zd were given",
+			     fname, npos, nargs);
+		return -1;
+	}
+	for (Py_ssize_t k = 0; k < nargs; k++)
+		*slots[k] = args[k];
+	if (kwnames != NULL) {
+		for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(kwnames); k++) {
+			PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+			int found = 0;
+
+			for (int j = 0; j < 4; j++) {
+				if ((j < npos || (j == 3 && allow_excl)) &&
+				    PyUnicode_CompareWithASCIIString(name, names[j]) == 0) {
+					if (*slots[j] != NULL) {
+						PyErr_Format(PyExc_TypeError,
+							     "%s() got multiple values for argument '%s'",
+							     fname, names[j]);
+						return -1;
+					}
+					*slots[j] = args[nargs + k];
+					found = 1;
+				}
+			}
+			if (!found) {
+				PyErr_Format(PyExc_TypeError,
+					     "%s() got an unexpected keyword argument '%U'", fname, name);
+				return -1;
+			}
+		}
+	}
+	for (int j = 0; j < npos; j++) {
+		if (*slots[j] == NULL) {
+			PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname,
+				     names[j]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The tree of `type_obj`, with a reference; NULL and the Python backend's errors. */
+static struct zswap_tree *get_tree(CoreObject *c, PyObject *type_obj, long *type)
+{
+	struct zswap_tree *t;
+	long v = -1;
+
+	if (PyLong_CheckExact(type_obj)) {
+		int overflow;
+
+		v = PyLong_AsLongAndOverflow(type_obj, &overflow);
+		if (overflow)
+			v = -1;
+	}
+	if (v < 0 || v >= MAX_SWAPFILES) {
+		PyErr_Format(PyExc_ValueError, "swap type must be an int in 0..%d, got %R",
+			     MAX_SWAPFILES - 1, type_obj);
+		return NULL;
+	}
+	t = c->trees[v];
+	if (t == NULL) {
+		PyErr_Format(PyExc_ValueError, "swap type %ld is not initialised (call init(%ld))", v,
+			     v);
+		return NULL;
+	}
+	t->refs++;
+	*type = v;
+	return t;
+}
+
+static int get_offset(PyObject *obj, uint32_t *offset)
+{
+	unsigned long long v;
+	int overflow;
+	long long s;
+
+	if (PyBool_Check(obj) || !PyLong_Check(obj)) {
+		PyErr_Format(PyExc_TypeError, "offset must be an int, got %s", Py_TYPE(obj)->tp_name);
+		return -1;
+	}
+	s = PyLong_AsLongLongAndOverflow(obj, &overflow);
+	if (overflow || s < 0 || (unsigned long long)s > MAX_OFFSET) {
+		if (s == -1 && PyErr_Occurred())
+			return -1;
+		PyErr_Format(PyExc_ValueError, "offset %S is out of range 0..%llu", obj, MAX_OFFSET);
+		return -1;
+	}
+	v = (unsigned long long)s;
+	*offset = (uint32_t)v;
+	return 0;
+}
+
+/* Lock `t` with no pinned entry at `offset`: a pinned entry is being written
+ * back (or read by a pinned load); wait for it without the lock or the GIL. */
+static void tree_lock_unpinned(struct zswap_tree *t, uint32_t offset)
+{
+	for (;;) {
+		struct zswap_entry *e;
+
+		pthread_mutex_lock(&t->lock);
+		e = tree_entry(t, offset);
+		if (e == NULL || !(e->stamp & STAMP_BUSY) || (e->packed & E_SAME))
+			return;
+		pthread_mutex_unlock(&t->lock);
+		Py_BEGIN_ALLOW_THREADS
+		sched_yield();
+		Py_END_ALLOW_THREADS
+	}
+}
+
+/* Remove the entry at `offset`, if any; returns it (0: none). Frees its memory. */
+static int tree_erase(CoreObject *c, struct zswap_tree *t, uint32_t offset, uint64_t *removed)
+{
+	struct zswap_entry *e;
+	uint64_t old = 0;
+
+	tree_lock_unpinned(t, offset);
+	e = tree_entry(t, offset);
+	if (e != NULL && e->packed) {
+		old = e->packed;
+		tree_clear(t, offset);
+	}
+	pthread_mutex_unlock(&t->lock);
+	*removed = old;
+	if (old && !(old & E_SAME))
+		return entry_free(c, old);
+	return 0;
+}
+
+/* A refused store: drop any older copy, so that a load cannot return it. */
+static PyObject *store_refuse(CoreObject *c, struct zswap_tree *t, uint32_t offset)
+{
+	uint64_t removed;
+	int rc = tree_erase(c, t, offset, &removed);
+
+	if (rc == 0 && hooks_active)
+		rc = call_hook(c, str_store, t->type, offset, 0);
+	tree_put(t);
+	if (rc < 0)
+		return NULL;
+	Py_RETURN_FALSE;
+}
+
+static inline uint64_t load_le64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int k = 7; k >= 0; k--)
+		v = (v << 8) | p[k];
+	return v;
+}
+
+/* The fill word if every 8-byte word of the page is the same, else -1. */
+static int same_filled(const unsigned char *page, size_t len, uint64_t *fill)
+{
+	uint64_t first, w;
+
+	memcpy(&first, page, 8);
+	for (size_t k = 8; k < len; k += 8) {
+		memcpy(&w, page + k, 8);
+		if (w != first)
+			return 0;
+	}
+	*fill = load_le64(page);
+	return 1;
+}
+
+/* Compress `page` with pool `pid`'s codec: new bytes, or NULL. An Exception in the
+ * codec (or a bad result) is counted and cleared (*bad = 1); anything else, such
+ * as KeyboardInterrupt, is left set (*bad = 0). */
+static PyObject *store_compress(CoreObject *c, int pid, PyObject *page, int *bad)
+{
+	PyObject *argv[2] = {NULL, page};
+	PyObject *res = PyObject_Vectorcall(c->pools[pid].compress, argv + 1,
+					    1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+	Py_ssize_t dlen;
+
+	*bad = 0;
+	if (res == NULL) {
+		if (!PyErr_ExceptionMatches(PyExc_Exception))
+			return NULL;
+		PyErr_Clear();
+		*bad = 1;
+		return NULL;
+	}
+	/* Only bytes, which cannot change after the call (see the Python backend). */
+	dlen = PyBytes_CheckExact(res) ? PyBytes_GET_SIZE(res) : -1;
+	if (dlen <= 0 || (size_t)dlen > 2 * c->page_size) {
+		Py_DECREF(res);
+		*bad = 1;
+		return NULL;
+	}
+	return res;
+}
+
+/* Allocate and copy the compressed page: 0 and the handle, or a stat to count
+ * (-1 with an exception set for a BaseException). */
+static int store_alloc(CoreObject *c, int pid, PyObject *data, uint64_t *handle)
+{
+	struct zswap_pool_slot *s = &c->pools[pid];
+	size_t dlen = (size_t)PyBytes_GET_SIZE(data);
+	PyObject *h;
+
+	if (dlen > E_LEN_MASK)
+		return ST_REJECT_COMPRESS_POOR; /* only with 64 KiB pages */
+	if (s->ops != NULL) {
+		int rc = s->ops->alloc_write(s->ops_pool, PyBytes_AS_STRING(data), dlen, handle);
+
+		if (rc == 0 && (*handle == 0 || *handle > MAX_HANDLE)) {
+			s->ops->free(s->ops_pool, *handle);
+			return ST_REJECT_ALLOC_FAIL;
+		}
+		if (rc == -ENOSPC)
+			return ST_REJECT_COMPRESS_POOR;
+		return rc == 0 ? 0 : ST_REJECT_ALLOC_FAIL;
+	}
+	h = PyObject_CallOneArg(s->alloc_write, data);
+	if (h == NULL) {
+		int poor = 0;
+
+		if (!PyErr_ExceptionMatches(PyExc_Exception))
+			return -1;
+		if (PyErr_ExceptionMatches(c->zpool_error)) {
+			PyObject *exc = exc_take();
+			PyObject *en = PyObject_GetAttr(exc, str_errno);
+
+			poor = en != NULL && PyLong_Check(en) && PyLong_AsLong(en) == ENOSPC;
+			Py_XDECREF(en);
+			Py_DECREF(exc);
+		}
+		PyErr_Clear();
+		return poor ? ST_REJECT_COMPRESS_POOR : ST_REJECT_ALLOC_FAIL;
+	}
+	if (PyLong_CheckExact(h)) {
+		int overflow;
+		long long v = PyLong_AsLongLongAndOverflow(h, &overflow);
+
+		if (!overflow && v > 0 && (unsigned long long)v <= MAX_HANDLE) {
+			Py_DECREF(h);
+			*handle = (uint64_t)v;
+			return 0;
+		}
+	}
+	/* An allocator broke the handle contract: the Python side frees what it can
+	 * and says so; the page is refused. */
+	{
+		PyObject *id = PyLong_FromLong(pid);
+		PyObject *r = id ? PyObject_CallMethodObjArgs(c->owner, str_bad_handle, id, h, NULL)
+				 : NULL;
+
+		Py_XDECREF(id);
+		Py_DECREF(h);
+		if (r == NULL)
+			PyErr_WriteUnraisable(c->owner);
+		Py_XDECREF(r);
+	}
+	return ST_REJECT_ALLOC_FAIL;
+}
+
+/* The pool limit with hysteresis (6.5+): at or over the limit is full; full
+ * clears only at or below the accept threshold. */
+static int pool_full(CoreObject *c)
+{
+	size_t cur = __atomic_load_n(&c->pages->nr_pages, __ATOMIC_RELAXED);
+
+	if (cur >= c->max_pages) {
+		stat_inc(c, ST_POOL_LIMIT_HIT, 1);
+		c->full = 1;
+	} else if (c->full && cur <= c->accept_pages) {
+		c->full = 0;
+	}
+	return c->full;
+}
+
+static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nargs,
+			    PyObject *kwnames)
+{
+	struct op_args a;
+	struct zswap_tree *t;
+	struct zswap_chunk *ch;
+	struct zswap_entry *e;
+	PyObject *page, *data = NULL;
+	uint64_t packed, stamp, old, crc = 0, handle = 0;
+	uint32_t offset, i;
+	long type;
+	int pid = 0, bad, rc;
+
+	if (parse_args("store", args, nargs, kwnames, 3, &a) < 0)
+		return NULL;
+	t = get_tree(c, a.type, &type);
+	if (t == NULL)
+		return NULL;
+	if (get_offset(a.offset, &offset) < 0)
+		goto fail_tree;
+	page = a.page;
+	if (PyBytes_CheckExact(page)) {
+		Py_INCREF(page);
+	} else {
+		page = PyObject_CallMethodOneArg(c->owner, str_as_page, page);
+		if (page == NULL)
+			goto fail_tree;
+	}
+	if ((size_t)PyBytes_GET_SIZE(page) != c->page_size) {
+		PyErr_Format(PyExc_ValueError, "page must be %zu bytes, got %zd", c->page_size,
+			     PyBytes_GET_SIZE(page));
+		goto fail_page;
+	}
+	if (!c->enabled)
+		goto refuse;
+	if (pool_full(c)) {
+		PyObject *r = PyObject_CallMethodNoArgs(c->owner, str_wake);
+
+		if (r == NULL)
+			goto fail_page;
+		Py_DECREF(r);
+		goto refuse;
+	}
+
+	/* same-filled pages: one word, no pool memory */
+	if (c->same_enabled &&
+	    same_filled((const unsigned char *)PyBytes_AS_STRING(page), c->page_size, &stamp)) {
+		packed = E_PRESENT | E_SAME;
+	} else {
+		if (!c->non_same_enabled)
+			goto refuse;
+		pid = pool_tryget_current(c);
+		if (!pid)
+			goto refuse;
+		data = store_compress(c, pid, page, &bad);
+		if (data == NULL) {
+			if (!bad)
+				goto fail_pool;
+			stat_inc(c, ST_REJECT_COMPRESS_FAIL, 1);
+			goto refuse_pool;
+		}
+		rc = store_alloc(c, pid, data, &handle);
+		if (rc != 0) {
+			Py_CLEAR(data);
+			if (rc < 0)
+				goto fail_pool;
+			stat_inc(c, (enum zswap_stat)rc, 1);
+			goto refuse_pool;
+		}
+		packed = E_PRESENT | ((uint64_t)pid << E_POOL_SHIFT) |
+			 ((uint64_t)PyBytes_GET_SIZE(data) << E_LEN_SHIFT) |
+			 (handle << E_HANDLE_SHIFT);
+		Py_CLEAR(data);
+		stamp = next_stamp(c);
+	}
+	if (c->checksums)
+		crc = zswap_crc32((const unsigned char *)PyBytes_AS_STRING(page), c->page_size) |
+		      CRC_VALID;
+	Py_CLEAR(page);
+
+	/* insert, replacing a duplicate: one critical section of the tree */
+	i = offset & CHUNK_MASK;
+	tree_lock_unpinned(t, offset);
+	if (t->dead) {
+		old = 0;
+		rc = 1; /* invalidate_area won the race: refuse, as if it came first */
+	} else if ((ch = tree_chunk_get(t, offset >> CHUNK_SHIFT)) == NULL ||
+		   ((crc || t->nr_crc) && tree_set_crc(t, ch, i, crc) < 0)) {
+		old = 0;
+		rc = 2; /* no memory for the entry */
+	} else {
+		rc = 0;
+		e = &ch->e[i];
+		old = e->packed;
+		e->packed = packed;
+		e->stamp = stamp;
+		if (packed & E_SAME)
+			t->nr_same++;
+		else
+			lru_push(t, pid, offset, stamp);
+		if (old) {
+			if (old & E_SAME)
+				t->nr_same--;
+		} else {
+			ch->nr++;
+			t->nr_stored++;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (rc) {
+		if (!(packed & E_SAME) && entry_free(c, packed) < 0)
+			goto fail_tree;
+		if (rc == 2) {
+			stat_inc(c, ST_REJECT_KMEMCACHE_FAIL, 1);
+			return store_refuse(c, t, offset);
+		}
+		if (hooks_active && call_hook(c, str_store, type, offset, 0) < 0)
+			goto fail_tree;
+		tree_put(t);
+		Py_RETURN_FALSE;
+	}
+	if (old) {
+		stat_inc(c, ST_DUPLICATE_ENTRY, 1);
+		if (!(old & E_SAME) && entry_free(c, old) < 0)
+			goto fail_tree;
+	}
+	if (hooks_active && call_hook(c, str_store, type, offset, 1) < 0)
+		goto fail_tree;
+	tree_put(t);
+	Py_RETURN_TRUE;
+
+refuse_pool:
+	if (pool_put(c, pid) < 0)
+		goto fail_page;
+refuse:
+	Py_DECREF(page);
+	return store_refuse(c, t, offset);
+fail_pool:
+	{
+		struct saved_exc exc;
+
+		exc_save(&exc);
+		if (pool_put(c, pid) < 0)
+			PyErr_WriteUnraisable(c->owner);
+		exc_restore(&exc);
+	}
+fail_page:
+	Py_XDECREF(page);
+fail_tree:
+	tree_put(t);
+	return NULL;
+}
+
+/* The page of a same-filled entry. */
+static PyObject *same_page(CoreObject *c, uint64_t fill)
+{
+	PyObject *out;
+	unsigned char word[8], *p;
+
+	if (fill == 0) {
+		Py_INCREF(c->zero_page);
+		return c->zero_page;
+	}
+	out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)c->page_size);
+	if (out == NULL)
+		return NULL;
+	for (int k = 0; k < 8; k++)
+		word[k] = (unsigned char)(fill >> (8 * k));
+	p = (unsigned char *)PyBytes_AS_STRING(out);
+	for (size_t k = 0; k < c->page_size; k += 8)
+		memcpy(p + k, word, 8);
+	return out;
+}
+
+/* Read and decompress an entry; new bytes of exactly a page, or NULL with *error
+ * set to the (Exception) reason, or NULL and no *error for a BaseException. The
+ * compressed bytes are copied out first: under the tree lock from a C allocator
+ * (`src` given), otherwise through the allocator's read(), which copies under its
+ * own lock. */
+static PyObject *entry_decompress(CoreObject *c, uint64_t packed, PyObject *src,
+				  PyObject **error)
+{
+	struct zswap_pool_slot *s = &c->pools[E_POOL(packed)];
+	PyObject *argv[3], *out;
+
+	*error = NULL;
+	if (src == NULL) {
+		PyObject *h = PyLong_FromUnsignedLongLong(E_HANDLE(packed));
+		PyObject *n = PyLong_FromSize_t(E_LEN(packed));
+
+		if (h && n) {
+			PyObject *rargs[3] = {NULL, h, n};
+
+			src = PyObject_Vectorcall(s->read, rargs + 1,
+						  2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+		}
+		Py_XDECREF(h);
+		Py_XDECREF(n);
+		if (src == NULL)
+			goto failed;
+	} else {
+		Py_INCREF(src);
+	}
+	argv[0] = NULL;
+	argv[1] = src;
+	argv[2] = PyLong_FromSize_t(c->page_size);
+	if (argv[2] == NULL) {
+		Py_DECREF(src);
+		goto failed;
+	}
+	out = PyObject_Vectorcall(s->decompress, argv + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+				  NULL);
+	Py_DECREF(argv[2]);
+	Py_DECREF(src);
+	if (out == NULL)
+		goto failed;
+	/* Exactly a page, as bytes: immutable, so what the caller gets cannot change. */
+	if (PyBytes_CheckExact(out) && (size_t)PyBytes_GET_SIZE(out) == c->page_size)
+		return out;
+	*error = PyObject_CallMethodOneArg(c->owner, str_bad_page, out);
+	Py_DECREF(out);
+	return NULL;
+failed:
+	if (PyErr_ExceptionMatches(PyExc_Exception))
+		*error = exc_take();
+	return NULL;
+}
+
+/* Count decompress_fail and raise the Python backend's DecompressError. */
+static void load_failed(CoreObject *c, long type, uint32_t offset, PyObject *error)
+{
+	PyObject *t = PyLong_FromLong(type), *o = PyLong_FromUnsignedLong(offset), *exc = NULL;
+
+	stat_inc(c, ST_DECOMPRESS_FAIL, 1);
+	if (t && o)
+		exc = PyObject_CallMethodObjArgs(c->owner, str_unreadable, t, o, error, NULL);
+	Py_XDECREF(t);
+	Py_XDECREF(o);
+	if (exc != NULL) {
+		PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+		Py_DECREF(exc);
+	}
+}
+
+/* The compressed bytes of an entry from a C allocator, copied under the tree
+ * lock (so they are the entry's own); NULL for a Python allocator. */
+static PyObject *entry_read_locked(CoreObject *c, uint64_t packed, int *failed)
+{
+	struct zswap_pool_slot *s = &c->pools[E_POOL(packed)];
+	PyObject *src;
+
+	*failed = 0;
+	if (s->ops == NULL)
+		return NULL;
+	src = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)E_LEN(packed));
+	if (src == NULL) {
+		*failed = 1;
+		return NULL;
+	}
+	if (s->ops->read(s->ops_pool, E_HANDLE(packed), PyBytes_AS_STRING(src), E_LEN(packed))) {
+		Py_DECREF(src);
+		*failed = 2;
+		return NULL;
+	}
+	return src;
+}
+
+/* load and load_dirty: the page, and whether the entry was dropped. */
+static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const *args,
+			      Py_ssize_t nargs, PyObject *kwnames, int *dirty)
+{
+	struct op_args a;
+	struct zswap_tree *t;
+	struct zswap_entry *e;
+	PyObject *out = NULL, *src, *error = NULL;
+	uint64_t packed, stamp, to_free = 0;
+	uint32_t offset;
+	long type;
+	int excl, attempt, failed, pinned = 0;
+
+	if (parse_args(fname, args, nargs, kwnames, 2, &a) < 0)
+		return NULL;
+	if (a.exclusive == NULL || a.exclusive == Py_None) {
+		excl = c->exclusive;
+	} else {
+		excl = PyObject_IsTrue(a.exclusive);
+		if (excl < 0)
+			return NULL;
+	}
+	t = get_tree(c, a.type, &type);
+	if (t == NULL)
+		return NULL;
+	if (get_offset(a.offset, &offset) < 0)
+		goto fail;
+
+	for (attempt = 0;; attempt++) {
+		/* After 8 lost races, pin the entry: writers then wait for this load. */
+		pinned = attempt >= 8;
+		if (excl || pinned)
+			tree_lock_unpinned(t, offset);
+		else
+			pthread_mutex_lock(&t->lock);
+		e = tree_entry(t, offset);
+		packed = e ? e->packed : 0;
+		if (!packed) {
+			pthread_mutex_unlock(&t->lock);
+			out = Py_None;
+			Py_INCREF(out);
+			break;
+		}
+		stamp = e->stamp;
+		if (packed & E_SAME) {
+			if (excl)
+				tree_clear(t, offset);
+			pthread_mutex_unlock(&t->lock);
+			out = same_page(c, stamp);
+			break;
+		}
+		stamp &= ~STAMP_BUSY;
+		src = entry_read_locked(c, packed, &failed);
+		if (pinned)
+			e->stamp |= STAMP_BUSY;
+		pthread_mutex_unlock(&t->lock);
+
+		if (failed == 1) {
+			out = NULL;
+		} else if (failed == 2) {
+			error = PyObject_CallFunction(c->zpool_error, "is", EINVAL,
+						      "zpool read of the entry's handle failed");
+			if (error == NULL)
+				error = exc_take();
+			out = NULL;
+		} else {
+			/* Decompress outside the tree lock; the entry is checked again below,
+			 * and its unique stamp means a free + reuse of the same handle cannot
+			 * go unnoticed. */
+			out = entry_decompress(c, packed, src, &error);
+			Py_XDECREF(src);
+		}
+
+		/* An exclusive load must not drop an entry writeback has pinned meanwhile;
+		 * our own pin keeps the others away. */
+		if (excl && !pinned)
+			tree_lock_unpinned(t, offset);
+		else
+			pthread_mutex_lock(&t->lock);
+		e = tree_entry(t, offset);
+		if (pinned && e != NULL && e->packed == packed)
+			e->stamp &= ~STAMP_BUSY;
+		if (e == NULL || e->packed != packed || (e->stamp & ~STAMP_BUSY) != stamp) {
+			pthread_mutex_unlock(&t->lock);
+			if (out == NULL && error == NULL)
+				goto fail; /* BaseException */
+			Py_CLEAR(out);
+			Py_CLEAR(error);
+			continue; /* changed under us: try again */
+		}
+		if (out != NULL && tree_verify(t, offset, PyBytes_AS_STRING(out), c->page_size)) {
+			Py_CLEAR(out);
+			error = PyUnicode_FromString(
+				"checksum mismatch: the stored data was corrupted");
+		}
+		if (out != NULL) {
+			if (excl) {
+				tree_clear(t, offset);
+				to_free = packed;
+			} else if (!(e->stamp & STAMP_BUSY)) {
+				e->stamp = next_stamp(c); /* young again (see lru) */
+			}
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (out == NULL) {
+			if (error == NULL)
+				goto fail; /* BaseException */
+			load_failed(c, type, offset, error);
+			Py_DECREF(error);
+			goto fail;
+		}
+		break;
+	}
+	if (out == NULL)
+		goto fail;
+	if (to_free && entry_free(c, to_free) < 0)
+		goto fail_out;
+	if (hooks_active && call_hook(c, str_load, type, offset, out != Py_None) < 0)
+		goto fail_out;
+	*dirty = excl && out != Py_None;
+	tree_put(t);
+	return out;
+fail_out:
+	Py_DECREF(out);
+fail:
+	tree_put(t);
+	return NULL;
+}
+
+static PyObject *core_load(CoreObject *c, PyObject *const *args, Py_ssize_t nargs,
+			   PyObject *kwnames)
+{
+	int dirty;
+
+	return core_do_load(c, "load", args, nargs, kwnames, &dirty);
+}
+
+static PyObject *core_load_dirty(CoreObject *c, PyObject *const *args, Py_ssize_t nargs,
+				 PyObject *kwnames)
+{
+	int dirty;
+	PyObject *out = core_do_load(c, "load_dirty", args, nargs, kwnames, &dirty), *r;
+
+	if (out == NULL)
+		return NULL;
+	r = PyTuple_Pack(2, out, dirty ? Py_True : Py_False);
+	Py_DECREF(out);
+	return r;
+}
+
+static PyObject *core_invalidate_page(CoreObject *c, PyObject *const *args, Py_ssize_t nargs,
+				      PyObject *kwnames)
+{
+	struct op_args a;
+	struct zswap_tree *t;
+	uint32_t offset;
+	uint64_t removed;
+	long type;
+	int rc;
+
+	if (parse_args("invalidate_page", args, nargs, kwnames, 2, &a) < 0)
+		return NULL;
+	t = get_tree(c, a.type, &type);
+	if (t == NULL)
+		return NULL;
+	if (get_offset(a.offset, &offset) < 0) {
+		tree_put(t);
+		return NULL;
+	}
+	rc = tree_erase(c, t, offset, &removed);
+	if (rc == 0 && removed && hooks_active)
+		rc = call_hook(c, str_invalidate, type, offset, 1);
+	tree_put(t);
+	if (rc < 0)
+		return NULL;
+	Py_RETURN_NONE;
+}
+
+/* Does any entry of `t` carry a pin? Lock held. */
+static int tree_has_pinned(struct zswap_tree *t)
+{
+	for (unsigned d = 0; d < NR_DIRS; d++) {
+		struct zswap_dir *dir = t->dir[d];
+
+		if (dir == NULL)
+			continue;
+		for (unsigned k = 0; k < DIR_SIZE; k++) {
+			struct zswap_chunk *ch = dir->chunk[k];
+
+			if (ch == NULL)
+				continue;
+			for (unsigned j = 0; j < CHUNK; j++)
+				if (ch->e[j].packed && !(ch->e[j].packed & E_SAME) &&
+				    (ch->e[j].stamp & STAMP_BUSY))
+					return 1;
+		}
+	}
+	return 0;
+}
+
+/* swapoff: drop every page of the type and forget it. */
+static PyObject *core_invalidate_area(CoreObject *c, PyObject *type_obj)
+{
+	struct zswap_tree *t;
+	uint64_t *removed = NULL;
+	size_t n = 0, cap = 0;
+	long type;
+	int rc = 0;
+
+	t = get_tree(c, type_obj, &type);
+	if (t == NULL)
+		return NULL;
+	/* Dead at once, so late stores are refused; but still in the table until the
+	 * pins are gone, so that writeback can find the tree to unpin its entry. */
+	for (;;) {
+		pthread_mutex_lock(&t->lock);
+		t->dead = 1;
+		if (!tree_has_pinned(t))
+			break;
+		pthread_mutex_unlock(&t->lock);
+		Py_BEGIN_ALLOW_THREADS
+		sched_yield();
+		Py_END_ALLOW_THREADS
+	}
+	if (c->trees[type] == t) {
+		c->trees[type] = NULL;
+		t->refs--; /* the table's reference; ours keeps it */
+	}
+	cap = t->nr_stored - t->nr_same;
+	removed = cap ? malloc(cap * sizeof(uint64_t)) : NULL;
+	if (cap && removed == NULL) {
+		pthread_mutex_unlock(&t->lock);
+		tree_put(t);
+		return PyErr_NoMemory();
+	}
+	for (unsigned d = 0; d < NR_DIRS; d++) {
+		struct zswap_dir *dir = t->dir[d];
+
+		if (dir == NULL)
+			continue;
+		for (unsigned k = 0; k < DIR_SIZE; k++) {
+			struct zswap_chunk *ch = dir->chunk[k];
+
+			if (ch == NULL)
+				continue;
+			for (unsigned j = 0; j < CHUNK; j++)
+				if (ch->e[j].packed && !(ch->e[j].packed & E_SAME) && n < cap)
+					removed[n++] = ch->e[j].packed;
+		}
+	}
+	tree_empty(t);
+	pthread_mutex_unlock(&t->lock);
+	for (size_t k = 0; k < n; k++) {
+		if (entry_free(c, removed[k]) < 0 && rc == 0)
+			rc = -1;
+		else if (rc < 0)
+			PyErr_WriteUnraisable(c->owner);
+	}
+	free(removed);
+	tree_put(t);
+	if (rc < 0)
+		return NULL;
+	Py_RETURN_NONE;
+}
+
+/* ===========================================================================
+ * 5. writeback
+ *
+ * The policy is Python (_Zswap._shrink); these pieces do the tree work. An entry
+ * being written back is pinned instead of held under the tree lock (the handler
+ * is Python): stores, invalidations and exclusive loads of it wait; plain loads
+ * still read it.
+ * ========================================================================= */
+
+/* lru_pop(pid) -> (type, offset, packed, stamp) of the pool's oldest entry across
+ * the trees, taken off its queue; or None. */
+static PyObject *core_lru_pop(CoreObject *c, PyObject *arg)
+{
+	long pid = PyLong_AsLong(arg);
+	struct zswap_tree *best = NULL;
+	uint64_t best_stamp = 0, stamp, packed = 0;
+	uint32_t best_off = 0, off;
+
+	if (pid == -1 && PyErr_Occurred())
+		return NULL;
+	if (pid <= 0 || pid >= NR_POOLS) {
+		PyErr_SetString(PyExc_ValueError, "pool id out of range");
+		return NULL;
+	}
+	for (int k = 0; k < MAX_SWAPFILES; k++) {
+		struct zswap_tree *t = c->trees[k];
+		int found;
+
+		if (t == NULL || t->lru[pid] == NULL)
+			continue;
+		pthread_mutex_lock(&t->lock);
+		found = lru_peek(t, (int)pid, &stamp, &off);
+		pthread_mutex_unlock(&t->lock);
+		if (found && (best == NULL || stamp < best_stamp)) {
+			best = t;
+			best_stamp = stamp;
+			best_off = off;
+		}
+	}
+	if (best == NULL)
+		Py_RETURN_NONE;
+	pthread_mutex_lock(&best->lock);
+	{
+		struct zswap_lru *l = best->lru[pid];
+		struct zswap_entry *e;
+
+		if (l != NULL && l->head < l->len && l->recs[l->head].offset == best_off &&
+		    l->recs[l->head].stamp == (uint32_t)best_stamp)
+			l->head++;
+		e = tree_entry(best, best_off);
+		packed = e ? e->packed : 0;
+	}
+	pthread_mutex_unlock(&best->lock);
+	return Py_BuildValue("(iIKK)", best->type, best_off, (unsigned long long)packed,
+			     (unsigned long long)best_stamp);
+}
+
+static struct zswap_tree *live_tree(CoreObject *c, long type)
+{
+	return type >= 0 && type < MAX_SWAPFILES ? c->trees[type] : NULL;
+}
+
+/* wb_take(type, offset, packed, stamp) -> bool: pin the entry if it is still the
+ * one picked; otherwise put it back on the LRU (when still there) and say no. */
+static PyObject *core_wb_take(CoreObject *c, PyObject *args)
+{
+	long type;
+	unsigned int offset;
+	unsigned long long packed, stamp;
+	struct zswap_tree *t;
+	struct zswap_entry *e;
+	int ok = 0;
+
+	if (!PyArg_ParseTuple(args, "lIKK", &type, &offset, &packed, &stamp))
+		return NULL;
+	t = live_tree(c, type);
+	if (t == NULL || t->dead || !packed || (packed & E_SAME))
+		Py_RETURN_FALSE;
+	pthread_mutex_lock(&t->lock);
+	e = tree_entry(t, offset);
+	if (e != NULL && e->packed == packed && e->stamp == stamp) {
+		e->stamp |= STAMP_BUSY;
+		ok = 1;
+	} else if (e != NULL && !(e->stamp & STAMP_BUSY)) {
+		/* Gone, replaced or loaded since it was picked: its record was taken off
+		 * the LRU, so one that is still here goes back, at the young end. */
+		int64_t cur = pooled_stamp(t, offset, E_POOL(packed));
+
+		if (cur >= 0)
+			lru_push(t, E_POOL(packed), offset, (uint64_t)cur);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return PyBool_FromLong(ok);
+}
+
+/* wb_verify(type, offset, page) -> bool: the page matches its checksum (or has none). */
+static PyObject *core_wb_verify(CoreObject *c, PyObject *args)
+{
+	long type;
+	unsigned int offset;
+	Py_buffer page;
+	struct zswap_tree *t;
+	int bad = 0;
+
+	if (!PyArg_ParseTuple(args, "lIy*", &type, &offset, &page))
+		return NULL;
+	t = live_tree(c, type);
+	if (t != NULL) {
+		pthread_mutex_lock(&t->lock);
+		bad = tree_verify(t, offset, page.buf, (size_t)page.len);
+		pthread_mutex_unlock(&t->lock);
+	}
+	PyBuffer_Release(&page);
+	return PyBool_FromLong(!bad);
+}
+
+/* wb_end(type, offset, packed, ok): unpin; written: drop the entry and free it;
+ * failed: make it young, so that others are tried first. */
+static PyObject *core_wb_end(CoreObject *c, PyObject *args)
+{
+	long type;
+	unsigned int offset;
+	unsigned long long packed;
+	int ok, freed = 0;
+	struct zswap_tree *t;
+	struct zswap_entry *e;
+
+	if (!PyArg_ParseTuple(args, "lIKp", &type, &offset, &packed, &ok))
+		return NULL;
+	t = live_tree(c, type);
+	if (t == NULL)
+		Py_RETURN_NONE;
+	pthread_mutex_lock(&t->lock);
+	e = tree_entry(t, offset);
+	if (e != NULL && e->packed == packed) {
+		e->stamp &= ~STAMP_BUSY;
+		if (ok) {
+			tree_clear(t, offset);
+			freed = 1;
+		} else {
+			e->stamp = next_stamp(c);
+			lru_push(t, E_POOL(packed), offset, e->stamp);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (freed && entry_free(c, packed) < 0)
+		return NULL;
+	return PyBool_FromLong(freed);
+}
+
+/* ===========================================================================
+ * 6. init: the Python type
+ * ========================================================================= */
+
+static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"owner", "page_size", "pages", "zpool_error", NULL};
+	PyObject *owner, *zpool_error;
+	PageCounterObject *pages;
+	Py_ssize_t page_size;
+	CoreObject *c;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "OnO!O", kwlist, &owner, &page_size,
+					 &PageCounter_Type, &pages, &zpool_error))
+		return NULL;
+	if (page_size < 512 || (page_size & (page_size - 1))) {
+		PyErr_SetString(PyExc_ValueError, "page_size must be a power of two >= 512");
+		return NULL;
+	}
+	c = (CoreObject *)type->tp_alloc(type, 0);
+	if (c == NULL)
+		return NULL;
+	pthread_mutex_init(&c->pools_lock, NULL);
+	pthread_mutex_init(&c->stats_lock, NULL);
+	c->page_size = (size_t)page_size;
+	c->zero_page = PyBytes_FromStringAndSize(NULL, page_size);
+	if (c->zero_page == NULL) {
+		Py_DECREF(c);
+		return NULL;
+	}
+	memset(PyBytes_AS_STRING(c->zero_page), 0, (size_t)page_size);
+	Py_INCREF(owner);
+	c->owner = owner;
+	Py_INCREF(pages);
+	c->pages = pages;
+	Py_INCREF(zpool_error);
+	c->zpool_error = zpool_error;
+	return (PyObject *)c;
+}
+
+static void slot_clear(struct zswap_pool_slot *s)
+{
+	Py_CLEAR(s->pool);
+	Py_CLEAR(s->compress);
+	Py_CLEAR(s->decompress);
+	Py_CLEAR(s->alloc_write);
+	Py_CLEAR(s->read);
+	Py_CLEAR(s->free);
+	Py_CLEAR(s->ops_capsule);
+	s->ops = NULL;
+	s->ops_pool = NULL;
+}
+
+static int core_traverse(CoreObject *c, visitproc visit, void *arg)
+{
+	Py_VISIT(c->owner);
+	Py_VISIT(c->pages);
+	for (int p = 0; p < NR_POOLS; p++) {
+		struct zswap_pool_slot *s = &c->pools[p];
+
+		Py_VISIT(s->pool);
+		Py_VISIT(s->compress);
+		Py_VISIT(s->decompress);
+		Py_VISIT(s->alloc_write);
+		Py_VISIT(s->read);
+		Py_VISIT(s->free);
+		Py_VISIT(s->ops_capsule);
+	}
+	return 0;
+}
+
+static int core_clear(CoreObject *c)
+{
+	Py_CLEAR(c->owner);
+	for (int p = 0; p < NR_POOLS; p++)
+		slot_clear(&c->pools[p]);
+	return 0;
+}
+
+static void core_dealloc(CoreObject *c)
+{
+	PyObject_GC_UnTrack(c);
+	core_clear(c);
+	for (int k = 0; k < MAX_SWAPFILES; k++) {
+		if (c->trees[k] != NULL) {
+			tree_put(c->trees[k]);
+			c->trees[k] = NULL;
+		}
+	}
+	Py_CLEAR(c->pages);
+	Py_CLEAR(c->zpool_error);
+	Py_CLEAR(c->zero_page);
+	pthread_mutex_destroy(&c->pools_lock);
+	pthread_mutex_destroy(&c->stats_lock);
+	Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static PyObject *core_init_type(CoreObject *c, PyObject *arg)
+{
+	long type = PyLong_AsLong(arg);
+
+	if (type == -1 && PyErr_Occurred())
+		return NULL;
+	if (type < 0 || type >= MAX_SWAPFILES) {
+		PyErr_Format(PyExc_ValueError, "swap type must be in 0..%d, got %ld",
+			     MAX_SWAPFILES - 1, type);
+		return NULL;
+	}
+	if (c->trees[type] == NULL) {
+		c->trees[type] = tree_new((int)type);
+		if (c->trees[type] == NULL)
+			return PyErr_NoMemory();
+	}
+	Py_RETURN_NONE;
+}
+
+static PyObject *core_types(CoreObject *c, UNUSED PyObject *unused)
+{
+	PyObject *out = PyList_New(0);
+
+	for (int k = 0; out != NULL && k < MAX_SWAPFILES; k++) {
+		if (c->trees[k] != NULL) {
+			PyObject *v = PyLong_FromLong(k);
+
+			if (v == NULL || PyList_Append(out, v) < 0)
+				Py_CLEAR(out);
+			Py_XDECREF(v);
+		}
+	}
+	return out;
+}
+
+static PyObject *core_set_params(CoreObject *c, PyObject *args)
+{
+	int enabled, same, non_same, excl, checksums;
+	Py_ssize_t max_pages, accept_pages;
+
+	if (!PyArg_ParseTuple(args, "pppppnn", &enabled, &same, &non_same, &excl, &checksums,
+			      &max_pages, &accept_pages))
+		return NULL;
+	c->enabled = enabled;
+	c->same_enabled = same;
+	c->non_same_enabled = non_same;
+	c->exclusive = excl;
+	c->checksums = checksums;
+	c->max_pages = max_pages < 0 ? 0 : (size_t)max_pages;
+	c->accept_pages = accept_pages < 0 ? 0 : (size_t)accept_pages;
+	Py_RETURN_NONE;
+}
+
+static PyObject *core_reset_full(CoreObject *c, UNUSED PyObject *unused)
+{
+	c->full = 0;
+	Py_RETURN_NONE;
+}
+
+static int get_pid(PyObject *arg, int allow_zero)
+{
+	long pid = PyLong_AsLong(arg);
+
+	if (pid == -1 && PyErr_Occurred())
+		return -1;
+	if (pid < (allow_zero ? 0 : 1) || pid >= NR_POOLS) {
+		PyErr_Format(PyExc_ValueError, "pool id %ld out of range", pid);
+		return -1;
+	}
+	return (int)pid;
+}
+
+/* pool_add(pid, pool, compressor, zpool): a new pool with one reference. */
+static PyObject *core_pool_add(CoreObject *c, PyObject *args)
+{
+	PyObject *pid_obj, *pool, *comp, *zpool, *cap;
+	struct zswap_pool_slot s = {0};
+	int pid;
+
+	if (!PyArg_ParseTuple(args, "OOOO", &pid_obj, &pool, &comp, &zpool))
+		return NULL;
+	pid = get_pid(pid_obj, 0);
+	if (pid < 0)
+		return NULL;
+	if (c->pools[pid].pool != NULL) {
+		PyErr_Format(PyExc_RuntimeError, "pool id %d is in use", pid);
+		return NULL;
+	}
+	s.compress = PyObject_GetAttrString(comp, "compress");
+	s.decompress = s.compress ? PyObject_GetAttrString(comp, "decompress") : NULL;
+	s.alloc_write = s.decompress ? PyObject_GetAttrString(zpool, "alloc_write") : NULL;
+	s.read = s.alloc_write ? PyObject_GetAttrString(zpool, "read") : NULL;
+	s.free = s.read ? PyObject_GetAttrString(zpool, "free") : NULL;
+	if (s.free == NULL) {
+		slot_clear(&s);
+		return NULL;
+	}
+	/* The allocator's C ops, when it exports a table we can use. */
+	cap = PyObject_GetAttrString(zpool, "zpool_ops");
+	if (cap == NULL) {
+		PyErr_Clear();
+	} else if (PyCapsule_IsValid(cap, ZSWAP_ZPOOL_OPS_CAPSULE)) {
+		const struct zswap_zpool_ops *ops = PyCapsule_GetPointer(cap, ZSWAP_ZPOOL_OPS_CAPSULE);
+
+		if (ops->version >= 1 &&
+		    ops->size >= offsetof(struct zswap_zpool_ops, free) + sizeof(ops->free)) {
+			s.ops = ops;
+			s.ops_pool = PyCapsule_GetContext(cap);
+			s.ops_capsule = cap;
+			cap = NULL;
+		}
+	}
+	Py_XDECREF(cap);
+	Py_INCREF(pool);
+	s.pool = pool;
+	s.refs = 1;
+	pthread_mutex_lock(&c->pools_lock);
+	c->pools[pid] = s;
+	pthread_mutex_unlock(&c->pools_lock);
+	Py_RETURN_NONE;
+}
+
+static PyObject *core_pool_remove(CoreObject *c, PyObject *arg)
+{
+	struct zswap_pool_slot s;
+	int pid = get_pid(arg, 0);
+
+	if (pid < 0)
+		return NULL;
+	pthread_mutex_lock(&c->pools_lock);
+	s = c->pools[pid];
+	memset(&c->pools[pid], 0, sizeof(s));
+	if (c->current == pid)
+		c->current = 0;
+	pthread_mutex_unlock(&c->pools_lock);
+	slot_clear(&s);
+	Py_RETURN_NONE;
+}
+
+static PyObject *core_pool_tryget(CoreObject *c, PyObject *arg)
+{
+	int pid = get_pid(arg, 0), ok;
+
+	if (pid < 0)
+		return NULL;
+	pthread_mutex_lock(&c->pools_lock);
+	ok = c->pools[pid].pool != NULL && c->pools[pid].refs > 0;
+	if (ok)
+		c->pools[pid].refs++;
+	pthread_mutex_unlock(&c->pools_lock);
+	return PyBool_FromLong(ok);
+}
+
+/* pool_put(pid) -> bool: drop a reference; True when it was the last (the caller
+ * destroys the pool). */
+static PyObject *core_pool_put(CoreObject *c, PyObject *arg)
+{
+	int pid = get_pid(arg, 0);
+	long refs;
+
+	if (pid < 0)
+		return NULL;
+	pthread_mutex_lock(&c->pools_lock);
+	refs = --c->pools[pid].refs;
+	pthread_mutex_unlock(&c->pools_lock);
+	return PyBool_FromLong(refs == 0);
+}
+
+static PyObject *core_pool_refs(CoreObject *c, PyObject *arg)
+{
+	int pid = get_pid(arg, 0);
+	long refs;
+
+	if (pid < 0)
+		return NULL;
+	pthread_mutex_lock(&c->pools_lock);
+	refs = c->pools[pid].refs;
+	pthread_mutex_unlock(&c->pools_lock);
+	return PyLong_FromLong(refs);
+}
+
+static PyObject *core_pool_backend(CoreObject *c, PyObject *arg)
+{
+	int pid = get_pid(arg, 0);
+
+	if (pid < 0)
+		return NULL;
+	return PyUnicode_FromString(c->pools[pid].ops != NULL ? "native" : "python");
+}
+
+static PyObject *core_set_current(CoreObject *c, PyObject *arg)
+{
+	int pid = get_pid(arg, 1);
+
+	if (pid < 0)
+		return NULL;
+	pthread_mutex_lock(&c->pools_lock);
+	c->current = pid;
+	pthread_mutex_unlock(&c->pools_lock);
+	Py_RETURN_NONE;
+}
+
+static PyObject *core_stat_add(CoreObject *c, PyObject *args)
+{
+	const char *name;
+	unsigned long long n;
+
+	if (!PyArg_ParseTuple(args, "sK", &name, &n))
+		return NULL;
+	for (int s = 0; s < NR_STATS; s++) {
+		if (strcmp(stat_names[s], name) == 0) {
+			stat_inc(c, (enum zswap_stat)s, n);
+			Py_RETURN_NONE;
+		}
+	}
+	PyErr_Format(PyExc_KeyError, "no counter %s", name);
+	return NULL;
+}
+
+/* counters() -> dict: the debugfs counters kept here, and the trees' totals. */
+static PyObject *core_counters(CoreObject *c, UNUSED PyObject *unused)
+{
+	uint64_t v[NR_STATS], stored = 0, same = 0;
+	PyObject *d = PyDict_New(), *x;
+
+	if (d == NULL)
+		return NULL;
+	pthread_mutex_lock(&c->stats_lock);
+	memcpy(v, c->stats, sizeof(v));
+	pthread_mutex_unlock(&c->stats_lock);
+	for (int k = 0; k < MAX_SWAPFILES; k++) {
+		struct zswap_tree *t = c->trees[k];
+
+		if (t == NULL)
+			continue;
+		pthread_mutex_lock(&t->lock);
+		stored += t->nr_stored;
+		same += t->nr_same;
+		pthread_mutex_unlock(&t->lock);
+	}
+	for (int s = 0; s <= NR_STATS + 1; s++) {
+		const char *name = s < NR_STATS ? stat_names[s]
+				   : s == NR_STATS ? "stored_pages" : "same_filled_pages";
+		uint64_t val = s < NR_STATS ? v[s] : s == NR_STATS ? stored : same;
+
+		x = PyLong_FromUnsignedLongLong(val);
+		if (x == NULL || PyDict_SetItemString(d, name, x) < 0) {
+			Py_XDECREF(x);
+			Py_DECREF(d);
+			return NULL;
+		}
+		Py_DECREF(x);
+	}
+	return d;
+}
+
+/* native_memory() -> dict: bytes of C memory the trees hold, by kind. */
+static PyObject *core_native_memory(CoreObject *c, UNUSED PyObject *unused)
+{
+	size_t total[NR_MEM] = {0};
+	PyObject *d = PyDict_New(), *x;
+
+	if (d == NULL)
+		return NULL;
+	for (int k = 0; k < MAX_SWAPFILES; k++) {
+		struct zswap_tree *t = c->trees[k];
+
+		if (t == NULL)
+			continue;
+		pthread_mutex_lock(&t->lock);
+		for (int m = 0; m < NR_MEM; m++)
+			total[m] += t->mem[m];
+		pthread_mutex_unlock(&t->lock);
+	}
+	for (int m = 0; m < NR_MEM; m++) {
+		x = PyLong_FromSize_t(total[m]);
+		if (x == NULL || PyDict_SetItemString(d, mem_names[m], x) < 0) {
+			Py_XDECREF(x);
+			Py_DECREF(d);
+			return NULL;
+		}
+		Py_DECREF(x);
+	}
+	return d;
+}
+
+static PyMethodDef core_methods[] = {
+	{"store", (PyCFunction)(void (*)(void))core_store, METH_FASTCALL | METH_KEYWORDS,
+	 "store(type, offset, page) -> bool"},
+	{"load", (PyCFunction)(void (*)(void))core_load, METH_FASTCALL | METH_KEYWORDS,
+	 "load(type, offset, *, exclusive=None) -> bytes | None"},
+	{"load_dirty", (PyCFunction)(void (*)(void))core_load_dirty,
+	 METH_FASTCALL | METH_KEYWORDS, "load_dirty(type, offset, *, exclusive=None)"},
+	{"invalidate_page", (PyCFunction)(void (*)(void))core_invalidate_page,
+	 METH_FASTCALL | METH_KEYWORDS, "invalidate_page(type, offset)"},
+	{"invalidate_area", (PyCFunction)core_invalidate_area, METH_O, "invalidate_area(type)"},
+	{"init_type", (PyCFunction)core_init_type, METH_O, "init_type(type)"},
+	{"types", (PyCFunction)core_types, METH_NOARGS, "types() -> the initialised types"},
+	{"set_params", (PyCFunction)core_set_params, METH_VARARGS, NULL},
+	{"reset_full", (PyCFunction)core_reset_full, METH_NOARGS, NULL},
+	{"pool_add", (PyCFunction)core_pool_add, METH_VARARGS, NULL},
+	{"pool_remove", (PyCFunction)core_pool_remove, METH_O, NULL},
+	{"pool_tryget", (PyCFunction)core_pool_tryget, METH_O, NULL},
+	{"pool_put", (PyCFunction)core_pool_put, METH_O, NULL},
+	{"pool_refs", (PyCFunction)core_pool_refs, METH_O, NULL},
+	{"pool_backend", (PyCFunction)core_pool_backend, METH_O, NULL},
+	{"set_current", (PyCFunction)core_set_current, METH_O, NULL},
+	{"stat_add", (PyCFunction)core_stat_add, METH_VARARGS, NULL},
+	{"counters", (PyCFunction)core_counters, METH_NOARGS, NULL},
+	{"native_memory", (PyCFunction)core_native_memory, METH_NOARGS, NULL},
+	{"lru_pop", (PyCFunction)core_lru_pop, METH_O, NULL},
+	{"wb_take", (PyCFunction)core_wb_take, METH_VARARGS, NULL},
+	{"wb_verify", (PyCFunction)core_wb_verify, METH_VARARGS, NULL},
+	{"wb_end", (PyCFunction)core_wb_end, METH_VARARGS, NULL},
+	{NULL, NULL, 0, NULL},
+};
+
+PyTypeObject Core_Type = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "zswap_core._core.Core",
+	.tp_doc = "zswap's entry trees, LRU, counters and per-page paths, in C.",
+	.tp_basicsize = sizeof(CoreObject),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.tp_new = core_new,
+	.tp_dealloc = (destructor)core_dealloc,
+	.tp_traverse = (traverseproc)core_traverse,
+	.tp_clear = (inquiry)core_clear,
+	.tp_methods = core_methods,
+};
+
+/* ===========================================================================
+ * the module
+ * ========================================================================= */
+
+static PyObject *mod_set_hooks_active(UNUSED PyObject *mod, PyObject *arg)
+{
+	int v = PyObject_IsTrue(arg);
+
+	if (v < 0)
+		return NULL;
+	hooks_active = v;
+	Py_RETURN_NONE;
+}
+
+static PyObject *mod_crc32(UNUSED PyObject *mod, PyObject *arg)
+{
+	Py_buffer b;
+	uint32_t crc;
+
+	if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+		return NULL;
+	crc = zswap_crc32(b.buf, (size_t)b.len);
+	PyBuffer_Release(&b);
+	return PyLong_FromUnsignedLong(crc);
+}
+
+static PyMethodDef module_methods[] = {
+	{"set_hooks_active", mod_set_hooks_active, METH_O,
+	 "Tell the native paths whether observers are registered."},
+	{"crc32", mod_crc32, METH_O, "crc32(data) -> int, as zlib.crc32 (for tests)"},
+	{NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+	PyModuleDef_HEAD_INIT,
+	.m_name = "zswap_core._core",
+	.m_doc = "The native backend of zswap_core: see zswap_core/_native/zswap.c.",
+	.m_size = -1,
+	.m_methods = module_methods,
+};
+
+static int intern(PyObject **slot, const char *s)
+{
+	*slot = PyUnicode_InternFromString(s);
+	return *slot == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+	PyObject *m, *names;
+
+	zswap_crc32_init();
+	if (intern(&str_store, "store") || intern(&str_load, "load") ||
+	    intern(&str_invalidate, "invalidate") || intern(&str_wake, "_native_wake") ||
+	    intern(&str_pool_empty, "_native_pool_empty") || intern(&str_hook, "_native_hook") ||
+	    intern(&str_bad_handle, "_native_bad_handle") ||
+	    intern(&str_free_failed, "_native_free_failed") ||
+	    intern(&str_unreadable, "_native_unreadable") ||
+	    intern(&str_bad_page, "_bad_page") || intern(&str_as_page, "_native_as_page") ||
+	    intern(&str_errno, "errno"))
+		return NULL;
+	if (PyType_Ready(&PageCounter_Type) < 0 || PyType_Ready(&Core_Type) < 0)
+		return NULL;
+	m = PyModule_Create(&core_module);
+	if (m == NULL)
+		return NULL;
+	names = PyTuple_New(NR_STATS);
+	if (names == NULL)
+		goto fail;
+	for (int s = 0; s < NR_STATS; s++) {
+		PyObject *n = PyUnicode_FromString(stat_names[s]);
+
+		if (n == NULL) {
+			Py_DECREF(names);
+			goto fail;
+		}
+		PyTuple_SET_ITEM(names, s, n);
+	}
+	if (PyModule_AddObject(m, "STAT_NAMES", names) < 0) {
+		Py_DECREF(names);
+		goto fail;
+	}
+	if (PyModule_AddObjectRef(m, "PageCounter", (PyObject *)&PageCounter_Type) < 0 ||
+	    PyModule_AddObjectRef(m, "Core", (PyObject *)&Core_Type) < 0 ||
+	    PyModule_AddIntConstant(m, "ZPOOL_OPS_VERSION", ZSWAP_ZPOOL_OPS_VERSION) < 0 ||
+	    PyModule_AddIntConstant(m, "PAGE_ACCT_VERSION", ZSWAP_PAGE_ACCT_VERSION) < 0 ||
+	    PyModule_AddIntConstant(m, "ENTRY_BYTES", sizeof(struct zswap_entry)) < 0 ||
+	    PyModule_AddIntConstant(m, "LRU_RECORD_BYTES", sizeof(struct lru_rec)) < 0)
+		goto fail;
+	return m;
+fail:
+	Py_DECREF(m);
+	return NULL;
+}
