@@ -3,7 +3,7 @@
 The extension is optional: without a compiler the plugin installs as pure Python.
 """
 
-from setuptools import Extension, setup
+from setuptools import Extension, setup  # type: ignore[import-untyped]
 
 setup(
     ext_modules=[

@@ -1,4 +1,8 @@
-"""The zsmalloc pool: zspages per size class, fullness groups, indirect handles.
+"""The Python zsmalloc (the reference): zspages per size class, fullness groups, handles.
+
+:class:`PyZsmalloc` is what ``Zsmalloc(...)`` gives where the C pool
+(``zswap_zsmalloc._zsmalloc``) cannot run, and the reference the C pool is tested
+against: both give the same handles, pages and statistics for the same operations.
 
 Layout of the bookkeeping (chosen so that no Python object exists per stored object):
 
@@ -6,7 +10,8 @@ Layout of the bookkeeping (chosen so that no Python object exists per stored obj
   zspage and object index of each live handle, plus the last handle value given out
   from the slot. A handle is ``generation << 28 | slot`` (always below ``2**37``); the
   generation (1..511) moves on each reuse of a slot, so a stale handle is refused
-  rather than silently naming a newer object;
+  rather than silently naming a newer object. When the last handle is freed the table
+  is dropped, and new slots start one generation above the highest seen;
 * a **zspage** (one small object per chain of pages) holds its pages, cached
   ``memoryview`` s of them, a stack of free object indices and, per object index, the
   owning table slot (0: free) - the kernel keeps that back-pointer in the object's
@@ -27,13 +32,10 @@ import threading
 from array import array
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from zswap_core import MapMode, Param, Zpool, ZpoolError
+from zswap_core import MapMode, ZpoolError
 
 from ._classes import (
-    DEFAULT_CHAIN_SIZE,
     FULLNESS_NAMES,
-    MAX_CHAIN_SIZE,
-    MIN_CHAIN_SIZE,
     NR_FULLNESS_GROUPS,
     ZS_HANDLE_SIZE,
     ClassTable,
@@ -41,22 +43,23 @@ from ._classes import (
     class_table,
     fullness_group,
 )
+from ._driver import Zsmalloc, chain_size_of
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
     from zswap_core import ModuleParams, PageAllocator
 
-__all__ = ["Zsmalloc", "format_classes"]
+__all__ = ["PyZsmalloc", "format_classes"]
 
 _SLOT_BITS = 28
 _SLOT_MASK = (1 << _SLOT_BITS) - 1
 _GEN_UNIT = 1 << _SLOT_BITS
+_GEN_MAX = 511
 _HANDLE_LIMIT = 1 << 37  # the core packs handles in 37 bits
 _FULL = NR_FULLNESS_GROUPS - 1  # group 11, "100%"
 _NOT_FULL_MASK = ((1 << _FULL) - 1) & ~1  # groups 1..10
 _RO = MapMode.RO
-_WO = MapMode.WO
 
 
 class _SizeClass:
@@ -121,30 +124,14 @@ def _einval(handle: object) -> ZpoolError:
     return ZpoolError(errno.EINVAL, f"zsmalloc: invalid handle {handle!r}")
 
 
-class Zsmalloc(Zpool):
-    """zsmalloc: size classes, multi-page zspages, fullness groups, compaction."""
+class PyZsmalloc(Zsmalloc):
+    """zsmalloc in Python: size classes, multi-page zspages, fullness groups, compaction."""
 
-    type: ClassVar[str] = "zsmalloc"
-    description: ClassVar[str] = (
-        "size-class allocator: zspages of up to chain_size pages, objects may span pages,"
-        " compaction"
-    )
-    can_compact: ClassVar[bool] = True
-    parameters: ClassVar[tuple[Param, ...]] = (
-        Param(
-            "chain_size",
-            "int",
-            DEFAULT_CHAIN_SIZE,
-            "most pages per zspage (CONFIG_ZSMALLOC_CHAIN_SIZE); read at pool creation",
-            writable=False,
-            minimum=MIN_CHAIN_SIZE,
-            maximum=MAX_CHAIN_SIZE,
-        ),
-    )
+    backend: ClassVar[str] = "python"
 
     def __init__(self, name: str, pages: PageAllocator, params: ModuleParams | None = None) -> None:
         super().__init__(name, pages, params)
-        chain = DEFAULT_CHAIN_SIZE if params is None else int(params["chain_size"])
+        chain = chain_size_of(params)
         self.table: ClassTable = class_table(self.page_size, chain)
         self.chain_size = chain
         #: the kernel's ``zs_huge_class_size()``
@@ -168,6 +155,7 @@ class Zsmalloc(Zpool):
         self._hobj = array("I")  # object index inside that zspage
         self._hmap = array("I")  # number of current mappings
         self._hfree = array("I")  # stack of free slots
+        self._gen_base = 1  # generation of a slot used for the first time
         self._spans: dict[int, list[tuple[int, bytearray, int]]] = {}
 
     # -- allocation ------------------------------------------------------------------
@@ -207,7 +195,7 @@ class Zsmalloc(Zpool):
                 self._hobj[hs] = obj
             else:
                 hs = len(self._hzs)
-                handle = _GEN_UNIT | hs
+                handle = self._gen_base << _SLOT_BITS | hs
                 self._hval.append(handle)
                 self._hzs.append(zs)
                 self._hobj.append(obj)
@@ -278,8 +266,21 @@ class Zsmalloc(Zpool):
                     cls.mask |= 1 << g
                 else:
                     self._free_zspage(zs)
+            if len(self._hfree) == len(self._hzs):
+                self._drop_handles()
         finally:
             self._lock.release()
+
+    def _drop_handles(self) -> None:
+        """No handle is live: drop the table (lock held). New slots start one generation
+        above the highest given out, so no old handle becomes valid again at once."""
+        top = max(self._hval) >> _SLOT_BITS
+        self._gen_base = 1 if top >= _GEN_MAX else top + 1
+        self._hval = array("Q")
+        self._hzs = []
+        self._hobj = array("I")
+        self._hmap = array("I")
+        self._hfree = array("I")
 
     # -- mapping ---------------------------------------------------------------------
     def _slot(self, handle: int) -> tuple[int, _Zspage]:
@@ -314,10 +315,10 @@ class Zsmalloc(Zpool):
         dlen = zs.cls.dlen
         p = off >> self._page_shift
         o = off & self._page_mask
-        if mode != _WO:
-            k = self.page_size - o
-            buf[:k] = zs.pages[p][o:]
-            buf[k:dlen] = zs.pages[p + 1][: dlen - k]
+        # copied in for WO too: a WO mapping that writes part of the object keeps the rest
+        k = self.page_size - o
+        buf[:k] = zs.pages[p][o:]
+        buf[k:dlen] = zs.pages[p + 1][: dlen - k]
         recs = self._spans.get(hs)
         if recs is None:
             recs = self._spans[hs] = []
@@ -432,7 +433,6 @@ class Zsmalloc(Zpool):
         return freed
 
     def stats(self) -> dict[str, Any]:
-        """Per-class table as ``/sys/kernel/debug/zsmalloc/<pool>/classes``, plus totals."""
         rows: list[dict[str, int]] = []
         total: dict[str, int] = dict.fromkeys(
             (*FULLNESS_NAMES[1:], "obj_allocated", "obj_used", "pages_used", "freeable"), 0
@@ -602,7 +602,7 @@ class Zsmalloc(Zpool):
 
 
 def format_classes(stats: dict[str, Any]) -> str:
-    """Render :meth:`Zsmalloc.stats` as the debugfs ``classes`` file."""
+    """Render ``Zsmalloc.stats()`` as the debugfs ``classes`` file."""
     cols = [*FULLNESS_NAMES[1:], "obj_allocated", "obj_used", "pages_used"]
     head = f"{'class':>5} {'size':>5} " + " ".join(f"{c:>9}" for c in FULLNESS_NAMES[1:])
     head += f" {'obj_allocated':>13} {'obj_used':>13} {'pages_used':>15}"

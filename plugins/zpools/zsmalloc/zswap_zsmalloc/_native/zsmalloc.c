@@ -1768,6 +1768,26 @@ static PyObject *Pool_classes(PoolObject *self, PyObject *Py_UNUSED(ignored))
 	return out;
 }
 
+/* _where(handle) -> (zspage id, object index): for white-box tests */
+static PyObject *Pool_where(PoolObject *self, PyObject *arg)
+{
+	struct zs_pool *pool = &self->pool;
+	uint64_t handle, e = 0;
+	uint32_t slot;
+	int err = -EINVAL;
+
+	if (zs_parse_handle(arg, &handle)) {
+		zs_lock(pool);
+		err = handle_lookup(pool, handle, &slot);
+		if (!err)
+			e = pool->handles[slot];
+		zs_unlock(pool);
+	}
+	if (err)
+		return zs_bad_handle(arg);
+	return Py_BuildValue("(II)", he_zspage(e), he_obj(e));
+}
+
 static PyObject *Pool_get_nr_pages(PoolObject *self, void *Py_UNUSED(closure))
 {
 	uint64_t nr;
@@ -1882,6 +1902,7 @@ static PyMethodDef Pool_methods[] = {
 	{"stats", (PyCFunction)Pool_stats, METH_NOARGS, "per-class statistics"},
 	{"native_memory", (PyCFunction)Pool_native_memory, METH_NOARGS, "C memory held, by kind"},
 	{"classes", (PyCFunction)Pool_classes, METH_NOARGS, "the size class table"},
+	{"_where", (PyCFunction)Pool_where, METH_O, "(zspage id, object index) of a handle"},
 	{NULL, NULL, 0, NULL},
 };
 
