@@ -1,4 +1,5 @@
-"""The conformance kit (zswap_core.testing) run against this plugin."""
+"""The conformance kit (zswap_core.testing) run against this plugin, on both backends
+(conftest.backend)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from zswap_zsmalloc import Zsmalloc
 
 from zswap_core import Zpool
 from zswap_core.testing import ZpoolConformance
+from zswap_core.testing._common import BUNDLED_COMPRESSORS, first_available, zswap_threads_check
 
 
 class TestZsmalloc(ZpoolConformance):
@@ -25,3 +27,19 @@ class TestZsmalloc(ZpoolConformance):
         assert used == pool.nr_pages == s["total"]["pages_used"], f"{where}: {s['total']}"
         objects = sum(r["obj_used"] for r in s["classes"])
         assert objects == s["nr_handles"] == len(handles), f"{where}: {objects} objects"
+
+    def test_zswap_threads(self, page_size: int, backend: str) -> None:
+        """On the C pool, only the free-running part: Zswap's store, load and invalidate
+        call its C methods (alloc_write, read, free), which run whole with the GIL held,
+        so there is no bytecode of the plugin for the forced interleavings to stop at.
+        (test_threads forces them through the pool's own Python methods.)"""
+        if backend != "native":
+            super().test_zswap_threads(page_size)
+            return
+        reg = self.kit_registry()
+        comp = self.partner_compressor or first_available(
+            "compressor", BUNDLED_COMPRESSORS, "", "kit-deflate", reg
+        )
+        zswap_threads_check(
+            reg, compressor=comp, zpool=self.module.name, page_size=page_size, seed=self.seed
+        )

@@ -14,7 +14,8 @@ import os
 import random
 
 import pytest
-from zswap_zsmalloc import ZS_HANDLE_SIZE, Zsmalloc, format_classes
+from zswap_zsmalloc import ZS_HANDLE_SIZE, PyZsmalloc, Zsmalloc, format_classes
+from zswap_zsmalloc._cpool import NativeZsmalloc
 
 import zswap_core
 from zswap_core import MapMode, ModuleParams, PageAllocator, ParamError, ZpoolError
@@ -28,15 +29,20 @@ def make(page_size: int = 4096, chain: int | None = None) -> tuple[Zsmalloc, Pag
     if chain is not None:
         params = ModuleParams("zsmalloc", Zsmalloc.parameters)
         params.set("chain_size", chain, boot=True)
-    return Zsmalloc("test", pa, params), pa
+    z = Zsmalloc("test", pa, params)
+    assert z.backend == os.environ["ZSWAP_BACKEND"]  # set by conftest.backend
+    return z, pa
 
 
-def where(z: Zsmalloc, handle: int) -> tuple[object, int]:
-    """(zspage, object index) of a live handle (white-box)."""
+def where(z: Zsmalloc, handle: int) -> tuple[int, int]:
+    """(zspage key, object index) of a live handle (white-box): equal keys, same zspage."""
+    if isinstance(z, NativeZsmalloc):
+        return z._pool._where(handle)
+    assert isinstance(z, PyZsmalloc)
     slot = handle & SLOT_MASK
     zs = z._hzs[slot]
     assert zs is not None
-    return zs, z._hobj[slot]
+    return id(zs), z._hobj[slot]
 
 
 def fill(z: Zsmalloc, handle: int, data: bytes, mode: MapMode = MapMode.WO) -> None:
@@ -197,20 +203,20 @@ def test_allocation_prefers_fullest_zspage() -> None:
         if zs not in zspages:
             zspages.append(zs)
     assert len(zspages) == 3
-    by_zs = {id(zs): [h for h in hs if where(z, h)[0] is zs] for zs in zspages}
+    by_zs = {zs: [h for h in hs if where(z, h)[0] == zs] for zs in zspages}
     a, b, c = zspages
-    for h in by_zs[id(a)][:5]:  # a: 3/8 -> "40%"
+    for h in by_zs[a][:5]:  # a: 3/8 -> "40%"
         z.free(h)
-    for h in by_zs[id(b)][:1]:  # b: 7/8 -> "90%"
+    for h in by_zs[b][:1]:  # b: 7/8 -> "90%"
         z.free(h)
-    for h in by_zs[id(c)][:3]:  # c: 5/8 -> "70%"
+    for h in by_zs[c][:3]:  # c: 5/8 -> "70%"
         z.free(h)
     row = next(r for r in z.stats()["classes"] if r["size"] == 1536)
     assert (row["40%"], row["70%"], row["90%"], row["100%"]) == (1, 1, 1, 0)
     h = z.malloc(1500)
-    assert where(z, h)[0] is b  # fullest non-full first
+    assert where(z, h)[0] == b  # fullest non-full first
     h2 = z.malloc(1500)
-    assert where(z, h2)[0] is c  # b is full now; c is next fullest
+    assert where(z, h2)[0] == c  # b is full now; c is next fullest
     row = next(r for r in z.stats()["classes"] if r["size"] == 1536)
     assert (row["40%"], row["80%"], row["100%"]) == (1, 1, 1)
 

@@ -258,6 +258,17 @@ static inline void zs_unlock(struct zs_pool *pool)
 	pthread_mutex_unlock(&pool->lock);
 }
 
+/* The next capacity of a table: an eighth more, so that at most 1/8 is slack
+ * (realloc of a large block is an mremap, not a copy). */
+static inline uint32_t zs_grow(uint32_t cap, uint32_t first)
+{
+	uint32_t more = cap / 8;
+
+	if (!cap)
+		return first;
+	return cap > UINT32_MAX - more ? UINT32_MAX : cap + (more ? more : 1);
+}
+
 /* -- size class table ----------------------------------------------------- */
 
 static inline uint32_t zs_slot_for(const struct zs_pool *pool, size_t size)
@@ -593,7 +604,7 @@ static uint32_t zs_get_descriptor(struct zs_pool *pool)
 		return id;
 	}
 	if (pool->nr_zspage_ids == pool->zspage_cap) {
-		uint32_t cap = pool->zspage_cap ? pool->zspage_cap * 2 : 16;
+		uint32_t cap = zs_grow(pool->zspage_cap, 16);
 		struct zspage *grown = realloc(pool->zspages, cap * sizeof(*grown));
 		if (!grown)
 			return ZS_NONE;
@@ -745,7 +756,7 @@ static int handle_reserve(struct zs_pool *pool)
 	if (pool->nr_slots_used > ZS_SLOT_MASK)
 		return -ENOMEM;
 	if (pool->nr_slots_used == pool->handle_cap) {
-		uint32_t cap = pool->handle_cap ? pool->handle_cap * 2 : 64;
+		uint32_t cap = zs_grow(pool->handle_cap, 64);
 		uint64_t *grown = realloc(pool->handles, cap * sizeof(*grown));
 		if (!grown)
 			return -ENOMEM;
