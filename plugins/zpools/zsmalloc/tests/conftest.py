@@ -10,12 +10,21 @@ from zswap_zsmalloc import NATIVE_AVAILABLE, NATIVE_ERROR
 from zswap_core import PageAllocator
 
 
-def native_page_acct() -> bool:
-    """zswap-core's PageAllocator exports ``page_acct`` (its native backend is built)."""
+def skip_without_native() -> None:
+    """Skip, saying why, when the C pool cannot run here."""
+    if not NATIVE_AVAILABLE:
+        pytest.skip(f"native: {NATIVE_ERROR}")
     try:
-        return getattr(PageAllocator(4096, backend="native"), "page_acct", None) is not None
+        acct = getattr(PageAllocator(4096, backend="native"), "page_acct", None)
     except (TypeError, ValueError):
-        return False
+        acct = None
+    if acct is None:
+        pytest.skip("native: zswap_core's PageAllocator has no page_acct (core not native)")
+
+
+@pytest.fixture
+def require_native() -> None:
+    skip_without_native()
 
 
 @pytest.fixture(autouse=True, params=["native", "python"])
@@ -23,9 +32,6 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     """``ZSWAP_BACKEND`` for the test (read when a pool or PageAllocator is made)."""
     name: str = request.param
     if name == "native":
-        if not NATIVE_AVAILABLE:
-            pytest.skip(f"native: {NATIVE_ERROR}")
-        if not native_page_acct():
-            pytest.skip("native: zswap_core's PageAllocator has no page_acct (core not native)")
+        skip_without_native()
     monkeypatch.setenv("ZSWAP_BACKEND", name)
     yield name
