@@ -21,6 +21,7 @@ import itertools
 import os
 import struct
 import threading
+import time
 import warnings
 import weakref
 import zlib
@@ -459,6 +460,9 @@ class Zswap:
         self._worker_wake = threading.Event()
         self._closed = False
         self._core: Any = None
+        # Native backend: held while writeback has an entry pinned (see
+        # _writeback_native); whoever must wait for a pin waits on it.
+        self._wb_lock = threading.Lock()
         if self.backend == "native":
             self._bind_native()
 
@@ -1362,7 +1366,23 @@ class Zswap:
         """
         handler = self._writeback_handler
         core = self._core
-        if handler is None or not packed or not core.wb_take(type, offset, packed, stamp):
+        if handler is None or not packed:
+            return None
+        with self._wb_lock:
+            ok = self._writeback_pinned(handler, type, offset, packed, stamp)
+        if ok is None:
+            return None
+        if ok:
+            self._stat_inc("written_back_pages")
+        if _hooks.STATE.active:
+            _hooks.call("zswap_writeback", zswap=self, type=type, offset=offset, ok=ok)
+        return ok
+
+    def _writeback_pinned(
+        self, handler: WritebackHandler, type: int, offset: int, packed: int, stamp: int
+    ) -> bool | None:
+        core = self._core
+        if not core.wb_take(type, offset, packed, stamp):
             return None
         ok = False
         try:
@@ -1381,15 +1401,19 @@ class Zswap:
                 self._stat_inc("reject_reclaim_fail")
         finally:
             core.wb_end(type, offset, packed, ok)  # frees the entry when written
-        if ok:
-            self._stat_inc("written_back_pages")
-        if _hooks.STATE.active:
-            _hooks.call("zswap_writeback", zswap=self, type=type, offset=offset, ok=ok)
         return ok
 
     # -- the native core's slow paths (called from C with no C lock held) ------------------
     def _native_wake(self) -> None:
         self._wake_worker()
+
+    def _native_wait_pin(self) -> None:
+        # Writeback holds _wb_lock while its entry is pinned. A pin without it (a
+        # load that lost 8 races pins its entry for one decompression) is waited out
+        # by giving the GIL away.
+        with self._wb_lock:
+            pass
+        time.sleep(0)
 
     def _native_pool_empty(self, pid: int) -> None:
         pool = self._by_id[pid]

@@ -19,8 +19,8 @@
  *
  * Locks. Every function here runs with the GIL held, and takes a C lock only for
  * a short section that calls no Python and never waits for the GIL. Where an
- * operation must wait for an entry that writeback has pinned, it drops its lock
- * and the GIL, and looks again.
+ * operation must wait for an entry that writeback has pinned, it drops its lock,
+ * waits in Python for the writeback to end (wait_pin), and looks again.
  *
  * MIT licence, part of zswap-core.
  */
@@ -28,7 +28,6 @@
 #include <Python.h>
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -450,7 +449,8 @@ struct zswap_pool_slot {
 
 typedef struct {
 	PyObject_HEAD
-	PyObject *owner;          /* the Zswap; its _native_* methods are the slow paths */
+	PyObject *owner_ref;      /* weakref to the Zswap; its _native_* methods are the
+				   * slow paths (see owner_call) */
 	PageCounterObject *pages; /* its page allocator's counters (the pool limit) */
 	PyObject *zpool_error;    /* zswap_core.ZpoolError */
 	PyObject *zero_page;
@@ -478,7 +478,7 @@ typedef struct {
 
 static PyObject *str_store, *str_load, *str_invalidate;
 static PyObject *str_wake, *str_pool_empty, *str_hook, *str_bad_handle, *str_free_failed;
-static PyObject *str_unreadable, *str_bad_page, *str_as_page, *str_errno;
+static PyObject *str_unreadable, *str_bad_page, *str_as_page, *str_errno, *str_wait_pin;
 
 /* Python 3.11 has no PyErr_GetRaisedException: these take the pending exception
  * as one object (to pass on), or keep it aside and put it back (to re-raise). */
@@ -507,6 +507,27 @@ static void exc_save(struct saved_exc *s)
 static void exc_restore(struct saved_exc *s)
 {
 	PyErr_Restore(s->type, s->value, s->tb);
+}
+
+/* Call the Zswap's method `name` with `n` arguments. The core holds its Zswap by
+ * a weak reference: the Zswap's finalizer keeps its pools (which know the core)
+ * alive, so a strong one would keep a dropped Zswap from ever being collected. */
+static PyObject *owner_call(CoreObject *c, PyObject *name, int n, PyObject *a1, PyObject *a2,
+			    PyObject *a3, PyObject *a4)
+{
+	PyObject *owner = PyWeakref_GetObject(c->owner_ref);
+	PyObject *args[5] = {owner, a1, a2, a3, a4}, *r;
+
+	if (owner == NULL)
+		return NULL;
+	if (owner == Py_None) {
+		PyErr_SetString(PyExc_ReferenceError, "the Zswap of this core is gone");
+		return NULL;
+	}
+	Py_INCREF(owner);
+	r = PyObject_VectorcallMethod(name, args, (size_t)(n + 1), NULL);
+	Py_DECREF(owner);
+	return r;
 }
 
 static void stat_inc(CoreObject *c, enum zswap_stat s, uint64_t n)
@@ -551,7 +572,7 @@ static int pool_put(CoreObject *c, int pid)
 	id = PyLong_FromLong(pid);
 	if (id == NULL)
 		return -1;
-	r = PyObject_CallMethodOneArg(c->owner, str_pool_empty, id);
+	r = owner_call(c, str_pool_empty, 1, id, NULL, NULL, NULL);
 	Py_DECREF(id);
 	if (r == NULL)
 		return -1;
@@ -593,11 +614,11 @@ static int entry_free(CoreObject *c, uint64_t packed)
 	if (err != NULL) {
 		PyObject *id = PyLong_FromLong(pid);
 
-		r = id ? PyObject_CallMethodObjArgs(c->owner, str_free_failed, id, err, NULL) : NULL;
+		r = id ? owner_call(c, str_free_failed, 2, id, err, NULL, NULL) : NULL;
 		Py_XDECREF(id);
 		Py_DECREF(err);
 		if (r == NULL)
-			PyErr_WriteUnraisable(c->owner);
+			PyErr_WriteUnraisable((PyObject *)c);
 		Py_XDECREF(r);
 	}
 	if (rc < 0) {
@@ -605,7 +626,7 @@ static int entry_free(CoreObject *c, uint64_t packed)
 
 		exc_save(&exc);
 		if (pool_put(c, pid) < 0)
-			PyErr_WriteUnraisable(c->owner);
+			PyErr_WriteUnraisable((PyObject *)c);
 		exc_restore(&exc);
 		return -1;
 	}
@@ -623,8 +644,7 @@ static int call_hook(CoreObject *c, PyObject *kind, long type, uint64_t offset, 
 	PyObject *r = NULL;
 
 	if (t && o)
-		r = PyObject_CallMethodObjArgs(c->owner, str_hook, kind, t, o,
-					       result ? Py_True : Py_False, NULL);
+		r = owner_call(c, str_hook, 4, kind, t, o, result ? Py_True : Py_False);
 	Py_XDECREF(t);
 	Py_XDECREF(o);
 	if (r == NULL)
@@ -739,9 +759,22 @@ static int get_offset(PyObject *obj, uint32_t *offset)
 	return 0;
 }
 
-/* Lock `t` with no pinned entry at `offset`: a pinned entry is being written
- * back (or read by a pinned load); wait for it without the lock or the GIL. */
-static void tree_lock_unpinned(struct zswap_tree *t, uint32_t offset)
+/* Wait for a pin to go: the Python side waits on the lock its writeback holds
+ * while the entry is pinned, so the wait is one a debugger or the conformance
+ * kit's interleaver can see. No C lock is held. */
+static int wait_pin(CoreObject *c)
+{
+	PyObject *r = owner_call(c, str_wait_pin, 0, NULL, NULL, NULL, NULL);
+
+	if (r == NULL)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+
+/* Lock `t` with no pinned entry at `offset` (one being written back, or read by
+ * a pinned load): 0 with the lock held, or -1 with an exception and no lock. */
+static int tree_lock_unpinned(CoreObject *c, struct zswap_tree *t, uint32_t offset)
 {
 	for (;;) {
 		struct zswap_entry *e;
@@ -749,11 +782,10 @@ static void tree_lock_unpinned(struct zswap_tree *t, uint32_t offset)
 		pthread_mutex_lock(&t->lock);
 		e = tree_entry(t, offset);
 		if (e == NULL || !(e->stamp & STAMP_BUSY) || (e->packed & E_SAME))
-			return;
+			return 0;
 		pthread_mutex_unlock(&t->lock);
-		Py_BEGIN_ALLOW_THREADS
-		sched_yield();
-		Py_END_ALLOW_THREADS
+		if (wait_pin(c) < 0)
+			return -1;
 	}
 }
 
@@ -763,7 +795,9 @@ static int tree_erase(CoreObject *c, struct zswap_tree *t, uint32_t offset, uint
 	struct zswap_entry *e;
 	uint64_t old = 0;
 
-	tree_lock_unpinned(t, offset);
+	*removed = 0;
+	if (tree_lock_unpinned(c, t, offset) < 0)
+		return -1;
 	e = tree_entry(t, offset);
 	if (e != NULL && e->packed) {
 		old = e->packed;
@@ -894,13 +928,12 @@ static int store_alloc(CoreObject *c, int pid, PyObject *data, uint64_t *handle)
 	 * and says so; the page is refused. */
 	{
 		PyObject *id = PyLong_FromLong(pid);
-		PyObject *r = id ? PyObject_CallMethodObjArgs(c->owner, str_bad_handle, id, h, NULL)
-				 : NULL;
+		PyObject *r = id ? owner_call(c, str_bad_handle, 2, id, h, NULL, NULL) : NULL;
 
 		Py_XDECREF(id);
 		Py_DECREF(h);
 		if (r == NULL)
-			PyErr_WriteUnraisable(c->owner);
+			PyErr_WriteUnraisable((PyObject *)c);
 		Py_XDECREF(r);
 	}
 	return ST_REJECT_ALLOC_FAIL;
@@ -945,7 +978,7 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 	if (PyBytes_CheckExact(page)) {
 		Py_INCREF(page);
 	} else {
-		page = PyObject_CallMethodOneArg(c->owner, str_as_page, page);
+		page = owner_call(c, str_as_page, 1, page, NULL, NULL, NULL);
 		if (page == NULL)
 			goto fail_tree;
 	}
@@ -957,7 +990,7 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 	if (!c->enabled)
 		goto refuse;
 	if (pool_full(c)) {
-		PyObject *r = PyObject_CallMethodNoArgs(c->owner, str_wake);
+		PyObject *r = owner_call(c, str_wake, 0, NULL, NULL, NULL, NULL);
 
 		if (r == NULL)
 			goto fail_page;
@@ -1003,7 +1036,11 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 
 	/* insert, replacing a duplicate: one critical section of the tree */
 	i = offset & CHUNK_MASK;
-	tree_lock_unpinned(t, offset);
+	if (tree_lock_unpinned(c, t, offset) < 0) {
+		if (!(packed & E_SAME) && entry_free(c, packed) < 0)
+			PyErr_WriteUnraisable((PyObject *)c);
+		goto fail_tree;
+	}
 	if (t->dead) {
 		old = 0;
 		rc = 1; /* invalidate_area won the race: refuse, as if it came first */
@@ -1064,7 +1101,7 @@ fail_pool:
 
 		exc_save(&exc);
 		if (pool_put(c, pid) < 0)
-			PyErr_WriteUnraisable(c->owner);
+			PyErr_WriteUnraisable((PyObject *)c);
 		exc_restore(&exc);
 	}
 fail_page:
@@ -1140,7 +1177,7 @@ static PyObject *entry_decompress(CoreObject *c, uint64_t packed, PyObject *src,
 	/* Exactly a page, as bytes: immutable, so what the caller gets cannot change. */
 	if (PyBytes_CheckExact(out) && (size_t)PyBytes_GET_SIZE(out) == c->page_size)
 		return out;
-	*error = PyObject_CallMethodOneArg(c->owner, str_bad_page, out);
+	*error = owner_call(c, str_bad_page, 1, out, NULL, NULL, NULL);
 	Py_DECREF(out);
 	return NULL;
 failed:
@@ -1156,7 +1193,7 @@ static void load_failed(CoreObject *c, long type, uint32_t offset, PyObject *err
 
 	stat_inc(c, ST_DECOMPRESS_FAIL, 1);
 	if (t && o)
-		exc = PyObject_CallMethodObjArgs(c->owner, str_unreadable, t, o, error, NULL);
+		exc = owner_call(c, str_unreadable, 3, t, o, error, NULL);
 	Py_XDECREF(t);
 	Py_XDECREF(o);
 	if (exc != NULL) {
@@ -1219,10 +1256,12 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 	for (attempt = 0;; attempt++) {
 		/* After 8 lost races, pin the entry: writers then wait for this load. */
 		pinned = attempt >= 8;
-		if (excl || pinned)
-			tree_lock_unpinned(t, offset);
-		else
+		if (excl || pinned) {
+			if (tree_lock_unpinned(c, t, offset) < 0)
+				goto fail;
+		} else {
 			pthread_mutex_lock(&t->lock);
+		}
 		e = tree_entry(t, offset);
 		packed = e ? e->packed : 0;
 		if (!packed) {
@@ -1263,10 +1302,15 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 
 		/* An exclusive load must not drop an entry writeback has pinned meanwhile;
 		 * our own pin keeps the others away. */
-		if (excl && !pinned)
-			tree_lock_unpinned(t, offset);
-		else
+		if (excl && !pinned) {
+			if (tree_lock_unpinned(c, t, offset) < 0) {
+				Py_XDECREF(out);
+				Py_XDECREF(error);
+				goto fail;
+			}
+		} else {
 			pthread_mutex_lock(&t->lock);
+		}
 		e = tree_entry(t, offset);
 		if (pinned && e != NULL && e->packed == packed)
 			e->stamp &= ~STAMP_BUSY;
@@ -1408,9 +1452,10 @@ static PyObject *core_invalidate_area(CoreObject *c, PyObject *type_obj)
 		if (!tree_has_pinned(t))
 			break;
 		pthread_mutex_unlock(&t->lock);
-		Py_BEGIN_ALLOW_THREADS
-		sched_yield();
-		Py_END_ALLOW_THREADS
+		if (wait_pin(c) < 0) {
+			tree_put(t);
+			return NULL;
+		}
 	}
 	if (c->trees[type] == t) {
 		c->trees[type] = NULL;
@@ -1444,7 +1489,7 @@ static PyObject *core_invalidate_area(CoreObject *c, PyObject *type_obj)
 		if (entry_free(c, removed[k]) < 0 && rc == 0)
 			rc = -1;
 		else if (rc < 0)
-			PyErr_WriteUnraisable(c->owner);
+			PyErr_WriteUnraisable((PyObject *)c);
 	}
 	free(removed);
 	tree_put(t);
@@ -1634,8 +1679,11 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 		return NULL;
 	}
 	memset(PyBytes_AS_STRING(c->zero_page), 0, (size_t)page_size);
-	Py_INCREF(owner);
-	c->owner = owner;
+	c->owner_ref = PyWeakref_NewRef(owner, NULL);
+	if (c->owner_ref == NULL) {
+		Py_DECREF(c);
+		return NULL;
+	}
 	Py_INCREF(pages);
 	c->pages = pages;
 	Py_INCREF(zpool_error);
@@ -1658,7 +1706,7 @@ static void slot_clear(struct zswap_pool_slot *s)
 
 static int core_traverse(CoreObject *c, visitproc visit, void *arg)
 {
-	Py_VISIT(c->owner);
+	Py_VISIT(c->owner_ref);
 	Py_VISIT(c->pages);
 	for (int p = 0; p < NR_POOLS; p++) {
 		struct zswap_pool_slot *s = &c->pools[p];
@@ -1676,7 +1724,7 @@ static int core_traverse(CoreObject *c, visitproc visit, void *arg)
 
 static int core_clear(CoreObject *c)
 {
-	Py_CLEAR(c->owner);
+	Py_CLEAR(c->owner_ref);
 	for (int p = 0; p < NR_POOLS; p++)
 		slot_clear(&c->pools[p]);
 	return 0;
@@ -2089,7 +2137,7 @@ PyMODINIT_FUNC PyInit__core(void)
 	    intern(&str_free_failed, "_native_free_failed") ||
 	    intern(&str_unreadable, "_native_unreadable") ||
 	    intern(&str_bad_page, "_bad_page") || intern(&str_as_page, "_native_as_page") ||
-	    intern(&str_errno, "errno"))
+	    intern(&str_errno, "errno") || intern(&str_wait_pin, "_native_wait_pin"))
 		return NULL;
 	if (PyType_Ready(&PageCounter_Type) < 0 || PyType_Ready(&Core_Type) < 0)
 		return NULL;
