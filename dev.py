@@ -9,7 +9,13 @@ the command. Safe to run again: set-up is skipped while nothing it depends on ch
 
     python3 dev.py run [zswap run options]   # the main job: `zswap run`
     python3 dev.py test [pytest options]     # ruff, mypy --strict, and every test
+    python3 dev.py test --sanitize[=address|thread] [--quick] [pytest options]
+                                             # the C code under ASan+UBSan (or TSan)
+    python3 dev.py test --valgrind [pytest options]  # the C code under valgrind memcheck
     python3 dev.py wheels [--out DIR]        # sdist + wheel of the core and every plugin
+
+The C extensions (the core's native backend, zsmalloc) are rebuilt in place whenever
+one of their .c or .h files changes; that needs gcc and the Python headers only.
 """
 
 from __future__ import annotations
@@ -40,6 +46,46 @@ MEMBERS = [
     "plugins/zpools/zsmalloc",
 ]
 LZO_HEADER = Path("/usr/include/lzo/lzo1x.h")
+
+#: Members with a C extension, built in place next to their sources (their editable
+#: installs import it from there).
+NATIVE = [".", "plugins/zpools/zsmalloc"]
+#: Sanitizer builds: compiler flags, the runtime to preload into Python (which is not
+#: built with it), and the runtime's options.
+SANITIZERS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "address": (
+        "-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+        " -fno-omit-frame-pointer -g -O1",
+        "libasan.so",
+        {
+            # CPython's own allocations look leaked at exit: leaks are not what this finds
+            "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+        },
+    ),
+    "thread": (
+        "-fsanitize=thread -fno-omit-frame-pointer -g -O1",
+        "libtsan.so",
+        {"TSAN_OPTIONS": "halt_on_error=1:report_signal_unsafe=0"},
+    ),
+}
+#: What `test --sanitize/--valgrind` runs: the core and zsmalloc tests that reach C,
+#: the differential state machine and the fuzz target. `--quick` (CI) takes the
+#: C-specific files only.
+NATIVE_TESTS = [
+    "tests/test_native_core.py",
+    "tests/test_backend_differential.py",
+    "tests/test_zswap_core.py",
+    "tests/test_writeback.py",
+    "tests/test_faults.py",
+    "tests/test_reliability_core.py",
+    "plugins/zpools/zsmalloc/tests",
+]
+NATIVE_TESTS_QUICK = [
+    "tests/test_native_core.py",
+    "tests/test_backend_differential.py",
+    "plugins/zpools/zsmalloc/tests/test_zsmalloc_native.py",
+]
 
 
 def say(msg: str) -> None:
@@ -109,6 +155,82 @@ def setup() -> None:
     STAMP.write_text(want)
 
 
+def native_sources(member: str) -> list[Path]:
+    root = ROOT / member
+    found = [p for ext in ("*.c", "*.h") for p in root.rglob(ext)]
+    return sorted(p for p in found if not {".venv", "build"} & set(p.relative_to(root).parts))
+
+
+def build_native(flavour: str = "release") -> None:
+    """Rebuild each C extension in place when a source or the build flavour changed.
+
+    The extensions are optional: a failed release build leaves the Python backend,
+    and the test suite says which backend ran. A sanitizer build must succeed.
+    """
+    for member in NATIVE:
+        src = native_sources(member)
+        if not src:
+            continue
+        h = hashlib.sha256(f"{flavour} {sys.version}".encode())
+        for path in src:
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+        stamp = ROOT / member / "build" / ".zswap-native"
+        if stamp.exists() and stamp.read_text() == h.hexdigest():
+            continue
+        say(f"building the C extension of {member} ({flavour})")
+        e = env()
+        flags = SANITIZERS[flavour][0] if flavour in SANITIZERS else ""
+        if flavour == "debug":  # for valgrind: symbols, little inlining
+            flags = "-g -O1 -fno-omit-frame-pointer"
+        if flags:
+            e["CFLAGS"] = flags
+            e["LDFLAGS"] = flags
+        cmd = [str(PY), "setup.py", "-q", "build_ext", "--inplace", "--force"]
+        proc = subprocess.run(cmd, cwd=ROOT / member, env=e, capture_output=True, text=True)
+        if proc.returncode != 0 or (flavour != "release" and "error" in proc.stderr.lower()):
+            sys.stderr.write(proc.stdout + proc.stderr)
+            if flavour != "release":
+                raise SystemExit(f"[dev.py] the {flavour} build of {member} failed")
+            say(f"the C extension of {member} did not build: its Python code runs instead")
+        stamp.parent.mkdir(exist_ok=True)
+        stamp.write_text(h.hexdigest())
+
+
+def checked_tests(rest: list[str]) -> int:
+    """``test --sanitize[=kind]`` / ``test --valgrind``: the C code under a checker."""
+    quick = "--quick" in rest
+    rest = [a for a in rest if a != "--quick"]
+    mode = rest.pop(0)
+    tests = NATIVE_TESTS_QUICK if quick else NATIVE_TESTS
+    e = env()
+    e["ZSWAP_BACKEND"] = "native"
+    pytest = [str(PY), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, *rest]
+    if mode == "--valgrind":
+        build_native("debug")
+        e["PYTHONMALLOC"] = "malloc"  # so that valgrind sees every allocation
+        valgrind = shutil.which("valgrind")
+        if valgrind is None:
+            say("valgrind is not installed (apt-get install valgrind)")
+            return 2
+        cmd = [valgrind, "--error-exitcode=99", "--errors-for-leak-kinds=none", "-q", *pytest]
+    else:
+        kind = mode.partition("=")[2] or "address"
+        if kind not in SANITIZERS:
+            say(f"--sanitize={kind}: expected one of {', '.join(SANITIZERS)}")
+            return 2
+        build_native(kind)
+        _flags, runtime, options = SANITIZERS[kind]
+        lib = subprocess.run(
+            ["gcc", f"-print-file-name={runtime}"], capture_output=True, text=True
+        ).stdout.strip()
+        e["LD_PRELOAD"] = lib
+        e.update(options)
+        cmd = pytest
+    say(f"$ {' '.join(cmd)}  ({mode}: the C extensions are rebuilt normally on the next run)")
+    return subprocess.run(cmd, cwd=ROOT, env=e).returncode
+
+
 def wheels(rest: list[str]) -> int:
     """Build the sdist of the core and of every bundled plugin, and a wheel from each sdist.
 
@@ -137,6 +259,16 @@ def wheels(rest: list[str]) -> int:
     return 0
 
 
+def backend_line() -> str:
+    """Which backend the tests will run by default, from the venv's own import."""
+    probe = (
+        "from zswap_core._backend import NATIVE_ERROR as e; "
+        "print('native (C extension built)' if e is None else 'python: ' + e)"
+    )
+    proc = subprocess.run([str(PY), "-c", probe], capture_output=True, text=True, env=env())
+    return (proc.stdout or proc.stderr).strip()
+
+
 def env() -> dict[str, str]:
     out = dict(os.environ)
     out["PATH"] = f"{BIN}{os.pathsep}{out.get('PATH', '')}"
@@ -151,6 +283,9 @@ def main(argv: list[str]) -> int:
         return 2
     cmd, rest = argv[0], argv[1:]
     setup()
+    if cmd == "test" and rest and (rest[0].startswith("--sanitize") or rest[0] == "--valgrind"):
+        return checked_tests(rest)
+    build_native()
     if cmd == "setup":
         return 0
     if cmd == "run":
@@ -161,6 +296,7 @@ def main(argv: list[str]) -> int:
         return subprocess.run(
             [str(PY), str(ROOT / "benchmarks" / "run.py"), *rest], env=env()
         ).returncode
+    say(f"backend: {backend_line()}")
     steps = [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],

@@ -59,7 +59,6 @@ BACKEND_MODULES = {
     "test_zswap_model",
     "test_stress",
     "test_param_lock_deadlock",
-    "test_backend_differential",
 }
 
 
