@@ -53,7 +53,6 @@ BACKEND_MODULES = {
     "test_reliability_swap",
     "test_security",
     "test_swap_layer",
-    "test_third_party_plugin",
     "test_writeback",
     "test_zswap_core",
     "test_zswap_model",

@@ -79,8 +79,20 @@ def pooled(z: Zswap) -> int:
 
 
 @pytest.fixture(scope="module")
-def filled() -> dict[str, tuple[Zswap, list[int]]]:
-    return {name: fill(name) for name in ("zbud", "z3fold", "zsmalloc")}
+def _filled_by_backend() -> dict[str, dict[str, tuple[Zswap, list[int]]]]:
+    return {}
+
+
+@pytest.fixture
+def filled(
+    _filled_by_backend: dict[str, dict[str, tuple[Zswap, list[int]]]], zswap_backend: str
+) -> dict[str, tuple[Zswap, list[int]]]:
+    """One set of filled pools per backend, shared by this module's tests in order."""
+    if zswap_backend not in _filled_by_backend:
+        _filled_by_backend[zswap_backend] = {
+            name: fill(name) for name in ("zbud", "z3fold", "zsmalloc")
+        }
+    return _filled_by_backend[zswap_backend]
 
 
 def test_zbud_never_holds_more_than_two_objects_a_page(

@@ -497,6 +497,7 @@ def test_store_racing_invalidate_area_lands_nowhere() -> None:
         assert z.load(0, 7) is None
 
 
+@pytest.mark.python_backend_only  # the native twin: test_native_core.py
 def test_duplicate_entry_never_goes_backwards_during_invalidate_area() -> None:
     """Stop invalidate_area at its first step after the tree is gone, read the stats."""
     with Zswap(ram_bytes=1 << 30) as z:
@@ -579,6 +580,7 @@ def test_a_parameter_write_on_a_closed_zswap_raises_and_creates_no_pool(
 # -- 8. memory that is never returned ------------------------------------------------------
 
 
+@pytest.mark.python_backend_only  # the native twin: test_native_core.py
 def test_metadata_goes_back_when_sparse_pages_go() -> None:
     """Pages at offsets far apart, then invalidated: the entry chunks are freed."""
     n = 400
@@ -606,6 +608,7 @@ def test_metadata_goes_back_when_sparse_pages_go() -> None:
     assert left < 64 * 1024, left
 
 
+@pytest.mark.python_backend_only  # the native twin: test_native_core.py
 def test_exclusive_loads_and_writeback_free_chunks_too(tmp_path: Any) -> None:
     z = Zswap(ram_bytes=1 << 30, exclusive_loads=True)
     with Swap(z) as swap:

@@ -22,12 +22,13 @@ BACKENDS = ("auto", "native", "python")
 
 _core: ModuleType | None
 try:
-    from . import _core  # type: ignore[attr-defined, unused-ignore]
+    from . import _core as _built
 except ImportError as exc:  # not built: pure-Python install
     _core = None
     #: Why the native backend is unavailable (None: it is available).
     NATIVE_ERROR: str | None = f"the C extension zswap_core._core is not built ({exc})"
 else:
+    _core = _built
     NATIVE_ERROR = None
 
 _warned = False

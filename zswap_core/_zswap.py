@@ -110,8 +110,8 @@ class _Pool:
     """One compressor + one zpool instance. ``refs`` = entries + 1 while current."""
 
     __slots__ = (
+        "_compressor",
         "comp_mod",
-        "compressor",
         "compressor_name",
         "core",
         "dead",
@@ -133,16 +133,28 @@ class _Pool:
         self.zpool_mod = zpool_mod
         self.compressor_name = comp_mod.name
         self.zpool_type = zpool_mod.name
-        self.compressor: Compressor = comp_mod.driver(comp_mod.params)
+        self.core: Any = None  # the native core, which then keeps the references
+        self._compressor: Compressor = comp_mod.driver(comp_mod.params)
         try:
             self.zpool: Zpool = zpool_mod.driver(self.name, pages, zpool_mod.params)
         except BaseException:
-            self.compressor.close()
+            self._compressor.close()
             raise
         self.refs = 1  # the "current" reference (Python backend; else in core)
         self.dead = False
         self.lock = threading.Lock()
-        self.core: Any = None  # the native core, which then keeps the references
+
+    @property
+    def compressor(self) -> Compressor:
+        return self._compressor
+
+    @compressor.setter
+    def compressor(self, codec: Compressor) -> None:
+        # The native core keeps the codec's two methods: it must hear of a new codec
+        # (tests swap one in to gate or corrupt a pool's pages).
+        if self.core is not None:
+            self.core.pool_set_codec(self.id, codec)
+        self._compressor = codec
 
     def release(self) -> None:
         """Destroy the allocator and close the codec; never raises.
@@ -1365,7 +1377,6 @@ class Zswap:
         exclusive load of it waits until the pin is gone; a plain load reads it.
         """
         handler = self._writeback_handler
-        core = self._core
         if handler is None or not packed:
             return None
         with self._wb_lock:
@@ -1433,7 +1444,7 @@ class Zswap:
         name = pool.zpool_type if pool is not None else "?"
         if handle.__class__ is int and pool is not None:
             try:
-                pool.zpool.free(handle)  # type: ignore[arg-type]
+                pool.zpool.free(handle)
             except Exception as exc:
                 log.debug("freeing out-of-range handle %r: %s", handle, exc)
         log.warning(
@@ -1467,6 +1478,40 @@ class Zswap:
     @staticmethod
     def _native_as_page(page: object) -> bytes:
         return _as_page_bytes(page)
+
+    def _entry(self, type: int, offset: int) -> int:
+        """The packed entry at (type, offset), 0 if none: for tests and debugging."""
+        if self._core is not None:
+            return int(self._core.entry(type, offset))
+        tree = self._trees[type]
+        if tree is None:
+            return 0
+        with tree.lock:
+            chunk = tree.chunks.get(offset >> _CHUNK_SHIFT)
+            return chunk[offset & _CHUNK_MASK] if chunk is not None else 0
+
+    def native_memory(self) -> dict[str, int]:
+        """Bytes of C memory this instance holds, by kind; ``{}`` on the Python backend.
+
+        tracemalloc cannot see C memory, so the native core and each native allocator
+        count their own: the core's entry tables, LRU records and checksums
+        (``core.*``), and each pool's allocator bookkeeping (``zpool.*``; its pages, the
+        compressed data, are ``pool_total_size`` in :attr:`stats`, not here).
+        """
+        if self._core is None:
+            return {}
+        out = {f"core.{k}": int(v) for k, v in self._core.native_memory().items()}
+        with self._pools_lock:
+            pools = [p for p in self._pools if not p.dead]
+        for pool in pools:
+            report = getattr(pool.zpool, "native_memory", None)
+            if report is None:
+                continue
+            for k, v in report().items():
+                if k in ("arena_bytes_mapped", "arenas"):
+                    continue  # the pages (pool_total_size) and a count, not bookkeeping
+                out[f"zpool.{k}"] = out.get(f"zpool.{k}", 0) + int(v)
+        return out
 
     def _stat_inc(self, name: str, n: int = 1) -> None:
         if self._core is not None:

@@ -330,7 +330,7 @@ static int lru_append(struct zswap_tree *t, struct zswap_lru *l, uint32_t offset
 			l->len -= l->head;
 			l->head = 0;
 		} else {
-			cap = l->cap ? l->cap * 2 : 64;
+			cap = l->cap ? l->cap + l->cap / 4 : 64; /* a quarter: slack is metadata */
 			recs = realloc(l->recs, cap * sizeof(*recs));
 			if (recs == NULL)
 				return -1;
@@ -1870,6 +1870,53 @@ static PyObject *core_pool_add(CoreObject *c, PyObject *args)
 	Py_RETURN_NONE;
 }
 
+/* pool_set_codec(pid, compressor): the pool's codec was replaced (tests do). */
+static PyObject *core_pool_set_codec(CoreObject *c, PyObject *args)
+{
+	PyObject *pid_obj, *comp, *compress, *decompress;
+	int pid;
+
+	if (!PyArg_ParseTuple(args, "OO", &pid_obj, &comp))
+		return NULL;
+	pid = get_pid(pid_obj, 0);
+	if (pid < 0)
+		return NULL;
+	if (c->pools[pid].pool == NULL) {
+		PyErr_Format(PyExc_ValueError, "pool id %d is not in use", pid);
+		return NULL;
+	}
+	compress = PyObject_GetAttrString(comp, "compress");
+	decompress = compress ? PyObject_GetAttrString(comp, "decompress") : NULL;
+	if (decompress == NULL) {
+		Py_XDECREF(compress);
+		return NULL;
+	}
+	Py_XSETREF(c->pools[pid].compress, compress);
+	Py_XSETREF(c->pools[pid].decompress, decompress);
+	Py_RETURN_NONE;
+}
+
+/* entry(type, offset) -> the packed entry there, 0 if none (tests, debugging). */
+static PyObject *core_entry(CoreObject *c, PyObject *args)
+{
+	long type;
+	unsigned int offset;
+	struct zswap_tree *t;
+	struct zswap_entry *e;
+	uint64_t packed = 0;
+
+	if (!PyArg_ParseTuple(args, "lI", &type, &offset))
+		return NULL;
+	t = live_tree(c, type);
+	if (t != NULL) {
+		pthread_mutex_lock(&t->lock);
+		e = tree_entry(t, offset);
+		packed = e ? e->packed : 0;
+		pthread_mutex_unlock(&t->lock);
+	}
+	return PyLong_FromUnsignedLongLong(packed);
+}
+
 static PyObject *core_pool_remove(CoreObject *c, PyObject *arg)
 {
 	struct zswap_pool_slot s;
@@ -2050,6 +2097,8 @@ static PyMethodDef core_methods[] = {
 	{"reset_full", (PyCFunction)core_reset_full, METH_NOARGS, NULL},
 	{"pool_add", (PyCFunction)core_pool_add, METH_VARARGS, NULL},
 	{"pool_remove", (PyCFunction)core_pool_remove, METH_O, NULL},
+	{"pool_set_codec", (PyCFunction)core_pool_set_codec, METH_VARARGS, NULL},
+	{"entry", (PyCFunction)core_entry, METH_VARARGS, NULL},
 	{"pool_tryget", (PyCFunction)core_pool_tryget, METH_O, NULL},
 	{"pool_put", (PyCFunction)core_pool_put, METH_O, NULL},
 	{"pool_refs", (PyCFunction)core_pool_refs, METH_O, NULL},

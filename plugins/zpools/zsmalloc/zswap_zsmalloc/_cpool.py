@@ -43,8 +43,14 @@ class NativeZsmalloc(Zsmalloc):
         self.table = class_table(self.page_size, chain)
         self.chain_size = chain
         self.huge_class_size = self._pool.huge_class_size
+        # Bound on the instance only where no subclass overrides them: a plugin's
+        # subclass must see its own alloc_write called, not bypassed.
+        self._overridden = tuple(
+            m for m in _BOUND if getattr(type(self), m) is not getattr(NativeZsmalloc, m)
+        )
         for method in _BOUND:
-            setattr(self, method, getattr(self._pool, method))
+            if method not in self._overridden:
+                setattr(self, method, getattr(self._pool, method))
 
     # -- the C pool's counters -----------------------------------------------------------
     @property
@@ -65,7 +71,15 @@ class NativeZsmalloc(Zsmalloc):
 
     @property
     def zpool_ops(self) -> object:
-        """A PyCapsule ``"zswap.zpool_ops"``: the C ops table, with this pool as context."""
+        """A PyCapsule ``"zswap.zpool_ops"``: the C ops table, with this pool as context.
+
+        Not offered when a subclass overrides a per-object method: zswap-core would
+        call the C functions and skip the override.
+        """
+        if self._overridden:
+            raise AttributeError(
+                f"zpool_ops: {type(self).__qualname__} overrides {', '.join(self._overridden)}"
+            )
         return self._pool.zpool_ops
 
     def native_memory(self) -> dict[str, int]:

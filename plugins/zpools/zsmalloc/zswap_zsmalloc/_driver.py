@@ -86,20 +86,35 @@ class Zsmalloc(Zpool):
     def __new__(
         cls, name: str, pages: PageAllocator, params: ModuleParams | None = None
     ) -> Zsmalloc:
-        if cls is Zsmalloc:
-            if _use_native(pages):
-                from ._cpool import NativeZsmalloc
+        from ._cpool import NativeZsmalloc
+        from ._pool import PyZsmalloc
 
-                cls = NativeZsmalloc
-            else:
-                from ._pool import PyZsmalloc
-
-                cls = PyZsmalloc
+        if not issubclass(cls, (NativeZsmalloc, PyZsmalloc)):
+            impl: type[Zsmalloc] = NativeZsmalloc if _use_native(pages) else PyZsmalloc
+            # A plugin's subclass of Zsmalloc (overriding alloc_write, say) runs on the
+            # chosen implementation: its own methods first, then the implementation's.
+            cls = impl if cls is Zsmalloc else _on_implementation(cls, impl)
         return object.__new__(cls)
 
     def stats(self) -> dict[str, Any]:
         """Per-class table as ``/sys/kernel/debug/zsmalloc/<pool>/classes``, plus totals."""
         raise NotImplementedError
+
+
+_combined: dict[tuple[type, type], type] = {}
+
+
+def _on_implementation(cls: type[Zsmalloc], impl: type[Zsmalloc]) -> type[Zsmalloc]:
+    """``cls`` (a subclass of Zsmalloc) with ``impl`` behind it, made once per pair."""
+    key = (cls, impl)
+    made = _combined.get(key)
+    if made is None:
+        made = _combined[key] = type(
+            cls.__name__,
+            (cls, impl),
+            {"__module__": cls.__module__, "__qualname__": cls.__qualname__},
+        )
+    return made
 
 
 def chain_size_of(params: ModuleParams | None) -> int:
