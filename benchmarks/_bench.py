@@ -325,29 +325,43 @@ def run_interleaved(
 
 
 def measure_metadata(
-    pages: Sequence[bytes], zpool: str = "zsmalloc", compressor: str = "lz4"
+    pages: Sequence[bytes],
+    zpool: str = "zsmalloc",
+    compressor: str = "lz4",
+    *,
+    total: int | None = None,
+    backend: str | None = None,
 ) -> dict[str, Any]:
-    """Bytes of metadata per stored page, by tracemalloc, for Zswap and for dict+lz4.
+    """Bytes of metadata per stored page, for Zswap and for dict+lz4.
 
-    Zswap: traced memory growth over the stores, minus the pool's page memory
-    (``pages.nr_pages * page_size``: the bytearrays the zpool got from the
-    PageAllocator, which hold the compressed data and the pool's slack). What is left
-    is the entries, the zpool's bookkeeping (handle tables, zspage objects, their
-    memoryviews and the bytearray object headers), divided by the stored pages (same-
-    filled ones included). Transients (the compressed ``bytes`` before the copy) are
-    freed by then and not counted.
+    Zswap stores ``total`` pages (default: one per page of ``pages``, which are reused
+    in turn beyond that) at offsets 0..total-1. Its metadata is what it holds beyond the
+    compressed data's pool pages, counted where it lives:
 
-    dict+lz4: traced growth minus the compressed payload bytes: the dict slots, the
-    int keys and the ``bytes`` object headers.
+    * Python objects, by tracemalloc: traced growth over the stores, minus the pool's
+      pages when they are Python ``bytearray`` s (a Python allocator's pages);
+    * C memory, which tracemalloc cannot see, by the native core's own report
+      (``Zswap.native_memory()``: entry tables, LRU records, checksums, and the C
+      allocator's handle table, zspage descriptors and class tables; its arena pages
+      are the pool pages and are not metadata).
 
-    tracemalloc counts requested bytes, not the allocator's rounding or headers.
+    Divided by the stored pages (same-filled ones included). dict+lz4: traced growth
+    minus the compressed payload bytes: the dict slots, the int keys and the ``bytes``
+    object headers (on the first ``len(pages)`` pages). tracemalloc counts requested
+    bytes, not the allocator's rounding or headers.
     """
     from zswap_core import Zswap
 
-    n = len(pages)
+    n = total or len(pages)
+    m = len(pages)
     out: dict[str, Any] = {"pages": n}
     gc.collect()
-    z = Zswap(compressor=compressor, zpool=zpool, ram_bytes=10 * max(n, 64) * PAGE_SIZE)
+    z = Zswap(
+        compressor=compressor,
+        zpool=zpool,
+        ram_bytes=10 * max(n, 64) * PAGE_SIZE,
+        backend=backend,
+    )
     try:
         z.init(0)
         was_tracing = tracemalloc.is_tracing()
@@ -357,7 +371,7 @@ def measure_metadata(
             base = tracemalloc.get_traced_memory()[0]
             store = z.store
             for i in range(n):
-                store(0, i, pages[i])
+                store(0, i, pages[i % m])
             gc.collect()
             grown = tracemalloc.get_traced_memory()[0] - base
             snap = tracemalloc.take_snapshot()
@@ -365,29 +379,36 @@ def measure_metadata(
             if not was_tracing:
                 tracemalloc.stop()
         stats = z.stats
+        native = z.native_memory()
         pool_bytes = z.pages.nr_pages * z.page_size
+        zp = z._pools[0].zpool
+        traced_pool = 0 if hasattr(zp, "native_memory") else pool_bytes
         compressed = 0
         held_compressed = 0
-        for i, page in enumerate(pages):
+        for i in range(min(n, m)):
+            page = pages[i]
             if not is_same_filled(page) and z.load(0, i) is not None:
                 compressed += len(_lz4c(page))
                 held_compressed += 1
         stored = stats["stored_pages"]
-        meta = grown - pool_bytes
+        meta = grown - traced_pool + sum(native.values())
         # who holds the metadata: zswap's entries, the zpool's bookkeeping, the page
         # objects' headers (bytearray objects, beyond their page_size of data)
         parts = {"zswap_entries": 0, "zpool_bookkeeping": 0, "page_headers": 0, "other": 0}
         for st in snap.statistics("filename"):
             fn = st.traceback[0].filename.replace(os.sep, "/")
             if fn.endswith("zswap_core/_page_alloc.py"):
-                parts["page_headers"] += st.size - pool_bytes
+                parts["page_headers"] += st.size - traced_pool
             elif fn.endswith("zswap_core/_zswap.py"):
                 parts["zswap_entries"] += st.size
             elif "/zswap_" + zpool + "/" in fn:
                 parts["zpool_bookkeeping"] += st.size
             else:
                 parts["other"] += st.size
-        parts["other"] += grown - sum(parts.values()) - pool_bytes  # freed untraced blocks
+        parts["other"] += grown - sum(parts.values()) - traced_pool  # freed untraced blocks
+        for kind, size in native.items():
+            key = "zswap_entries" if kind.startswith("core.") else "zpool_bookkeeping"
+            parts[key] += size
         top = [
             {
                 "where": f"{os.path.relpath(s.traceback[0].filename)}:{s.traceback[0].lineno}",
@@ -398,9 +419,14 @@ def measure_metadata(
         ]
         out["zswap"] = {
             "pool": f"{compressor}+{zpool}",
+            "backend": z.backend,
             "stored_pages": stored,
             "same_filled_pages": stats["same_filled_pages"],
             "traced_growth_bytes": grown,
+            "native_bytes": sum(native.values()),
+            "native_by_kind_per_page": {
+                k: round(v / max(1, stored), 2) for k, v in native.items() if v
+            },
             "pool_page_bytes": pool_bytes,
             "compressed_bytes": compressed,
             "metadata_bytes": meta,
@@ -409,12 +435,14 @@ def measure_metadata(
                 k: round(v / max(1, stored), 1) for k, v in parts.items()
             },
             "pool_slack_per_compressed_page": round(
-                (pool_bytes - compressed) / max(1, held_compressed), 1
+                (pool_bytes * min(n, m) / n - compressed) / max(1, held_compressed), 1
             ),
             "top_allocations": top,
         }
     finally:
         z.close()
+    pages = pages[: min(n, m)]
+    n = len(pages)
 
     gc.collect()
     was_tracing = tracemalloc.is_tracing()

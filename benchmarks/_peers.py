@@ -197,16 +197,24 @@ class ZictBuffer(Contender):
 class ZswapRAM(Contender):
     """``Zswap`` alone (no swap device), the pool limit far above the data."""
 
-    def __init__(self, zpool: str, compressor: str = "lz4") -> None:
+    def __init__(self, zpool: str, compressor: str = "lz4", backend: str | None = None) -> None:
         self.zpool = zpool
         self.compressor = compressor
-        self.name = f"Zswap {compressor}+{zpool}"
-        self.label = f"Zswap(compressor={compressor}, zpool={zpool}), store/load per page"
+        self.backend = backend
+        self.name = f"Zswap {compressor}+{zpool}" + (f" ({backend})" if backend else "")
+        self.label = (
+            f"Zswap(compressor={compressor}, zpool={zpool}"
+            + (f", backend={backend}" if backend else "")
+            + "), store/load per page"
+        )
 
     def open(self, n: int, parts: int, workdir: str) -> None:
         # ram_bytes such that the 20% pool limit is twice the uncompressed data
         self.z = Zswap(
-            compressor=self.compressor, zpool=self.zpool, ram_bytes=10 * max(n, 64) * PAGE_SIZE
+            compressor=self.compressor,
+            zpool=self.zpool,
+            ram_bytes=10 * max(n, 64) * PAGE_SIZE,
+            backend=self.backend,
         )
         for t in range(parts):
             self.z.init(t)
@@ -239,6 +247,7 @@ class ZswapRAM(Contender):
                 held_keys.append(i)
         stats = z.stats
         return {
+            "backend": z.backend,
             "held": held,
             "same_filled": same,
             "held_compressed_keys": held_keys,

@@ -48,16 +48,14 @@
 #define E_LEN(p) ((size_t)(((p) >> E_LEN_SHIFT) & E_LEN_MASK))
 #define E_HANDLE(p) ((p) >> E_HANDLE_SHIFT)
 
-/* An entry pinned by writeback (or by a load that lost too many races): its
- * stamp carries this bit. Stamps are counters far below 2**63; a same-filled
- * entry's stamp is its fill word, but same-filled entries are never pinned. */
-#define STAMP_BUSY (1ull << 63)
 #define CRC_VALID (1ull << 32)
 
 #define CHUNK_SHIFT 9
 #define CHUNK (1u << CHUNK_SHIFT)
 #define CHUNK_MASK (CHUNK - 1)
-#define DIR_SHIFT 12
+/* A directory holds 512 chunks (256 Ki offsets, a GiB of swap at 4 KiB pages); the
+ * tree's table of directories grows to the highest one used. */
+#define DIR_SHIFT 9
 #define DIR_SIZE (1u << DIR_SHIFT)
 #define NR_DIRS (1u << (32 - CHUNK_SHIFT - DIR_SHIFT))
 
@@ -94,9 +92,12 @@ static int hooks_active;
  * 1. entries
  * ========================================================================= */
 
-struct zswap_entry {
+/* 12 bytes: the stamp is the low 32 bits of the core's clock (see stamp_before).
+ * A same-filled page keeps its 64-bit fill word across both: the high half in
+ * packed's bits 32-63 (unused by a same-filled entry), the low half as its stamp. */
+struct __attribute__((packed)) zswap_entry {
 	uint64_t packed;
-	uint64_t stamp; /* LRU stamp; for a same-filled page, the fill word */
+	uint32_t stamp; /* LRU stamp; for a same-filled page, the fill word's low half */
 };
 
 struct zswap_chunk {
@@ -112,7 +113,7 @@ struct zswap_dir {
 
 struct lru_rec {
 	uint32_t offset;
-	uint32_t stamp; /* low 32 bits of the entry's stamp when queued */
+	uint32_t stamp; /* the entry's stamp when queued */
 };
 
 struct zswap_lru {
@@ -132,7 +133,11 @@ struct zswap_tree {
 	size_t nr_crc;     /* chunks with a checksum array */
 	size_t mem[NR_MEM];
 	struct zswap_lru *lru[NR_POOLS];
-	struct zswap_dir *dir[NR_DIRS];
+	uint32_t nr_pins;        /* offsets pinned by writeback or a pinned load */
+	uint32_t cap_pins;
+	uint32_t *pins;
+	uint32_t nr_dirs;        /* slots in dir[], a power of two up to NR_DIRS */
+	struct zswap_dir **dir;  /* directory d covers chunks d << DIR_SHIFT ... */
 };
 
 static struct zswap_tree *tree_new(int type)
@@ -174,7 +179,7 @@ static void chunk_free(struct zswap_tree *t, struct zswap_chunk *c)
 /* Drop every entry, chunk and record; lock held (or the tree unreachable). */
 static void tree_empty(struct zswap_tree *t)
 {
-	for (unsigned d = 0; d < NR_DIRS; d++) {
+	for (unsigned d = 0; d < t->nr_dirs; d++) {
 		struct zswap_dir *dir = t->dir[d];
 
 		if (dir == NULL)
@@ -186,6 +191,13 @@ static void tree_empty(struct zswap_tree *t)
 		t->mem[MEM_DIRS] -= sizeof(*dir);
 		t->dir[d] = NULL;
 	}
+	free(t->pins);
+	t->pins = NULL;
+	t->nr_pins = t->cap_pins = 0;
+	free(t->dir);
+	t->mem[MEM_DIRS] -= t->nr_dirs * sizeof(*t->dir);
+	t->dir = NULL;
+	t->nr_dirs = 0;
 	for (int p = 0; p < NR_POOLS; p++)
 		lru_free(t, p);
 	t->nr_stored = t->nr_same = 0;
@@ -202,8 +214,11 @@ static void tree_put(struct zswap_tree *t)
 
 static struct zswap_chunk *tree_chunk(struct zswap_tree *t, uint32_t ci)
 {
-	struct zswap_dir *dir = t->dir[ci >> DIR_SHIFT];
+	struct zswap_dir *dir;
 
+	if ((ci >> DIR_SHIFT) >= t->nr_dirs)
+		return NULL;
+	dir = t->dir[ci >> DIR_SHIFT];
 	return dir == NULL ? NULL : dir->chunk[ci & (DIR_SIZE - 1)];
 }
 
@@ -215,10 +230,32 @@ static struct zswap_entry *tree_entry(struct zswap_tree *t, uint32_t offset)
 }
 
 /* The chunk of `ci`, made on first use; NULL when out of memory. Lock held. */
+/* Grow the table of directories to hold directory `d`; -1 when out of memory. */
+static int tree_grow_dirs(struct zswap_tree *t, uint32_t d)
+{
+	uint32_t n = t->nr_dirs ? t->nr_dirs : 1;
+	struct zswap_dir **dir;
+
+	while (n <= d)
+		n *= 2;
+	dir = realloc(t->dir, n * sizeof(*dir));
+	if (dir == NULL)
+		return -1;
+	memset(dir + t->nr_dirs, 0, (n - t->nr_dirs) * sizeof(*dir));
+	t->mem[MEM_DIRS] += (n - t->nr_dirs) * sizeof(*dir);
+	t->dir = dir;
+	t->nr_dirs = n;
+	return 0;
+}
+
 static struct zswap_chunk *tree_chunk_get(struct zswap_tree *t, uint32_t ci)
 {
-	struct zswap_dir **dirp = &t->dir[ci >> DIR_SHIFT];
+	struct zswap_dir **dirp;
 	struct zswap_chunk **cp;
+
+	if ((ci >> DIR_SHIFT) >= t->nr_dirs && tree_grow_dirs(t, ci >> DIR_SHIFT) < 0)
+		return NULL;
+	dirp = &t->dir[ci >> DIR_SHIFT];
 
 	if (*dirp == NULL) {
 		*dirp = calloc(1, sizeof(struct zswap_dir));
@@ -299,6 +336,42 @@ static int tree_verify(struct zswap_tree *t, uint32_t offset, const char *data, 
 	return ((uint64_t)zswap_crc32((const unsigned char *)data, len) | CRC_VALID) != crc;
 }
 
+/* Pins: an entry being written back (its handler is Python, so no lock is held
+ * across it) or read by a load that lost 8 races. A writer that meets one waits.
+ * Few exist at a time (one per writeback in progress), so a small array. */
+static int tree_pinned(struct zswap_tree *t, uint32_t offset)
+{
+	for (uint32_t k = 0; k < t->nr_pins; k++)
+		if (t->pins[k] == offset)
+			return 1;
+	return 0;
+}
+
+static int tree_pin(struct zswap_tree *t, uint32_t offset)
+{
+	if (t->nr_pins == t->cap_pins) {
+		uint32_t cap = t->cap_pins ? 2 * t->cap_pins : 4;
+		uint32_t *pins = realloc(t->pins, cap * sizeof(*pins));
+
+		if (pins == NULL)
+			return -1;
+		t->pins = pins;
+		t->cap_pins = cap;
+	}
+	t->pins[t->nr_pins++] = offset;
+	return 0;
+}
+
+static void tree_unpin(struct zswap_tree *t, uint32_t offset)
+{
+	for (uint32_t k = 0; k < t->nr_pins; k++) {
+		if (t->pins[k] == offset) {
+			t->pins[k] = t->pins[--t->nr_pins];
+			return;
+		}
+	}
+}
+
 /* ===========================================================================
  * 2. lru
  *
@@ -308,6 +381,14 @@ static int tree_verify(struct zswap_tree *t, uint32_t offset, const char *data, 
  * second chance). Records of entries that are gone are dropped when met.
  * ========================================================================= */
 
+/* Is stamp a older than stamp b? Stamps are the clock's low 32 bits, so this holds
+ * while the two were given out less than 2**31 stamps apart: beyond that, only the
+ * writeback order of such an old entry is affected, never a page. */
+static inline int stamp_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
 /* The stamp of the entry at `offset` if it belongs to pool `pid`, else -1. */
 static int64_t pooled_stamp(struct zswap_tree *t, uint32_t offset, int pid)
 {
@@ -315,7 +396,7 @@ static int64_t pooled_stamp(struct zswap_tree *t, uint32_t offset, int pid)
 
 	if (e == NULL || !e->packed || (e->packed & E_SAME) || E_POOL(e->packed) != pid)
 		return -1;
-	return (int64_t)(e->stamp & ~STAMP_BUSY);
+	return (int64_t)e->stamp;
 }
 
 static int lru_append(struct zswap_tree *t, struct zswap_lru *l, uint32_t offset, uint64_t stamp)
@@ -401,7 +482,7 @@ static void lru_push(struct zswap_tree *t, int pid, uint32_t offset, uint64_t st
 
 /* The oldest entry of pool `pid` not loaded since it was queued: its stamp and
  * offset; entries loaded since get their second chance. 0 when none; lock held. */
-static int lru_peek(struct zswap_tree *t, int pid, uint64_t *stamp, uint32_t *offset)
+static int lru_peek(struct zswap_tree *t, int pid, uint32_t *stamp, uint32_t *offset)
 {
 	struct zswap_lru *l = t->lru[pid];
 
@@ -413,7 +494,7 @@ static int lru_peek(struct zswap_tree *t, int pid, uint64_t *stamp, uint32_t *of
 
 		if (cur >= 0) {
 			if ((uint32_t)cur == r.stamp) {
-				*stamp = (uint64_t)cur;
+				*stamp = (uint32_t)cur;
 				*offset = r.offset;
 				return 1;
 			}
@@ -537,9 +618,9 @@ static void stat_inc(CoreObject *c, enum zswap_stat s, uint64_t n)
 	pthread_mutex_unlock(&c->stats_lock);
 }
 
-static uint64_t next_stamp(CoreObject *c)
+static uint32_t next_stamp(CoreObject *c)
 {
-	return __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELAXED);
+	return (uint32_t)__atomic_add_fetch(&c->clock, 1, __ATOMIC_RELAXED);
 }
 
 /* A reference for a new entry of the current pool: its id, or 0 when none. */
@@ -781,7 +862,7 @@ static int tree_lock_unpinned(CoreObject *c, struct zswap_tree *t, uint32_t offs
 
 		pthread_mutex_lock(&t->lock);
 		e = tree_entry(t, offset);
-		if (e == NULL || !(e->stamp & STAMP_BUSY) || (e->packed & E_SAME))
+		if (e == NULL || !t->nr_pins || !tree_pinned(t, offset))
 			return 0;
 		pthread_mutex_unlock(&t->lock);
 		if (wait_pin(c) < 0)
@@ -962,8 +1043,8 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 	struct zswap_chunk *ch;
 	struct zswap_entry *e;
 	PyObject *page, *data = NULL;
-	uint64_t packed, stamp, old, crc = 0, handle = 0;
-	uint32_t offset, i;
+	uint64_t packed, fill, old, crc = 0, handle = 0;
+	uint32_t offset, i, stamp;
 	long type;
 	int pid = 0, bad, rc;
 
@@ -1000,8 +1081,9 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 
 	/* same-filled pages: one word, no pool memory */
 	if (c->same_enabled &&
-	    same_filled((const unsigned char *)PyBytes_AS_STRING(page), c->page_size, &stamp)) {
-		packed = E_PRESENT | E_SAME;
+	    same_filled((const unsigned char *)PyBytes_AS_STRING(page), c->page_size, &fill)) {
+		packed = E_PRESENT | E_SAME | (fill & 0xFFFFFFFF00000000ull);
+		stamp = (uint32_t)fill;
 	} else {
 		if (!c->non_same_enabled)
 			goto refuse;
@@ -1233,8 +1315,8 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 	struct zswap_tree *t;
 	struct zswap_entry *e;
 	PyObject *out = NULL, *src, *error = NULL;
-	uint64_t packed, stamp, to_free = 0;
-	uint32_t offset;
+	uint64_t packed, to_free = 0;
+	uint32_t offset, stamp;
 	long type;
 	int excl, attempt, failed, pinned = 0;
 
@@ -1275,13 +1357,12 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 			if (excl)
 				tree_clear(t, offset);
 			pthread_mutex_unlock(&t->lock);
-			out = same_page(c, stamp);
+			out = same_page(c, (packed & 0xFFFFFFFF00000000ull) | stamp);
 			break;
 		}
-		stamp &= ~STAMP_BUSY;
 		src = entry_read_locked(c, packed, &failed);
-		if (pinned)
-			e->stamp |= STAMP_BUSY;
+		if (pinned && tree_pin(t, offset) < 0)
+			pinned = 0; /* no memory for a pin: one more unpinned attempt */
 		pthread_mutex_unlock(&t->lock);
 
 		if (failed == 1) {
@@ -1312,9 +1393,9 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 			pthread_mutex_lock(&t->lock);
 		}
 		e = tree_entry(t, offset);
-		if (pinned && e != NULL && e->packed == packed)
-			e->stamp &= ~STAMP_BUSY;
-		if (e == NULL || e->packed != packed || (e->stamp & ~STAMP_BUSY) != stamp) {
+		if (pinned)
+			tree_unpin(t, offset);
+		if (e == NULL || e->packed != packed || e->stamp != stamp) {
 			pthread_mutex_unlock(&t->lock);
 			if (out == NULL && error == NULL)
 				goto fail; /* BaseException */
@@ -1331,7 +1412,7 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 			if (excl) {
 				tree_clear(t, offset);
 				to_free = packed;
-			} else if (!(e->stamp & STAMP_BUSY)) {
+			} else if (!t->nr_pins || !tree_pinned(t, offset)) {
 				e->stamp = next_stamp(c); /* young again (see lru) */
 			}
 		}
@@ -1410,28 +1491,6 @@ static PyObject *core_invalidate_page(CoreObject *c, PyObject *const *args, Py_s
 	Py_RETURN_NONE;
 }
 
-/* Does any entry of `t` carry a pin? Lock held. */
-static int tree_has_pinned(struct zswap_tree *t)
-{
-	for (unsigned d = 0; d < NR_DIRS; d++) {
-		struct zswap_dir *dir = t->dir[d];
-
-		if (dir == NULL)
-			continue;
-		for (unsigned k = 0; k < DIR_SIZE; k++) {
-			struct zswap_chunk *ch = dir->chunk[k];
-
-			if (ch == NULL)
-				continue;
-			for (unsigned j = 0; j < CHUNK; j++)
-				if (ch->e[j].packed && !(ch->e[j].packed & E_SAME) &&
-				    (ch->e[j].stamp & STAMP_BUSY))
-					return 1;
-		}
-	}
-	return 0;
-}
-
 /* swapoff: drop every page of the type and forget it. */
 static PyObject *core_invalidate_area(CoreObject *c, PyObject *type_obj)
 {
@@ -1449,7 +1508,7 @@ static PyObject *core_invalidate_area(CoreObject *c, PyObject *type_obj)
 	for (;;) {
 		pthread_mutex_lock(&t->lock);
 		t->dead = 1;
-		if (!tree_has_pinned(t))
+		if (!t->nr_pins)
 			break;
 		pthread_mutex_unlock(&t->lock);
 		if (wait_pin(c) < 0) {
@@ -1468,7 +1527,7 @@ static PyObject *core_invalidate_area(CoreObject *c, PyObject *type_obj)
 		tree_put(t);
 		return PyErr_NoMemory();
 	}
-	for (unsigned d = 0; d < NR_DIRS; d++) {
+	for (unsigned d = 0; d < t->nr_dirs; d++) {
 		struct zswap_dir *dir = t->dir[d];
 
 		if (dir == NULL)
@@ -1513,8 +1572,8 @@ static PyObject *core_lru_pop(CoreObject *c, PyObject *arg)
 {
 	long pid = PyLong_AsLong(arg);
 	struct zswap_tree *best = NULL;
-	uint64_t best_stamp = 0, stamp, packed = 0;
-	uint32_t best_off = 0, off;
+	uint64_t packed = 0;
+	uint32_t best_stamp = 0, stamp, best_off = 0, off;
 
 	if (pid == -1 && PyErr_Occurred())
 		return NULL;
@@ -1531,7 +1590,7 @@ static PyObject *core_lru_pop(CoreObject *c, PyObject *arg)
 		pthread_mutex_lock(&t->lock);
 		found = lru_peek(t, (int)pid, &stamp, &off);
 		pthread_mutex_unlock(&t->lock);
-		if (found && (best == NULL || stamp < best_stamp)) {
+		if (found && (best == NULL || stamp_before(stamp, best_stamp))) {
 			best = t;
 			best_stamp = stamp;
 			best_off = off;
@@ -1545,7 +1604,7 @@ static PyObject *core_lru_pop(CoreObject *c, PyObject *arg)
 		struct zswap_entry *e;
 
 		if (l != NULL && l->head < l->len && l->recs[l->head].offset == best_off &&
-		    l->recs[l->head].stamp == (uint32_t)best_stamp)
+		    l->recs[l->head].stamp == best_stamp)
 			l->head++;
 		e = tree_entry(best, best_off);
 		packed = e ? e->packed : 0;
@@ -1578,10 +1637,9 @@ static PyObject *core_wb_take(CoreObject *c, PyObject *args)
 		Py_RETURN_FALSE;
 	pthread_mutex_lock(&t->lock);
 	e = tree_entry(t, offset);
-	if (e != NULL && e->packed == packed && e->stamp == stamp) {
-		e->stamp |= STAMP_BUSY;
-		ok = 1;
-	} else if (e != NULL && !(e->stamp & STAMP_BUSY)) {
+	if (e != NULL && e->packed == packed && e->stamp == stamp && !tree_pinned(t, offset)) {
+		ok = tree_pin(t, offset) == 0;
+	} else if (e != NULL && !tree_pinned(t, offset)) {
 		/* Gone, replaced or loaded since it was picked: its record was taken off
 		 * the LRU, so one that is still here goes back, at the young end. */
 		int64_t cur = pooled_stamp(t, offset, E_POOL(packed));
@@ -1632,8 +1690,8 @@ static PyObject *core_wb_end(CoreObject *c, PyObject *args)
 		Py_RETURN_NONE;
 	pthread_mutex_lock(&t->lock);
 	e = tree_entry(t, offset);
+	tree_unpin(t, offset);
 	if (e != NULL && e->packed == packed) {
-		e->stamp &= ~STAMP_BUSY;
 		if (ok) {
 			tree_clear(t, offset);
 			freed = 1;
