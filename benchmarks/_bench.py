@@ -15,6 +15,7 @@ Rules every timing here follows:
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import random
@@ -466,6 +467,109 @@ def measure_metadata(
         "metadata_per_page": round((grown - payload) / n, 1),
     }
     return out
+
+
+def allocator_cost(zpool: str, pages: Sequence[bytes], repeats: int = 3) -> dict[str, Any]:
+    """µs per page of an allocator's own ``alloc_write``, ``read`` and ``free``.
+
+    Called alone, on the lz4 output of the pages (same-filled ones skipped), in the
+    thread's CPU time, median of ``repeats``: what a Python allocator costs on the
+    native core's per-page path, beyond the core and the codec.
+    """
+    from zswap_core import Zswap
+
+    from zswap_core import ZpoolError
+
+    z = Zswap(compressor="lz4", zpool=zpool, ram_bytes=10 * max(len(pages), 64) * PAGE_SIZE)
+    zp = z._pools[0].zpool
+    data = []
+    for p in pages:  # what zswap would hand it: compressed pages the allocator can hold
+        if is_same_filled(p):
+            continue
+        d = _lz4c(p)
+        try:
+            zp.free(zp.alloc_write(d))
+        except ZpoolError:
+            continue
+        data.append(d)
+    alloc: list[float] = []
+    read: list[float] = []
+    free: list[float] = []
+    try:
+        for _ in range(repeats):
+            t0 = time.thread_time()
+            handles = [zp.alloc_write(d) for d in data]
+            t1 = time.thread_time()
+            for h, d in zip(handles, data, strict=True):
+                zp.read(h, len(d))
+            t2 = time.thread_time()
+            for h in handles:
+                zp.free(h)
+            t3 = time.thread_time()
+            n = max(1, len(data))
+            alloc.append((t1 - t0) * 1e6 / n)
+            read.append((t2 - t1) * 1e6 / n)
+            free.append((t3 - t2) * 1e6 / n)
+    finally:
+        z.close()
+    return {
+        "objects": len(data),
+        "alloc_write_us": round(statistics.median(alloc), 2),
+        "read_us": round(statistics.median(read), 2),
+        "free_us": round(statistics.median(free), 2),
+    }
+
+
+def measure_commands(pages: int, runs: int) -> dict[str, Any]:
+    """``zswap compare`` and ``zswap run`` on each backend: wall seconds and results.
+
+    The same command, pages and seed with ``ZSWAP_BACKEND=native`` and ``=python``,
+    interleaved ``runs`` times; medians. ``compare``'s results (every figure but the
+    timings) must be equal. ``run`` has a writeback thread working beside the
+    program, so its counters vary from run to run on either backend; only its time
+    is compared.
+    """
+    exe = shutil.which("zswap") or os.path.join(os.path.dirname(sys.executable), "zswap")
+    cmds = {
+        "zswap compare": [exe, "compare", "--pages", str(pages), "--repeats", "1", "--json"],
+        "zswap run": [exe, "run", "--pages", str(pages), "--seed", "1", "--json"],
+    }
+    out: dict[str, Any] = {"pages": pages, "runs": runs, "commands": {}}
+    for name, cmd in cmds.items():
+        wall: dict[str, list[float]] = {"native": [], "python": []}
+        results: dict[str, Any] = {}
+        for _ in range(runs):
+            for backend in ("native", "python"):
+                env = {**os.environ, "ZSWAP_BACKEND": backend}
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+                wall[backend].append(time.perf_counter() - t0)
+                results[backend] = _untimed(json.loads(proc.stdout))
+        native_s = statistics.median(wall["native"])
+        python_s = statistics.median(wall["python"])
+        same = "yes" if results["native"] == results["python"] else "no"
+        if name == "zswap run":
+            same = "n/a (writeback thread)"
+        out["commands"][name] = {
+            "native_s": round(native_s, 3),
+            "python_s": round(python_s, 3),
+            "speedup": round(python_s / native_s, 2),
+            "same_results": same,
+        }
+    return out
+
+
+def _untimed(report: Any) -> Any:
+    """A command's JSON report without its timings (µs, seconds, latency figures)."""
+    if isinstance(report, dict):
+        return {
+            k: _untimed(v)
+            for k, v in report.items()
+            if not (k.endswith(("_us", "_s")) or k in ("latency_us", "elapsed_s"))
+        }
+    if isinstance(report, list):
+        return [_untimed(v) for v in report]
+    return report
 
 
 def density(info: dict[str, Any], pages: Sequence[bytes]) -> dict[str, Any]:
