@@ -476,9 +476,7 @@ def allocator_cost(zpool: str, pages: Sequence[bytes], repeats: int = 3) -> dict
     thread's CPU time, median of ``repeats``: what a Python allocator costs on the
     native core's per-page path, beyond the core and the codec.
     """
-    from zswap_core import Zswap
-
-    from zswap_core import ZpoolError
+    from zswap_core import ZpoolError, Zswap
 
     z = Zswap(compressor="lz4", zpool=zpool, ram_bytes=10 * max(len(pages), 64) * PAGE_SIZE)
     zp = z._pools[0].zpool
