@@ -12,8 +12,9 @@ import pytest
 import zswap_core
 
 
-def zswap(*args: str) -> subprocess.CompletedProcess[str]:
+def zswap(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZSWAP_")}
+    env.update(extra)
     return subprocess.run(
         [sys.executable, "-m", "zswap_core.cli", *args],
         capture_output=True,
@@ -29,11 +30,36 @@ def test_lsmod_lists_every_installed_plugin() -> None:
     lines = r.stdout.splitlines()
     assert lines[0].split()[:5] == ["Module", "Kind", "Distribution", "Version", "State"]
     names = {line.split()[0] for line in lines[1:]}
-    assert names == {p.name for p in zswap_core.list_plugins()}
+    assert names == {p.name for p in zswap_core.list_plugins()} | {"zswap"}
     js = json.loads(zswap("lsmod", "--json").stdout)
     lz4 = next(p for p in js if p["name"] == "lz4")
     assert lz4["kind"] == "compressor" and lz4["distribution"] == "zswap-lz4"
     assert lz4["state"] == "available" and lz4["used_by"] == 0  # nothing loaded: fresh process
+    assert lz4["backend"] == "python"  # codecs: their Python methods
+
+
+@pytest.mark.parametrize("backend", ["native", "python"])
+def test_lsmod_and_modinfo_show_each_parts_backend(backend: str) -> None:
+    """The built-in module's backend, and each allocator's once it is loaded."""
+    from zswap_core._backend import NATIVE_ERROR
+
+    if backend == "native" and NATIVE_ERROR is not None:
+        pytest.skip(NATIVE_ERROR)
+    env = {"ZSWAP_BACKEND": backend}
+    js = {p["name"]: p for p in json.loads(zswap("lsmod", "--json", **env).stdout)}
+    assert js["zswap"]["kind"] == "built-in" and js["zswap"]["backend"] == backend
+    assert js["zsmalloc"]["backend"] == "?"  # not imported yet: not known
+    js = {p["name"]: p for p in json.loads(zswap("lsmod", "--load", "--json", **env).stdout)}
+    assert js["zsmalloc"]["backend"] == backend  # the C zsmalloc exports its ops table
+    assert js["zbud"]["backend"] == "python"  # a Python allocator
+    table = zswap("lsmod", "--load", **env).stdout.splitlines()
+    assert table[0].split()[7] == "Backend"  # after "Used by"
+    row = next(line.split() for line in table if line.startswith("zsmalloc "))
+    assert row[6] == backend
+    info = json.loads(zswap("modinfo", "zsmalloc", "--json", **env).stdout)
+    assert info["backend"] == backend
+    built_in = json.loads(zswap("modinfo", "zswap", "--json", **env).stdout)
+    assert built_in["backend"].startswith(backend)
 
 
 def test_modinfo_plugin() -> None:

@@ -50,7 +50,10 @@ def lsmod(load: bool, as_json: bool) -> None:
     yet, so not known to load); failed (its import or its options failed); blocked;
     duplicate (two distributions provide it); refused (a name that can never load).
     Note says why, in one line. "Used by" counts the pools of this process that use
-    the plugin (0 in a fresh process).
+    the plugin (0 in a fresh process). Backend says what runs the per-page calls: the
+    built-in module's is native (C) or python; an allocator is native when it gives
+    the core its C ops table, which shows once it is loaded ("?" before); a compressor
+    is called through its Python methods.
     """
     from zswap_core import default_registry, list_plugins
 
@@ -61,9 +64,19 @@ def lsmod(load: bool, as_json: bool) -> None:
             if p.state == "available":
                 reg.request(p.kind, p.name)  # a failure is recorded with its reason
         rows = list_plugins()
+    core, why = _core_backend()
     if as_json:
         echo_json(
             [
+                {
+                    "name": "zswap",
+                    "kind": "built-in",
+                    "state": "loaded",
+                    "backend": core,
+                    "error": why,
+                }
+            ]
+            + [
                 {
                     "name": p.name,
                     "kind": p.kind,
@@ -72,6 +85,7 @@ def lsmod(load: bool, as_json: bool) -> None:
                     "target": p.target,
                     "state": p.state,
                     "used_by": p.use_count,
+                    "backend": _plugin_backend(p.kind, p.name, p.state),
                     "error": p.error,
                 }
                 for p in rows
@@ -79,11 +93,13 @@ def lsmod(load: bool, as_json: bool) -> None:
         )
         return
     if not rows:
+        click.echo(f"zswap (built-in): {core} backend" + (f" ({why})" if why else ""))
         click.echo("no plugins installed (pip install zswap-lz4 zswap-zsmalloc)")
         return
     table(
-        ["Module", "Kind", "Distribution", "Version", "State", "Used by", "Note"],
-        [
+        ["Module", "Kind", "Distribution", "Version", "State", "Used by", "Backend", "Note"],
+        [["zswap", "built-in", "zswap-core", _core_version(), "loaded", "-", core, why or ""]]
+        + [
             [
                 p.name,
                 p.kind,
@@ -91,11 +107,55 @@ def lsmod(load: bool, as_json: bool) -> None:
                 p.version or "?",
                 p.state,
                 p.use_count,
+                _plugin_backend(p.kind, p.name, p.state),
                 _NOTES.get(p.state, "") if p.error is None else p.error,
             ]
             for p in rows
         ],
     )
+
+
+def _core_backend() -> tuple[str, str | None]:
+    """The backend a new Zswap of this process gets, and why not native."""
+    from zswap_core._backend import NATIVE_ERROR, choose
+
+    try:
+        backend = choose()
+    except ValueError as exc:  # a bad ZSWAP_BACKEND: say so, as Zswap() would
+        return "?", str(exc)
+    if backend == "python":
+        return "python", NATIVE_ERROR or "ZSWAP_BACKEND=python"
+    return "native", None
+
+
+def _core_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("zswap-core")
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def _plugin_backend(kind: str, name: str, state: str) -> str:
+    """``native`` (C ops table), ``python``, or ``?`` (an allocator not loaded yet)."""
+    if kind == "compressor":
+        return "python"
+    if state != "loaded":
+        return "?"
+    from zswap_core import PageAllocator, default_registry
+
+    mod = default_registry().loaded("zpool", name)
+    if mod is None:
+        return "?"
+    try:  # a scratch pool: whether an instance offers its ops table (zswap_ops.h)
+        pool = mod.driver(f"{name}-probe", PageAllocator(), mod.params)
+    except Exception:
+        return "?"
+    try:
+        return "native" if getattr(pool, "zpool_ops", None) is not None else "python"
+    finally:
+        pool.destroy()
 
 
 #: What lsmod notes for a state without an error of its own.
@@ -123,12 +183,14 @@ def modinfo(name: str, as_json: bool) -> None:
 
     infos: list[dict[str, Any]] = []
     if name == "zswap":
+        core, why = _core_backend()
         with Zswap(ram_bytes=1 << 30) as z:
             infos.append(
                 {
                     "name": "zswap",
                     "kind": "built-in",
                     "description": "compressed cache in front of swap (zswap_core)",
+                    "backend": core + (f" ({why})" if why else " (C extension zswap_core._core)"),
                     "parameters": _param_rows(z.params),
                 }
             )
@@ -165,6 +227,7 @@ def modinfo(name: str, as_json: bool) -> None:
                 "description": getattr(mod.driver, "description", "") or "",
                 "state": "loaded",
                 "used_by": mod.use_count,
+                "backend": _plugin_backend(p.kind, p.name, "loaded"),
                 "parameters": _param_rows(mod.params),
             }
         )
