@@ -584,9 +584,22 @@ static uint32_t zs_find_zspage(const struct size_class *class)
 
 /* -- zspages ------------------------------------------------------------------ */
 
-static inline uint64_t *obj_word(const struct size_class *class, const struct zspage *zs, uint32_t obj)
+/* The word in front of an object: its handle slot (live) or the next free object.
+ * Classes are 2 bytes apart at 512-byte pages, so the word may be unaligned:
+ * it is read and written with memcpy, never through a uint64_t pointer. */
+static inline uint64_t obj_word_get(const struct size_class *class, const struct zspage *zs,
+				    uint32_t obj)
 {
-	return (uint64_t *)(void *)(zs->base + (size_t)obj * class->size);
+	uint64_t w;
+
+	memcpy(&w, zs->base + (size_t)obj * class->size, sizeof(w));
+	return w;
+}
+
+static inline void obj_word_set(const struct size_class *class, const struct zspage *zs,
+				uint32_t obj, uint64_t w)
+{
+	memcpy(zs->base + (size_t)obj * class->size, &w, sizeof(w));
 }
 
 static inline char *obj_data(const struct size_class *class, const struct zspage *zs, uint32_t obj)
@@ -649,7 +662,7 @@ static uint32_t alloc_zspage(struct zs_pool *pool, struct size_class *class)
 	if (!class->huge) {
 		for (uint32_t obj = 0; obj < class->objs_per_zspage; obj++) {
 			uint64_t next = obj + 1 < class->objs_per_zspage ? obj + 1 : ZS_NONE;
-			*obj_word(class, zs, obj) = next << 1;
+			obj_word_set(class, zs, obj, next << 1);
 		}
 	}
 	pool->nr_zspages++;
@@ -687,9 +700,8 @@ static uint32_t obj_malloc(struct zs_pool *pool, struct size_class *class, uint3
 	if (class->huge) {
 		zs->freeobj = slot; /* the owner: a huge object has no handle word */
 	} else {
-		uint64_t *word = obj_word(class, zs, obj);
-		zs->freeobj = (uint32_t)(*word >> 1);
-		*word = (uint64_t)slot << 1 | 1;
+		zs->freeobj = (uint32_t)(obj_word_get(class, zs, obj) >> 1);
+		obj_word_set(class, zs, obj, (uint64_t)slot << 1 | 1);
 	}
 	zs->inuse++;
 	class->obj_used++;
@@ -708,7 +720,7 @@ static void obj_free(struct zs_pool *pool, struct size_class *class, uint32_t id
 	if (class->huge) {
 		zs->freeobj = 0;
 	} else {
-		*obj_word(class, zs, obj) = (uint64_t)zs->freeobj << 1;
+		obj_word_set(class, zs, obj, (uint64_t)zs->freeobj << 1);
 		zs->freeobj = obj;
 	}
 	zs->inuse--;
@@ -1047,18 +1059,17 @@ static void zs_migrate(struct zs_pool *pool, struct size_class *class, uint32_t 
 	struct zspage *src = &pool->zspages[src_id], *dst = &pool->zspages[dst_id];
 
 	for (uint32_t obj = 0; obj < class->objs_per_zspage; obj++) {
-		uint64_t word = *obj_word(class, src, obj), *dword;
+		uint64_t word = obj_word_get(class, src, obj);
 		uint32_t slot = (uint32_t)(word >> 1), new;
 
 		if (!(word & 1) || pool->handles[slot] & HE_MAPPED)
 			continue;
 		new = dst->freeobj;
-		dword = obj_word(class, dst, new);
-		dst->freeobj = (uint32_t)(*dword >> 1);
+		dst->freeobj = (uint32_t)(obj_word_get(class, dst, new) >> 1);
 		memcpy(obj_data(class, dst, new), obj_data(class, src, obj), class->dlen);
-		*dword = word;
+		obj_word_set(class, dst, new, word);
 		dst->inuse++;
-		*obj_word(class, src, obj) = (uint64_t)src->freeobj << 1;
+		obj_word_set(class, src, obj, (uint64_t)src->freeobj << 1);
 		src->freeobj = obj;
 		src->inuse--;
 		pool->handles[slot] = he_live(he_gen(pool->handles[slot]), dst_id, new);
