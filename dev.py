@@ -74,6 +74,7 @@ SANITIZERS: dict[str, tuple[str, str, dict[str, str]]] = {
 #: C-specific files only.
 NATIVE_TESTS = [
     "tests/test_native_core.py",
+    "tests/test_native_fuzz.py",
     "tests/test_backend_differential.py",
     "tests/test_zswap_core.py",
     "tests/test_writeback.py",
@@ -83,6 +84,7 @@ NATIVE_TESTS = [
 ]
 NATIVE_TESTS_QUICK = [
     "tests/test_native_core.py",
+    "tests/test_native_fuzz.py",
     "tests/test_backend_differential.py",
     "plugins/zpools/zsmalloc/tests/test_zsmalloc_native.py",
 ]
