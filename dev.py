@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -227,10 +228,23 @@ def checked_tests(rest: list[str]) -> int:
             ["gcc", f"-print-file-name={runtime}"], capture_output=True, text=True
         ).stdout.strip()
         e["LD_PRELOAD"] = lib
-        e.update(options)
+        # pytest captures the tests' stderr, where a report would be lost with the
+        # aborted process: the runtimes write to files here instead, shown after.
+        logs = Path(tempfile.mkdtemp(prefix="zswap-sanitizer-"))
+        for key, value in options.items():
+            e[key] = f"{value}:log_path={logs / key.split('_')[0].lower()}"
         cmd = pytest
     say(f"$ {' '.join(cmd)}  ({mode}: the C extensions are rebuilt normally on the next run)")
-    return subprocess.run(cmd, cwd=ROOT, env=e).returncode
+    rc = subprocess.run(cmd, cwd=ROOT, env=e).returncode
+    if mode != "--valgrind":
+        reports = sorted(logs.iterdir())
+        for report in reports:
+            say(f"{report.name}:")
+            sys.stderr.write(report.read_text(errors="replace"))
+        shutil.rmtree(logs, ignore_errors=True)
+        if reports and rc == 0:
+            rc = 1  # a report is a failure even when no test saw it
+    return rc
 
 
 def wheels(rest: list[str]) -> int:
