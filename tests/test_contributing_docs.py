@@ -9,7 +9,8 @@ folder of its name, built with ``python -m build`` as the guide says, installed
 must each be a command this file knows how to check, and run in the folder that the
 guide's ``cd`` lines lead to; ``text files`` blocks list a project's files,
 ``text layout`` paths of this repository, and ``text kit`` the settings of the kit's
-classes with their defaults.
+classes with their defaults. A block of any language with ``excerpt=PATH`` (C code,
+say) shows part of a file of this repository: it must appear in it verbatim.
 """
 
 from __future__ import annotations
@@ -105,7 +106,21 @@ def test_every_block_has_a_known_kind() -> None:
     assert len(found) >= 15
     for b in found:
         kind = next(iter(b.attrs), "")
+        if kind == "excerpt":  # any language: checked by test_excerpt_is_in_its_file
+            assert list(b.attrs) == ["excerpt"], f"{b}: an excerpt takes no other settings"
+            continue
         assert (b.lang, kind) in known, f"{b}: no check for this kind of block"
+
+
+@pytest.mark.parametrize("block", [b for b in blocks() if "excerpt" in b.attrs], ids=str)
+def test_excerpt_is_in_its_file(block: Block) -> None:
+    """An ``excerpt=PATH`` block is a verbatim part of that file of this repository."""
+    path = ROOT / block.attrs["excerpt"]
+    assert path.is_file() and ROOT in path.resolve().parents, f"{block}: no file {path}"
+    assert block.body.strip(), f"{block}: empty excerpt"
+    assert block.body in path.read_text(), (
+        f"{block}: not found verbatim in {block.attrs['excerpt']} (copy it again from there)"
+    )
 
 
 @dataclass
