@@ -43,8 +43,11 @@ THREAD_TESTS = (
     "tests/test_conformance_kit.py::TestReferenceDeflate::test_zswap_threads[page4096]",
     # the kit's thread tests on every bundled plugin (at one page size: the schedules
     # are the same at every size, and a run must stay short)
-    "plugins/zpools/zsmalloc/tests/test_zsmalloc_conformance.py::TestZsmalloc::test_threads[page4096]",
-    "plugins/zpools/zsmalloc/tests/test_zsmalloc_conformance.py::TestZsmalloc::test_zswap_threads[page4096]",
+    # (zsmalloc: on the C pool and on the Python one)
+    "plugins/zpools/zsmalloc/tests/test_zsmalloc_conformance.py::TestZsmalloc::test_threads[page4096-native]",
+    "plugins/zpools/zsmalloc/tests/test_zsmalloc_conformance.py::TestZsmalloc::test_threads[page4096-python]",
+    "plugins/zpools/zsmalloc/tests/test_zsmalloc_conformance.py::TestZsmalloc::test_zswap_threads[page4096-native]",
+    "plugins/zpools/zsmalloc/tests/test_zsmalloc_conformance.py::TestZsmalloc::test_zswap_threads[page4096-python]",
     "plugins/zpools/zbud/tests/test_zbud_conformance.py::TestZbud::test_threads[page4096]",
     "plugins/zpools/zbud/tests/test_zbud_conformance.py::TestZbud::test_zswap_threads[page4096]",
     "plugins/zpools/z3fold/tests/test_z3fold_conformance.py::TestZ3fold::test_threads[page4096]",

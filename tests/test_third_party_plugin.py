@@ -142,17 +142,20 @@ def test_the_wheel_built_from_the_sdist_carries_the_native_core(fresh: Venv) -> 
     """The core's sdist compiles its C extension: the wheel made from it runs native."""
     out = fresh.run(
         """
+        import os
+        import zswap_core
         from zswap_core import Zswap
         from zswap_core._backend import NATIVE_ERROR
         z = Zswap(compressor="lz4", zpool="zbud", ram_bytes=1 << 30)
         z.init(0)
         page = bytes(range(256)) * 16
         assert z.store(0, 1, page) and z.load(0, 1) == page
-        print(NATIVE_ERROR, z.backend)
+        header = os.path.join(zswap_core.get_include(), "zswap_ops.h")
+        print(NATIVE_ERROR, z.backend, os.path.isfile(header))
         """,
         ZSWAP_BACKEND="auto",
     )
-    assert out.split() == ["None", "native"]
+    assert out.split() == ["None", "native", "True"]  # and the ops header is installed
 
 
 def test_the_core_installs_straight_from_a_clone(tmp_path: Path) -> None:

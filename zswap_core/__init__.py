@@ -61,6 +61,7 @@ __all__ = [
     "blocked_plugins",
     "crypto_has_comp",
     "default_registry",
+    "get_include",
     "hookimpl",
     "list_plugins",
     "parse_cmdline",
@@ -72,6 +73,18 @@ __all__ = [
     "unregister_observer",
     "zpool_has_pool",
 ]
+
+
+def get_include() -> str:
+    """The directory of ``zswap_ops.h``, the C ops tables' ABI, for a C plugin's build.
+
+    As numpy's ``get_include()``: ``Extension(..., include_dirs=[zswap_core.get_include()])``
+    with zswap-core in the build environment. A plugin may instead vendor the header
+    unchanged (the version and size fields make either safe at run time).
+    """
+    import os
+
+    return os.path.join(os.path.dirname(__file__), "_native")
 
 
 def __getattr__(name: str) -> object:
