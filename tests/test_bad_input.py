@@ -736,6 +736,7 @@ def test_public_api_has_no_unexpected_entry_points() -> None:
         "MapMode",
         "PoolInfo",
         "PluginInfo",
+        "get_include",
     }
     public = {
         n
@@ -747,3 +748,29 @@ def test_public_api_has_no_unexpected_entry_points() -> None:
         )
     }
     assert public <= covered, public - covered
+
+
+@pytest.mark.parametrize(
+    "value", [5, "", "Native", "c", b"native", 1.0, ["native"], "native "], ids=repr
+)
+def test_a_bad_backend_is_a_clear_error_and_makes_nothing(value: Any) -> None:
+    """``Zswap(backend=...)`` and ``ZSWAP_BACKEND``: one of auto, native, python."""
+    before = [(p.name, p.state, p.use_count) for p in zswap_core.list_plugins()]
+    with pytest.raises(ValueError, match="expected one of auto, native, python"):
+        Zswap(backend=value, ram_bytes=1 << 30)
+    # refused before any pool: no plugin was loaded or used for it
+    assert [(p.name, p.state, p.use_count) for p in zswap_core.list_plugins()] == before
+
+
+@pytest.mark.parametrize("value", ["fast", "1", "nat"])
+def test_a_bad_backend_variable_is_a_clear_error(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZSWAP_BACKEND", value)
+    with pytest.raises(ValueError, match=f"ZSWAP_BACKEND={value!r}: expected one of"):
+        Zswap(ram_bytes=1 << 30)
+
+
+def test_get_include_takes_no_arguments() -> None:
+    with pytest.raises(TypeError):
+        zswap_core.get_include("x")  # type: ignore[call-arg]
