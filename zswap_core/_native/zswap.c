@@ -1284,26 +1284,36 @@ static void load_failed(CoreObject *c, long type, uint32_t offset, PyObject *err
 	}
 }
 
-/* The compressed bytes of an entry from a C allocator, copied under the tree
- * lock (so they are the entry's own); NULL for a Python allocator. */
-static PyObject *entry_read_locked(CoreObject *c, uint64_t packed, int *failed)
+/* The compressed bytes of an entry from a C allocator, copied under the tree lock
+ * (so that they are the entry's own). Called with the lock held and returns with
+ * it held; the bytes object is made with the lock dropped, since no Python (nor
+ * its allocator) runs under a C lock. NULL and *failed = 0 for a Python allocator
+ * (its read() copies under its own lock, later); 1: no memory (exception set);
+ * 2: the allocator refused the handle; 3: the entry changed meanwhile. In cases 2
+ * and 3 the bytes object is returned all the same, for the caller to drop once the
+ * lock is released. */
+static PyObject *entry_read_locked(CoreObject *c, struct zswap_tree *t, uint32_t offset,
+				   uint64_t packed, uint32_t stamp, int *failed)
 {
 	struct zswap_pool_slot *s = &c->pools[E_POOL(packed)];
+	struct zswap_entry *e;
 	PyObject *src;
 
 	*failed = 0;
 	if (s->ops == NULL)
 		return NULL;
+	pthread_mutex_unlock(&t->lock);
 	src = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)E_LEN(packed));
+	pthread_mutex_lock(&t->lock);
 	if (src == NULL) {
 		*failed = 1;
 		return NULL;
 	}
-	if (s->ops->read(s->ops_pool, E_HANDLE(packed), PyBytes_AS_STRING(src), E_LEN(packed))) {
-		Py_DECREF(src);
+	e = tree_entry(t, offset);
+	if (e == NULL || e->packed != packed || e->stamp != stamp)
+		*failed = 3;
+	else if (s->ops->read(s->ops_pool, E_HANDLE(packed), PyBytes_AS_STRING(src), E_LEN(packed)))
 		*failed = 2;
-		return NULL;
-	}
 	return src;
 }
 
@@ -1360,7 +1370,12 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 			out = same_page(c, (packed & 0xFFFFFFFF00000000ull) | stamp);
 			break;
 		}
-		src = entry_read_locked(c, packed, &failed);
+		src = entry_read_locked(c, t, offset, packed, stamp, &failed);
+		if (failed == 3) {
+			pthread_mutex_unlock(&t->lock);
+			Py_DECREF(src);
+			continue; /* changed while the bytes object was made: try again */
+		}
 		if (pinned && tree_pin(t, offset) < 0)
 			pinned = 0; /* no memory for a pin: one more unpinned attempt */
 		pthread_mutex_unlock(&t->lock);
@@ -1368,6 +1383,7 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 		if (failed == 1) {
 			out = NULL;
 		} else if (failed == 2) {
+			Py_CLEAR(src);
 			error = PyObject_CallFunction(c->zpool_error, "is", EINVAL,
 						      "zpool read of the entry's handle failed");
 			if (error == NULL)
