@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import tomllib
 import venv
@@ -470,3 +471,61 @@ def _core_keeps_working(registry: Registry, bad: str) -> None:
         assert bad in str(info.value)
         assert z.params["zpool"] == "kit-pagepool"
         assert z.load(0, 1) == page
+
+
+def test_the_core_installs_without_a_c_compiler(fresh: Venv, tmp_path: Path) -> None:
+    """No compiler: the sdist still installs (the extension is optional), and the core
+    runs on its Python backend, says so once, and refuses an explicit native."""
+    (sdist,) = (fresh.root.parent / "dist").glob("zswap_core-*.tar.gz")
+    target = tmp_path / "site"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZSWAP_", "PYTHON"))}
+    env["CC"] = "false"  # every compile fails, as on a machine without gcc
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(sdist),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not list(target.glob("zswap_core/_core*.so"))
+    # the dependencies (pluggy, stevedore, click, rich) from this environment, behind it
+    deps = sysconfig.get_paths()["purelib"]
+    code = """
+        import warnings
+        from zswap_core import PageAllocator, _backend
+        assert _backend.NATIVE_ERROR and "not built" in _backend.NATIVE_ERROR
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert _backend.choose() == "python" and _backend.choose() == "python"
+            pa = PageAllocator()
+        assert pa.backend == "python" and pa.alloc_page() and pa.nr_pages == 1
+        print(len(caught), caught[0].message)
+        try:
+            _backend.choose("native")
+        except ValueError as exc:
+            print("refused:", exc)
+        """
+    run = subprocess.run(  # -S: not this environment's editable install of the core
+        [sys.executable, "-S", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "PYTHONPATH": f"{target}{os.pathsep}{deps}"},
+        cwd=tmp_path,  # not the repository, whose zswap_core has the extension built
+    )
+    assert run.returncode == 0, run.stderr
+    first, refused = run.stdout.strip().splitlines()
+    assert first.startswith("1 zswap: using the Python backend")  # said once, not twice
+    assert refused.startswith("refused: backend='native': the C extension")

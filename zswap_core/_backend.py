@@ -22,8 +22,8 @@ BACKENDS = ("auto", "native", "python")
 
 _core: ModuleType | None
 try:
-    from . import _core as _built
-except ImportError as exc:  # not built: pure-Python install
+    import zswap_core._core as _built
+except ImportError as exc:  # not built: pure-Python install (or built for another Python)
     _core = None
     #: Why the native backend is unavailable (None: it is available).
     NATIVE_ERROR: str | None = f"the C extension zswap_core._core is not built ({exc})"
