@@ -273,12 +273,6 @@ def test_page_counter_matches_its_python_twin(seed: int) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.xfail(
-    strict=True,
-    reason="_PyPageCounter lets a raising fail hook's exception out of charge() (the C "
-    "counter refuses the page and counts a failure) and keeps the pages already charged "
-    "in that call: charge(n) is no longer all or none",
-)
 def test_a_raising_fail_hook_refuses_the_page_alike() -> None:
     core = _backend.native_module()
     assert core is not None
@@ -301,11 +295,6 @@ def test_a_raising_fail_hook_refuses_the_page_alike() -> None:
     assert results[1] == results[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_PyPageCounter.charge(-1) returns True (range(-1) is empty); the C counter "
-    "raises ValueError",
-)
 def test_a_negative_charge_is_refused_alike() -> None:
     core = _backend.native_module()
     assert core is not None
@@ -420,12 +409,6 @@ def test_metadata_is_c_memory_that_goes_back(layout: str, how: str) -> None:
         assert zpool_mem(z) == base_zpool
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the tree's table of directory pointers (t->dir, 8 B per 256 Ki offsets up to "
-    "the highest used) is freed only by invalidate_area/dealloc, not when the last entry "
-    "goes (tree_clear): 131072 B stay after a page at offset 2**32-1 is invalidated",
-)
 @pytest.mark.parametrize("how", ["invalidate_page", "exclusive_load", "writeback"])
 def test_the_directory_table_goes_back_with_the_last_page(how: str) -> None:
     with make() as z:
@@ -458,14 +441,7 @@ def test_metadata_per_stored_page_at_20000_pages() -> None:
     [
         1_000_000,
         10_000_000,
-        pytest.param(
-            MAX_OFFSET,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a page at offset 2**32-1 grows the directory table to 16384 "
-                "pointers (128 KiB): about 139 KiB of core memory for one page",
-            ),
-        ),
+        MAX_OFFSET,
     ],
 )
 def test_a_lonely_page_at_a_far_offset_is_cheap(offset: int) -> None:

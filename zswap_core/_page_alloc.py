@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import threading
+import warnings
 from collections.abc import Callable
 
 from . import _backend
@@ -39,10 +40,23 @@ class _PyPageCounter:
         if self.fail_next > 0:
             self.fail_next -= 1
             return True
-        return self.fail is not None and bool(self.fail())
+        hook = self.fail
+        if hook is None:
+            return False
+        try:
+            return bool(hook())
+        except Exception as exc:  # a fault hook that raises refuses the page, and says why
+            warnings.warn(
+                f"page allocator: fail hook {hook!r} raised {exc!r}; the page is refused",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return True
 
     def charge(self, n: int) -> bool:
         """Account ``n`` pages, all or none; False when one is refused."""
+        if n < 0:
+            raise ValueError("cannot charge a negative number of pages")
         for got in range(n):
             refused = self._injected()
             with self._lock:

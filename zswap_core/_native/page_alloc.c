@@ -43,18 +43,25 @@ static int page_fault_injected(PageCounterObject *pc)
 		return 0;
 	Py_INCREF(hook); /* the hook may replace itself */
 	res = PyObject_CallNoArgs(hook);
-	Py_DECREF(hook);
-	if (res == NULL) {
-		/* A fault hook that raises refuses the page, and says why once. */
-		PyErr_WriteUnraisable(hook);
-		return 1;
-	}
-	hit = PyObject_IsTrue(res);
-	Py_DECREF(res);
+	hit = res == NULL ? -1 : PyObject_IsTrue(res);
+	Py_XDECREF(res);
 	if (hit < 0) {
-		PyErr_WriteUnraisable(hook);
-		return 1;
+		/* A fault hook that raises refuses the page and says why, as a warning
+		 * (the Python counter gives the same one). */
+		PyObject *type, *value, *tb;
+
+		PyErr_Fetch(&type, &value, &tb);
+		PyErr_NormalizeException(&type, &value, &tb);
+		if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+				     "page allocator: fail hook %R raised %R; the page is refused",
+				     hook, value ? value : Py_None) < 0)
+			PyErr_WriteUnraisable(hook); /* warnings turned into errors */
+		Py_XDECREF(type);
+		Py_XDECREF(value);
+		Py_XDECREF(tb);
+		hit = 1;
 	}
+	Py_DECREF(hook);
 	return hit;
 }
 

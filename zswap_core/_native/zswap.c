@@ -53,11 +53,16 @@
 #define CHUNK_SHIFT 9
 #define CHUNK (1u << CHUNK_SHIFT)
 #define CHUNK_MASK (CHUNK - 1)
-/* A directory holds 512 chunks (256 Ki offsets, a GiB of swap at 4 KiB pages); the
- * tree's table of directories grows to the highest one used. */
+/* A directory holds 512 chunks (256 Ki offsets, a GiB of swap at 4 KiB pages); a
+ * group holds 128 directories; the tree holds the 128 groups that 32-bit offsets
+ * need. Each level is made on first use and freed with its last child, so a page at
+ * a lonely offset costs a chunk, a directory and a group: about 11 KiB. */
 #define DIR_SHIFT 9
 #define DIR_SIZE (1u << DIR_SHIFT)
 #define NR_DIRS (1u << (32 - CHUNK_SHIFT - DIR_SHIFT))
+#define GROUP_SHIFT 7
+#define GROUP_SIZE (1u << GROUP_SHIFT)
+#define NR_GROUPS (NR_DIRS >> GROUP_SHIFT)
 
 enum zswap_stat {
 	ST_POOL_LIMIT_HIT,
@@ -111,6 +116,11 @@ struct zswap_dir {
 	struct zswap_chunk *chunk[DIR_SIZE];
 };
 
+struct zswap_group {
+	uint32_t nr; /* directories present; the group goes with the last */
+	struct zswap_dir *dir[GROUP_SIZE];
+};
+
 struct lru_rec {
 	uint32_t offset;
 	uint32_t stamp; /* the entry's stamp when queued */
@@ -136,8 +146,7 @@ struct zswap_tree {
 	uint32_t nr_pins;        /* offsets pinned by writeback or a pinned load */
 	uint32_t cap_pins;
 	uint32_t *pins;
-	uint32_t nr_dirs;        /* slots in dir[], a power of two up to NR_DIRS */
-	struct zswap_dir **dir;  /* directory d covers chunks d << DIR_SHIFT ... */
+	struct zswap_group *group[NR_GROUPS];
 };
 
 static struct zswap_tree *tree_new(int type)
@@ -176,28 +185,49 @@ static void chunk_free(struct zswap_tree *t, struct zswap_chunk *c)
 	t->mem[MEM_CHUNKS] -= sizeof(*c);
 }
 
+/* Free directory `d` (empty of chunks) and its group with its last directory. */
+static void tree_free_dir(struct zswap_tree *t, uint32_t d)
+{
+	struct zswap_group *g = t->group[d >> GROUP_SHIFT];
+
+	free(g->dir[d & (GROUP_SIZE - 1)]);
+	g->dir[d & (GROUP_SIZE - 1)] = NULL;
+	t->mem[MEM_DIRS] -= sizeof(struct zswap_dir);
+	if (--g->nr == 0) {
+		free(g);
+		t->group[d >> GROUP_SHIFT] = NULL;
+		t->mem[MEM_DIRS] -= sizeof(*g);
+	}
+}
+
+static struct zswap_dir *tree_dir(struct zswap_tree *t, uint32_t d)
+{
+	struct zswap_group *g = t->group[d >> GROUP_SHIFT];
+
+	return g == NULL ? NULL : g->dir[d & (GROUP_SIZE - 1)];
+}
+
 /* Drop every entry, chunk and record; lock held (or the tree unreachable). */
 static void tree_empty(struct zswap_tree *t)
 {
-	for (unsigned d = 0; d < t->nr_dirs; d++) {
-		struct zswap_dir *dir = t->dir[d];
+	for (uint32_t d = 0; d < NR_DIRS; d++) {
+		struct zswap_dir *dir;
 
+		if (t->group[d >> GROUP_SHIFT] == NULL) {
+			d |= GROUP_SIZE - 1; /* skip the whole group */
+			continue;
+		}
+		dir = tree_dir(t, d);
 		if (dir == NULL)
 			continue;
 		for (unsigned k = 0; k < DIR_SIZE; k++)
 			if (dir->chunk[k] != NULL)
 				chunk_free(t, dir->chunk[k]);
-		free(dir);
-		t->mem[MEM_DIRS] -= sizeof(*dir);
-		t->dir[d] = NULL;
+		tree_free_dir(t, d);
 	}
 	free(t->pins);
 	t->pins = NULL;
 	t->nr_pins = t->cap_pins = 0;
-	free(t->dir);
-	t->mem[MEM_DIRS] -= t->nr_dirs * sizeof(*t->dir);
-	t->dir = NULL;
-	t->nr_dirs = 0;
 	for (int p = 0; p < NR_POOLS; p++)
 		lru_free(t, p);
 	t->nr_stored = t->nr_same = 0;
@@ -214,11 +244,8 @@ static void tree_put(struct zswap_tree *t)
 
 static struct zswap_chunk *tree_chunk(struct zswap_tree *t, uint32_t ci)
 {
-	struct zswap_dir *dir;
+	struct zswap_dir *dir = tree_dir(t, ci >> DIR_SHIFT);
 
-	if ((ci >> DIR_SHIFT) >= t->nr_dirs)
-		return NULL;
-	dir = t->dir[ci >> DIR_SHIFT];
 	return dir == NULL ? NULL : dir->chunk[ci & (DIR_SIZE - 1)];
 }
 
@@ -229,64 +256,58 @@ static struct zswap_entry *tree_entry(struct zswap_tree *t, uint32_t offset)
 	return c == NULL ? NULL : &c->e[offset & CHUNK_MASK];
 }
 
-/* The chunk of `ci`, made on first use; NULL when out of memory. Lock held. */
-/* Grow the table of directories to hold directory `d`; -1 when out of memory. */
-static int tree_grow_dirs(struct zswap_tree *t, uint32_t d)
-{
-	uint32_t n = t->nr_dirs ? t->nr_dirs : 1;
-	struct zswap_dir **dir;
-
-	while (n <= d)
-		n *= 2;
-	dir = realloc(t->dir, n * sizeof(*dir));
-	if (dir == NULL)
-		return -1;
-	memset(dir + t->nr_dirs, 0, (n - t->nr_dirs) * sizeof(*dir));
-	t->mem[MEM_DIRS] += (n - t->nr_dirs) * sizeof(*dir);
-	t->dir = dir;
-	t->nr_dirs = n;
-	return 0;
-}
-
+/* The chunk of `ci`, made on first use (with its directory and group); NULL when
+ * out of memory, and then nothing new is left behind. Lock held. */
 static struct zswap_chunk *tree_chunk_get(struct zswap_tree *t, uint32_t ci)
 {
+	uint32_t d = ci >> DIR_SHIFT;
+	struct zswap_group **gp = &t->group[d >> GROUP_SHIFT];
 	struct zswap_dir **dirp;
 	struct zswap_chunk **cp;
 
-	if ((ci >> DIR_SHIFT) >= t->nr_dirs && tree_grow_dirs(t, ci >> DIR_SHIFT) < 0)
-		return NULL;
-	dirp = &t->dir[ci >> DIR_SHIFT];
-
+	if (*gp == NULL) {
+		*gp = calloc(1, sizeof(struct zswap_group));
+		if (*gp == NULL)
+			return NULL;
+		t->mem[MEM_DIRS] += sizeof(struct zswap_group);
+	}
+	dirp = &(*gp)->dir[d & (GROUP_SIZE - 1)];
 	if (*dirp == NULL) {
 		*dirp = calloc(1, sizeof(struct zswap_dir));
 		if (*dirp == NULL)
-			return NULL;
+			goto fail_group;
 		t->mem[MEM_DIRS] += sizeof(struct zswap_dir);
+		(*gp)->nr++;
 	}
 	cp = &(*dirp)->chunk[ci & (DIR_SIZE - 1)];
 	if (*cp == NULL) {
 		*cp = calloc(1, sizeof(struct zswap_chunk));
 		if (*cp == NULL) {
-			if ((*dirp)->nr == 0) {
-				free(*dirp);
-				*dirp = NULL;
-				t->mem[MEM_DIRS] -= sizeof(struct zswap_dir);
-			}
+			if ((*dirp)->nr == 0)
+				tree_free_dir(t, d); /* frees the group too if it held only this */
 			return NULL;
 		}
 		t->mem[MEM_CHUNKS] += sizeof(struct zswap_chunk);
 		(*dirp)->nr++;
 	}
 	return *cp;
+fail_group:
+	if ((*gp)->nr == 0) {
+		free(*gp);
+		*gp = NULL;
+		t->mem[MEM_DIRS] -= sizeof(struct zswap_group);
+	}
+	return NULL;
 }
 
 /* Take the present entry at `offset` out; lock held. The chunk goes with its last
- * entry, the directory with its last chunk, the LRU records with the tree's last
- * entry (they are only hints, and an empty tree has nothing to write back). */
+ * entry, the directory and the group with their last, the LRU records with the
+ * tree's last entry (they are only hints, and an empty tree has nothing to write
+ * back). */
 static void tree_clear(struct zswap_tree *t, uint32_t offset)
 {
 	uint32_t ci = offset >> CHUNK_SHIFT;
-	struct zswap_dir *dir = t->dir[ci >> DIR_SHIFT];
+	struct zswap_dir *dir = tree_dir(t, ci >> DIR_SHIFT);
 	struct zswap_chunk *c = dir->chunk[ci & (DIR_SIZE - 1)];
 	struct zswap_entry *e = &c->e[offset & CHUNK_MASK];
 
@@ -297,11 +318,8 @@ static void tree_clear(struct zswap_tree *t, uint32_t offset)
 	if (--c->nr == 0) {
 		chunk_free(t, c);
 		dir->chunk[ci & (DIR_SIZE - 1)] = NULL;
-		if (--dir->nr == 0) {
-			free(dir);
-			t->mem[MEM_DIRS] -= sizeof(*dir);
-			t->dir[ci >> DIR_SHIFT] = NULL;
-		}
+		if (--dir->nr == 0)
+			tree_free_dir(t, ci >> DIR_SHIFT);
 	}
 	if (--t->nr_stored == 0)
 		for (int p = 0; p < NR_POOLS; p++)
@@ -1543,9 +1561,14 @@ static PyObject *core_invalidate_area(CoreObject *c, PyObject *type_obj)
 		tree_put(t);
 		return PyErr_NoMemory();
 	}
-	for (unsigned d = 0; d < t->nr_dirs; d++) {
-		struct zswap_dir *dir = t->dir[d];
+	for (uint32_t d = 0; d < NR_DIRS; d++) {
+		struct zswap_dir *dir;
 
+		if (t->group[d >> GROUP_SHIFT] == NULL) {
+			d |= GROUP_SIZE - 1; /* skip the whole group */
+			continue;
+		}
+		dir = tree_dir(t, d);
 		if (dir == NULL)
 			continue;
 		for (unsigned k = 0; k < DIR_SIZE; k++) {
