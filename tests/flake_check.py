@@ -59,6 +59,14 @@ THREAD_TESTS = (
     "plugins/compressors/deflate/tests/test_deflate_conformance.py::TestDeflate::test_threads[page4096]",
     "plugins/compressors/zstd/tests/test_zstd_plugin.py::TestZstdLevel::test_threads_while_level_changes",
     "plugins/compressors/deflate/tests/test_deflate_plugin.py::TestDeflateLevel::test_threads_while_level_changes",
+    # the native core: writeback pins with forced waits, re-entrant hooks, the
+    # differential tests (both backends in one process)
+    "tests/test_native_core.py::test_a_plain_load_of_a_pinned_entry_returns_at_once",
+    "tests/test_native_core.py::test_writers_wait_for_a_pinned_entry",
+    "tests/test_native_core.py::test_the_pin_goes_when_the_handler_raises",
+    "tests/test_native_core.py::test_the_pin_goes_when_the_handler_raises_a_base_exception",
+    "tests/test_native_core.py::test_hooks_can_call_back_into_the_same_zswap",
+    "tests/test_backend_differential.py",
     # the core, the swap layer and the registry
     "tests/test_zswap_core.py::test_params_switch_at_every_line_of_store_load_invalidate",
     "tests/test_zswap_core.py::test_store_load_invalidate_at_every_line_of_a_switch",
