@@ -158,10 +158,20 @@ def setup() -> None:
     STAMP.write_text(want)
 
 
-def native_sources(member: str) -> list[Path]:
-    root = ROOT / member
-    found = [p for ext in ("*.c", "*.h") for p in root.rglob(ext)]
-    return sorted(p for p in found if not {".venv", "build"} & set(p.relative_to(root).parts))
+def native_sources(member: str, root: Path = ROOT) -> list[Path]:
+    """Every .c and .h file of a member (its build and venv folders aside)."""
+    base = root / member
+    found = [p for ext in ("*.c", "*.h") for p in base.rglob(ext)]
+    return sorted(p for p in found if not {".venv", "build"} & set(p.relative_to(base).parts))
+
+
+def native_fingerprint(member: str, flavour: str, root: Path = ROOT) -> str:
+    """What a build of ``member`` depends on: its C sources, the flavour, the Python."""
+    h = hashlib.sha256(f"{flavour} {sys.version}".encode())
+    for path in native_sources(member, root):
+        h.update(str(path.relative_to(root / member)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def build_native(flavour: str = "release") -> None:
@@ -171,15 +181,11 @@ def build_native(flavour: str = "release") -> None:
     and the test suite says which backend ran. A sanitizer build must succeed.
     """
     for member in NATIVE:
-        src = native_sources(member)
-        if not src:
+        if not native_sources(member):
             continue
-        h = hashlib.sha256(f"{flavour} {sys.version}".encode())
-        for path in src:
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
+        want = native_fingerprint(member, flavour)
         stamp = ROOT / member / "build" / ".zswap-native"
-        if stamp.exists() and stamp.read_text() == h.hexdigest():
+        if stamp.exists() and stamp.read_text() == want:
             continue
         say(f"building the C extension of {member} ({flavour})")
         e = env()
@@ -197,7 +203,7 @@ def build_native(flavour: str = "release") -> None:
                 raise SystemExit(f"[dev.py] the {flavour} build of {member} failed")
             say(f"the C extension of {member} did not build: its Python code runs instead")
         stamp.parent.mkdir(exist_ok=True)
-        stamp.write_text(h.hexdigest())
+        stamp.write_text(want)
 
 
 def checked_tests(rest: list[str]) -> int:
