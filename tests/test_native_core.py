@@ -1070,3 +1070,42 @@ def test_a_decompressor_that_raises_is_decompress_fail_on_both() -> None:
             results[backend] = z.stats
             assert results[backend]["decompress_fail"] == 1
     assert results["native"] == results["python"]
+
+
+# -- a pool destroyed while one of its entries is being loaded ------------------------------
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_pool_destroyed_during_a_load_is_not_called_through_a_freed_slot(
+    when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load of an old pool's last entry calls the allocator's read(), Python code;
+    there the entry goes (invalidated), and with it the pool, whose slot in the core is
+    cleared. The load must not call the codec through that slot afterwards (it did:
+    a segfault in CI's stress run); it finds the entry gone and reports a miss."""
+    import zswap_zbud
+
+    real_read = zswap_zbud.Zbud.read
+    armed: list[Callable[[], None]] = []
+
+    def read(self: Any, handle: int, size: int) -> Any:
+        if armed and when == "before":
+            armed.pop()()
+        out = real_read(self, handle, size)
+        if armed and when == "after":
+            armed.pop()()
+        return out
+
+    monkeypatch.setattr(zswap_zbud.Zbud, "read", read)
+    z = Zswap(backend="native", compressor="lz4", zpool="zbud", ram_bytes=1 << 30)
+    z.init(0)
+    page = mixed_pages(3, seed=5)[2]
+    assert z.store(0, 1, page)
+    z.params["zpool"] = "zsmalloc"  # the zbud pool is old now: its last entry is offset 1
+    assert [p.zpool for p in z.pools] == ["zsmalloc", "zbud"]
+    armed.append(lambda: z.invalidate_page(0, 1))
+    assert z.load(0, 1) is None  # gone meanwhile: a miss, as if the invalidation came first
+    assert not armed  # the invalidation did run inside read()
+    assert [p.zpool for p in z.pools] == ["zsmalloc"]  # and the zbud pool went with it
+    assert z.store(0, 1, page) and z.load(0, 1) == page
+    z.close()

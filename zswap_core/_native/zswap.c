@@ -953,10 +953,13 @@ static int same_filled(const unsigned char *page, size_t len, uint64_t *fill)
 static PyObject *store_compress(CoreObject *c, int pid, PyObject *page, int *bad)
 {
 	PyObject *argv[2] = {NULL, page};
-	PyObject *res = PyObject_Vectorcall(c->pools[pid].compress, argv + 1,
-					    1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+	/* Our own reference: a codec swapped in meanwhile (pool_set_codec) must not
+	 * free this one while it runs. */
+	PyObject *fn = Py_NewRef(c->pools[pid].compress);
+	PyObject *res = PyObject_Vectorcall(fn, argv + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 	Py_ssize_t dlen;
 
+	Py_DECREF(fn);
 	*bad = 0;
 	if (res == NULL) {
 		if (!PyErr_ExceptionMatches(PyExc_Exception))
@@ -1237,10 +1240,37 @@ static PyObject *same_page(CoreObject *c, uint64_t fill)
  * compressed bytes are copied out first: under the tree lock from a C allocator
  * (`src` given), otherwise through the allocator's read(), which copies under its
  * own lock. */
+static PyObject *entry_decompress_with(CoreObject *c, uint64_t packed, PyObject *src,
+				       PyObject *read_fn, PyObject *decompress_fn,
+				       PyObject **error);
+
 static PyObject *entry_decompress(CoreObject *c, uint64_t packed, PyObject *src,
 				  PyObject **error)
 {
 	struct zswap_pool_slot *s = &c->pools[E_POOL(packed)];
+	PyObject *out, *read_fn, *decompress_fn;
+
+	/* The entry's pool reference keeps the slot only while the entry lives, and
+	 * once Python runs (the allocator's read, the codec) another thread may drop
+	 * it and the pool with it: the two callables are held by us from here on, so
+	 * a pool destroyed meanwhile costs a retry, never a call through a freed slot.
+	 * (Taken before any Python runs: the slot cannot change under the GIL.) */
+	if (s->pool == NULL || s->decompress == NULL) {
+		*error = PyUnicode_FromString("the entry's pool is gone");
+		return NULL;
+	}
+	read_fn = Py_NewRef(s->read);
+	decompress_fn = Py_NewRef(s->decompress);
+	out = entry_decompress_with(c, packed, src, read_fn, decompress_fn, error);
+	Py_DECREF(read_fn);
+	Py_DECREF(decompress_fn);
+	return out;
+}
+
+static PyObject *entry_decompress_with(CoreObject *c, uint64_t packed, PyObject *src,
+				       PyObject *read_fn, PyObject *decompress_fn,
+				       PyObject **error)
+{
 	PyObject *argv[3], *out;
 
 	*error = NULL;
@@ -1251,7 +1281,7 @@ static PyObject *entry_decompress(CoreObject *c, uint64_t packed, PyObject *src,
 		if (h && n) {
 			PyObject *rargs[3] = {NULL, h, n};
 
-			src = PyObject_Vectorcall(s->read, rargs + 1,
+			src = PyObject_Vectorcall(read_fn, rargs + 1,
 						  2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 		}
 		Py_XDECREF(h);
@@ -1268,7 +1298,7 @@ static PyObject *entry_decompress(CoreObject *c, uint64_t packed, PyObject *src,
 		Py_DECREF(src);
 		goto failed;
 	}
-	out = PyObject_Vectorcall(s->decompress, argv + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+	out = PyObject_Vectorcall(decompress_fn, argv + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
 				  NULL);
 	Py_DECREF(argv[2]);
 	Py_DECREF(src);
