@@ -125,3 +125,22 @@ def test_compare_errors_are_one_line(args: list[str], needle: str) -> None:
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zswap: error: ") and needle in lines[0], lines
+
+
+@pytest.mark.skipif(not zswap_core.crypto_has_comp("lzo-rle"), reason="needs the lzo plugin")
+def test_an_alias_is_labelled_not_presented_as_another_codec() -> None:
+    """lzo-rle writes lzo's streams: compare says so in its table, JSON and plot labels."""
+    args = ("compare", "--compressors", "lzo,lzo-rle", "--zpools", "zbud", "--pages", "64")
+    r = zswap(*args, "--repeats", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {x["compressor"]: x for x in json.loads(r.stdout)["results"]}
+    assert rows["lzo-rle"]["alias_of"] == "lzo" and rows["lzo"]["alias_of"] is None
+    assert rows["lzo-rle"]["ratio"] == rows["lzo"]["ratio"]  # the same streams
+    table = zswap(*args, "--repeats", "1").stdout.splitlines()
+    assert any(line.startswith("lzo-rle (= lzo) ") for line in table)
+    assert not any(line.startswith("lzo-rle  ") for line in table)
+    assert "(= X): an alias of compressor X" in "\n".join(table)
+    from zswap_core.cli._compare import _label
+
+    assert _label(rows["lzo-rle"]) == "lzo-rle (= lzo)"  # what the plot's labels use
+    assert _label(rows["lzo"]) == "lzo"

@@ -155,3 +155,14 @@ def test_errors_are_one_line(args: list[str], needle: str) -> None:
 def test_version() -> None:
     r = zswap("--version")
     assert r.returncode == 0 and r.stdout.startswith("zswap, version ")
+
+
+@pytest.mark.skipif(not zswap_core.crypto_has_comp("lzo-rle"), reason="needs the lzo plugin")
+def test_lsmod_and_modinfo_label_an_alias() -> None:
+    js = {p["name"]: p for p in json.loads(zswap("lsmod", "--load", "--json").stdout)}
+    assert js["lzo-rle"]["alias_of"] == "lzo" and js["lzo"]["alias_of"] is None
+    row = next(line for line in zswap("lsmod", "--load").stdout.splitlines() if "lzo-rle" in line)
+    assert "alias of lzo" in row
+    info = json.loads(zswap("modinfo", "lzo-rle", "--json").stdout)
+    assert info["alias_of"].startswith("lzo ")
+    assert "alias_of" not in json.loads(zswap("modinfo", "lzo", "--json").stdout)

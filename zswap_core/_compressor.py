@@ -50,6 +50,10 @@ class Compressor:
     parameters: ClassVar[tuple[Param, ...]] = ()
     #: One line for ``zswap lsmod`` / ``modinfo``.
     description: ClassVar[str] = ""
+    #: The compressor whose streams this one produces byte for byte ("" when none): a
+    #: name kept for compatibility, which tools label as an alias instead of
+    #: presenting two identical codecs as different ones (``lzo-rle`` -> ``lzo``).
+    alias_of: ClassVar[str] = ""
 
     def __init__(self, params: ModuleParams | None = None) -> None:
         self.params = params

@@ -221,12 +221,14 @@ def compare(
     ratios = {c: codec_ratio(c, page_list) for c in comps}
     total = len(comps) * len(zps)
     show = is_tty() and not as_json
+    aliases = {c: _alias_of(c) for c in comps}
     for c in comps:
         for zp in zps:
             if show:
                 click.echo(f"\r[{len(results) + 1}/{total}] {c} + {zp} ...", nl=False, err=True)
             row = measure_pair(c, zp, page_list, repeats)
             row["ratio"] = ratios[c]
+            row["alias_of"] = aliases[c] or None
             results.append(row)
     if show:
         click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
@@ -262,7 +264,7 @@ def compare(
         ],
         [
             [
-                r["compressor"],
+                _label(r),
                 r["zpool"],
                 r["ratio"],
                 r["density"],
@@ -275,8 +277,24 @@ def compare(
             for r in results
         ],
     )
+    if any(r["alias_of"] for r in results):
+        click.echo("\n(= X): an alias of compressor X, the same streams byte for byte")
     if plot is not None:
         click.echo(f"\nplot written to {plot}")
+
+
+def _alias_of(compressor: str) -> str:
+    """The compressor whose streams ``compressor`` produces, "" when none."""
+    from zswap_core import default_registry
+
+    mod = default_registry().require("compressor", compressor)
+    return str(getattr(mod.driver, "alias_of", "") or "")
+
+
+def _label(row: dict[str, Any]) -> str:
+    """A compressor's name as the table and the plot show it: aliases say so."""
+    alias = row.get("alias_of")
+    return f"{row['compressor']} (= {alias})" if alias else str(row["compressor"])
 
 
 def _plot(results: list[dict[str, Any]], path: str, title: str) -> None:
@@ -285,7 +303,7 @@ def _plot(results: list[dict[str, Any]], path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['compressor']}\n{r['zpool']}" for r in results]
+    labels = [f"{_label(r)}\n{r['zpool']}" for r in results]
     x = list(range(len(results)))
     width = max(8.0, 0.6 * len(results) + 2)
     fig, axes = plt.subplots(4, 1, figsize=(width, 15))
@@ -295,7 +313,7 @@ def _plot(results: list[dict[str, Any]], path: str, title: str) -> None:
     for r in results:
         ax.scatter(r["store_us"], r["density"], marker=markers.get(r["zpool"], "D"), s=40)
         ax.annotate(
-            f"{r['compressor']}/{r['zpool']}",
+            f"{_label(r)}/{r['zpool']}",
             (r["store_us"], r["density"]),
             fontsize="x-small",
             xytext=(4, 3),

@@ -86,6 +86,7 @@ def lsmod(load: bool, as_json: bool) -> None:
                     "state": p.state,
                     "used_by": p.use_count,
                     "backend": _plugin_backend(p.kind, p.name, p.state),
+                    "alias_of": _alias_of(p.kind, p.name, p.state) or None,
                     "error": p.error,
                 }
                 for p in rows
@@ -108,7 +109,7 @@ def lsmod(load: bool, as_json: bool) -> None:
                 p.state,
                 p.use_count,
                 _plugin_backend(p.kind, p.name, p.state),
-                _NOTES.get(p.state, "") if p.error is None else p.error,
+                _note(p),
             ]
             for p in rows
         ],
@@ -135,6 +136,25 @@ def _core_version() -> str:
         return metadata.version("zswap-core")
     except metadata.PackageNotFoundError:
         return "?"
+
+
+def _alias_of(kind: str, name: str, state: str) -> str:
+    """The compressor a loaded one is an alias of ("" when none, or not loaded)."""
+    if kind != "compressor" or state != "loaded":
+        return ""
+    from zswap_core import default_registry
+
+    mod = default_registry().loaded("compressor", name)
+    return str(getattr(mod.driver, "alias_of", "") or "") if mod is not None else ""
+
+
+def _note(p: Any) -> str:
+    if p.error is not None:
+        return str(p.error)
+    alias = _alias_of(p.kind, p.name, p.state)
+    if alias:
+        return f"alias of {alias}: the same streams"
+    return _NOTES.get(p.state, "")
 
 
 def _plugin_backend(kind: str, name: str, state: str) -> str:
@@ -228,6 +248,11 @@ def modinfo(name: str, as_json: bool) -> None:
                 "state": "loaded",
                 "used_by": mod.use_count,
                 "backend": _plugin_backend(p.kind, p.name, "loaded"),
+                **(
+                    {"alias_of": f"{alias} (the same streams, byte for byte)"}
+                    if (alias := str(getattr(mod.driver, "alias_of", "") or ""))
+                    else {}
+                ),
                 "parameters": _param_rows(mod.params),
             }
         )

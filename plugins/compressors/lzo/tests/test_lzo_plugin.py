@@ -65,3 +65,12 @@ def test_str_input_is_refused() -> None:
     text: Any = "x" * 4096
     with pytest.raises(TypeError):
         LZO(_params("lzo")).compress(text)
+
+
+def test_lzo_rle_is_declared_an_alias_and_writes_lzo_streams() -> None:
+    """What lsmod, modinfo and compare print ("the same streams, byte for byte") holds."""
+    assert LZORLE.alias_of == "lzo" and LZO.alias_of == ""
+    assert "alias of lzo" in LZORLE.description
+    rle, plain = LZORLE(_params("lzo-rle")), LZO(_params("lzo"))
+    for page in sample_pages(4096).values():  # (every page size: test_lzo_rle_is_plain_lzo1x_1)
+        assert rle.compress(page) == plain.compress(page)

@@ -86,4 +86,5 @@ class LZORLE(LZO):
     """
 
     name = "lzo-rle"
-    description = "lzo-rle name; plain LZO1X-1 streams, without the kernel's RLE (python-lzo)"
+    description = "alias of lzo: plain LZO1X-1 streams, without the kernel's RLE (python-lzo)"
+    alias_of = "lzo"
