@@ -136,7 +136,9 @@ def timings(pages: list[bytes]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def metadata(pages: list[bytes]) -> dict[str, Any]:
-    return _bench.measure_metadata(pages)
+    if NATIVE_ERROR is not None:
+        pytest.skip(f"no native backend: {NATIVE_ERROR}")
+    return _bench.measure_metadata(pages, backend="native")
 
 
 def test_the_python_backend_within_its_bounds(timings: dict[str, Any]) -> None:

@@ -909,7 +909,14 @@ class Zswap:
         return self._stored(type, offset) if _hooks.STATE.active else True
 
     def _bad_handle(self, pool: _Pool, handle: object) -> None:
-        """An allocator broke the handle contract: refuse the page, keep no reference.
+        """An allocator broke the handle contract: refuse the page, keep no reference."""
+        self._drop_bad_handle(pool, handle)
+        self._stat_inc("reject_alloc_fail")
+        self._pool_put(pool)
+
+    @staticmethod
+    def _drop_bad_handle(pool: _Pool, handle: object) -> None:
+        """Give an out-of-contract handle back if it can be, and say so.
 
         An int out of range is the allocator's own handle, so it gets it back to free;
         anything else is not passed back, and the object, if one was made, stays with
@@ -926,8 +933,6 @@ class Zswap:
             handle,
             MAX_HANDLE,
         )
-        self._stat_inc("reject_alloc_fail")
-        self._pool_put(pool)
 
     def _refused_dead(self, tree: _Tree, offset: int, packed: int) -> bool:
         if not packed & _SAME:
@@ -960,15 +965,19 @@ class Zswap:
         try:
             pool.zpool.free(packed >> _HANDLE_SHIFT)
         except Exception as exc:
-            log.warning(
-                "zswap: zpool %r free() of %s failed: %s: %s",
-                pool.zpool_type,
-                pool.name,
-                type(exc).__name__,
-                exc,
-            )
+            self._free_failed(pool, exc)
         finally:
             self._pool_put(pool)
+
+    @staticmethod
+    def _free_failed(pool: _Pool, exc: BaseException) -> None:
+        log.warning(
+            "zswap: zpool %r free() of %s failed: %s: %s",
+            pool.zpool_type,
+            pool.name,
+            type(exc).__name__,
+            exc,
+        )
 
     def _erase(self, tree: _Tree, offset: int) -> int:
         """Remove the entry at ``offset`` if any; returns the removed packed entry."""
@@ -1439,32 +1448,20 @@ class Zswap:
         else:
             _hooks.call("zswap_invalidate", zswap=self, type=type, offset=offset)
 
+    # (the core holds a reference to the pool across both calls: it is in _by_id)
     def _native_bad_handle(self, pid: int, handle: object) -> None:
         pool = self._by_id[pid]
-        name = pool.zpool_type if pool is not None else "?"
-        if handle.__class__ is int and pool is not None:
-            try:
-                pool.zpool.free(handle)
-            except Exception as exc:
-                log.debug("freeing out-of-range handle %r: %s", handle, exc)
-        log.warning(
-            "zswap: zpool %r returned handle %.40r (expected an int in 1..%d); page refused",
-            name,
-            handle,
-            MAX_HANDLE,
-        )
+        if pool is not None:
+            self._drop_bad_handle(pool, handle)
 
     def _native_free_failed(self, pid: int, error: object) -> None:
         pool = self._by_id[pid]
-        if isinstance(error, int):
-            error = ZpoolError(error, os.strerror(error))
-        log.warning(
-            "zswap: zpool %r free() of %s failed: %s: %s",
-            pool.zpool_type if pool is not None else "?",
-            pool.name if pool is not None else "?",
-            type(error).__name__,
-            error,
-        )
+        if pool is not None:
+            exc = error if isinstance(error, BaseException) else None
+            if exc is None:  # a C allocator's negative errno
+                errno_ = int(error)  # type: ignore[call-overload]
+                exc = ZpoolError(errno_, os.strerror(errno_))
+            self._free_failed(pool, exc)
 
     def _native_unreadable(self, type: int, offset: int, error: object) -> DecompressError:
         if not isinstance(error, BaseException):

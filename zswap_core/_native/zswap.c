@@ -207,19 +207,30 @@ static struct zswap_dir *tree_dir(struct zswap_tree *t, uint32_t d)
 	return g == NULL ? NULL : g->dir[d & (GROUP_SIZE - 1)];
 }
 
+/* The first present directory at or after *d (its index left in *d), or NULL:
+ * walks the tree's directories, a missing group skipped whole. */
+static struct zswap_dir *tree_next_dir(struct zswap_tree *t, uint32_t *d)
+{
+	for (; *d < NR_DIRS; (*d)++) {
+		struct zswap_dir *dir;
+
+		if (t->group[*d >> GROUP_SHIFT] == NULL) {
+			*d |= GROUP_SIZE - 1;
+			continue;
+		}
+		dir = tree_dir(t, *d);
+		if (dir != NULL)
+			return dir;
+	}
+	return NULL;
+}
+
 /* Drop every entry, chunk and record; lock held (or the tree unreachable). */
 static void tree_empty(struct zswap_tree *t)
 {
-	for (uint32_t d = 0; d < NR_DIRS; d++) {
-		struct zswap_dir *dir;
+	struct zswap_dir *dir;
 
-		if (t->group[d >> GROUP_SHIFT] == NULL) {
-			d |= GROUP_SIZE - 1; /* skip the whole group */
-			continue;
-		}
-		dir = tree_dir(t, d);
-		if (dir == NULL)
-			continue;
+	for (uint32_t d = 0; (dir = tree_next_dir(t, &d)) != NULL; d++) {
 		for (unsigned k = 0; k < DIR_SIZE; k++)
 			if (dir->chunk[k] != NULL)
 				chunk_free(t, dir->chunk[k]);
@@ -1559,6 +1570,7 @@ static PyObject *core_invalidate_page(CoreObject *c, PyObject *const *args, Py_s
 static PyObject *core_invalidate_area(CoreObject *c, PyObject *type_obj)
 {
 	struct zswap_tree *t;
+	struct zswap_dir *dir;
 	uint64_t *removed = NULL;
 	size_t n = 0, cap = 0;
 	long type;
@@ -1591,16 +1603,7 @@ static PyObject *core_invalidate_area(CoreObject *c, PyObject *type_obj)
 		tree_put(t);
 		return PyErr_NoMemory();
 	}
-	for (uint32_t d = 0; d < NR_DIRS; d++) {
-		struct zswap_dir *dir;
-
-		if (t->group[d >> GROUP_SHIFT] == NULL) {
-			d |= GROUP_SIZE - 1; /* skip the whole group */
-			continue;
-		}
-		dir = tree_dir(t, d);
-		if (dir == NULL)
-			continue;
+	for (uint32_t d = 0; (dir = tree_next_dir(t, &d)) != NULL; d++) {
 		for (unsigned k = 0; k < DIR_SIZE; k++) {
 			struct zswap_chunk *ch = dir->chunk[k];
 

@@ -2,8 +2,9 @@
 
 ``Zsmalloc(name, pages, params)`` makes a pool of the C implementation
 (:class:`~zswap_zsmalloc._cpool.NativeZsmalloc`, over ``zswap_zsmalloc._zsmalloc``)
-when the extension is built, the page allocator exports ``page_acct`` (zswap-core's
-native backend) and ``ZSWAP_BACKEND`` is not ``python``; otherwise one of the Python
+when the extension is built and the page allocator is on zswap-core's native backend
+(it exports ``page_acct``; ``ZSWAP_BACKEND`` decides only for one that chose no
+backend); otherwise one of the Python
 reference (:class:`~zswap_zsmalloc._pool.PyZsmalloc`). Both behave the same,
 operation for operation: same handles, same pages, same statistics.
 """
@@ -43,9 +44,15 @@ def native_module() -> ModuleType | None:
 
 
 def _use_native(pages: PageAllocator) -> bool:
-    if _native is None or os.environ.get("ZSWAP_BACKEND", "").strip().lower() == "python":
+    """The C pool goes with a native page allocator: the pool follows the backend its
+    Zswap (or whoever made ``pages``) chose, whatever the environment says now."""
+    if _native is None or not 512 <= pages.page_size <= _native.MAX_PAGE_SIZE:
         return False
-    if not 512 <= pages.page_size <= _native.MAX_PAGE_SIZE:
+    chosen = getattr(pages, "backend", None)
+    if chosen is None:  # a page allocator that chose no backend: the environment decides
+        if os.environ.get("ZSWAP_BACKEND", "").strip().lower() == "python":
+            return False
+    elif chosen != "native":
         return False
     return getattr(pages, "page_acct", None) is not None
 

@@ -1810,22 +1810,13 @@ static PyObject *Pool_where(PoolObject *self, PyObject *arg)
 	return Py_BuildValue("(II)", he_zspage(e), he_obj(e));
 }
 
-static PyObject *Pool_get_nr_pages(PoolObject *self, void *Py_UNUSED(closure))
+/* A uint64_t counter of the pool, read under its lock; `closure` is its offset. */
+static PyObject *Pool_get_counter(PoolObject *self, void *closure)
 {
 	uint64_t nr;
 
 	zs_lock(&self->pool);
-	nr = self->pool.nr_pages;
-	zs_unlock(&self->pool);
-	return PyLong_FromUnsignedLongLong(nr);
-}
-
-static PyObject *Pool_get_pages_compacted(PoolObject *self, void *Py_UNUSED(closure))
-{
-	uint64_t nr;
-
-	zs_lock(&self->pool);
-	nr = self->pool.pages_compacted;
+	nr = *(uint64_t *)(void *)((char *)&self->pool + (size_t)closure);
 	zs_unlock(&self->pool);
 	return PyLong_FromUnsignedLongLong(nr);
 }
@@ -1929,8 +1920,10 @@ static PyMethodDef Pool_methods[] = {
 };
 
 static PyGetSetDef Pool_getset[] = {
-	{"nr_pages", (getter)Pool_get_nr_pages, NULL, "pages held", NULL},
-	{"pages_compacted", (getter)Pool_get_pages_compacted, NULL, "pages freed by compact()", NULL},
+	{"nr_pages", (getter)Pool_get_counter, NULL, "pages held",
+	 (void *)offsetof(struct zs_pool, nr_pages)},
+	{"pages_compacted", (getter)Pool_get_counter, NULL, "pages freed by compact()",
+	 (void *)offsetof(struct zs_pool, pages_compacted)},
 	{"page_size", (getter)Pool_get_page_size, NULL, "page size", NULL},
 	{"chain_size", (getter)Pool_get_chain_size, NULL, "most pages per zspage", NULL},
 	{"huge_class_size", (getter)Pool_get_huge_class_size, NULL, "zs_huge_class_size()", NULL},
