@@ -47,10 +47,24 @@ MEMBERS = [
     "plugins/zpools/zsmalloc",
 ]
 LZO_HEADER = Path("/usr/include/lzo/lzo1x.h")
+#: Debian packages with the headers the codec plugins build against.
+SYSTEM_HEADERS = {
+    "liblzo2-dev": str(LZO_HEADER),
+    "liblz4-dev": "/usr/include/lz4.h",
+    "libzstd-dev": "/usr/include/zstd.h",
+    "zlib1g-dev": "/usr/include/zlib.h",
+}
 
 #: Members with a C extension, built in place next to their sources (their editable
 #: installs import it from there).
-NATIVE = [".", "plugins/zpools/zsmalloc"]
+NATIVE = [
+    ".",
+    "plugins/zpools/zsmalloc",
+    "plugins/compressors/lz4",
+    "plugins/compressors/zstd",
+    "plugins/compressors/lzo",
+    "plugins/compressors/deflate",
+]
 #: Sanitizer builds: compiler flags, the runtime to preload into Python (which is not
 #: built with it), and the runtime's options.
 SANITIZERS: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -99,34 +113,43 @@ def run(cmd: list[str], **kw: object) -> None:
     subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
 
 
-def ensure_lzo_headers() -> bool:
-    """python-lzo has no wheel for this platform and links liblzo2; install its headers."""
-    if LZO_HEADER.exists():
+def ensure_system_headers() -> bool:
+    """Install the codec libraries' headers that are missing; True when LZO's exist.
+
+    python-lzo has no wheel for this platform and builds against liblzo2; the C codec
+    ops of the compressor plugins link the system's liblz4, libzstd, liblzo2 and zlib.
+    A plugin whose headers stay missing installs without its ops (Python path only).
+    """
+    missing = [pkg for pkg, header in SYSTEM_HEADERS.items() if not Path(header).exists()]
+    if not missing:
         return True
     apt = shutil.which("apt-get")
-    if apt is None:
-        say("no apt-get: the lzo plugin is skipped (install liblzo2 headers to build it)")
-        return False
     prefix: list[str] = []
-    if os.geteuid() != 0:
+    if apt is None:
+        say(f"no apt-get: {', '.join(missing)} not installed (codec ops fall back to Python)")
+    elif os.geteuid() != 0:
         sudo = shutil.which("sudo")
         if sudo is None or subprocess.run([sudo, "-n", "true"], capture_output=True).returncode:
-            say("not root and no password-less sudo: the lzo plugin is skipped")
-            return False
-        prefix = [sudo, "-n"]
-    say("installing liblzo2-dev (python-lzo builds against it)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        run([*prefix, apt, "-qq", "update"], env=env, stdout=subprocess.DEVNULL)
-        run(
-            [*prefix, apt, "-qq", "install", "-y", "liblzo2-dev"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-    except subprocess.CalledProcessError:
-        say("could not install liblzo2-dev: the lzo plugin is skipped")
+            say(f"not root and no password-less sudo: {', '.join(missing)} not installed")
+            apt = None
+        else:
+            prefix = [sudo, "-n"]
+    if apt is not None:
+        say(f"installing {' '.join(missing)} (the codec plugins build against them)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        try:
+            run([*prefix, apt, "-qq", "update"], env=env, stdout=subprocess.DEVNULL)
+            run(
+                [*prefix, apt, "-qq", "install", "-y", *missing],
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+        except subprocess.CalledProcessError:
+            say(f"could not install {' '.join(missing)}")
+    if not LZO_HEADER.exists():
+        say("no liblzo2 headers: the lzo plugin is skipped")
         return False
-    return LZO_HEADER.exists()
+    return True
 
 
 def fingerprint(members: list[str]) -> str:
@@ -140,7 +163,7 @@ def fingerprint(members: list[str]) -> str:
 
 
 def setup() -> None:
-    have_lzo = ensure_lzo_headers()
+    have_lzo = ensure_system_headers()
     members = [m for m in MEMBERS if (ROOT / m / "pyproject.toml").exists()]
     if not have_lzo:
         members = [m for m in members if not m.endswith("/lzo")]

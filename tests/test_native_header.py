@@ -31,7 +31,14 @@ def test_a_c_file_compiles_against_it(tmp_path: Path) -> None:
             _Static_assert(offsetof(struct zswap_zpool_ops, version) == 0, "version first");
             _Static_assert(offsetof(struct zswap_zpool_ops, size) == 4, "then size");
             _Static_assert(offsetof(struct zswap_page_acct, version) == 0, "version first");
-            int main(void) { return ZSWAP_ZPOOL_OPS_VERSION == 1 ? 0 : 1; }
+            _Static_assert(offsetof(struct zswap_codec_ops, version) == 0, "version first");
+            _Static_assert(offsetof(struct zswap_codec_ops, size) == 4, "then size");
+            /* version 2 only grew the zpool table at its end */
+            _Static_assert(offsetof(struct zswap_zpool_ops, flags) >
+                           offsetof(struct zswap_zpool_ops, free), "flags last");
+            int main(void) {
+                return ZSWAP_ZPOOL_OPS_VERSION == 2 && ZSWAP_CODEC_OPS_VERSION == 1 ? 0 : 1;
+            }
             """
         )
     )

@@ -18,14 +18,17 @@
 typedef struct {
 	PyObject_HEAD
 	struct zswap_page_acct acct; /* the exported table; see acct_owner() */
-	/* Protects nr_pages, peak and failures: the counters C allocators change. */
+	/* Protects nr_pages, peak, failures, limit and fail_next: C allocators charge
+	 * pages from threads without the GIL. nr_pages is also stored atomically, for
+	 * the store path's lock-free read of the pool size. */
 	pthread_mutex_t lock;
 	size_t nr_pages;
 	size_t peak;
 	size_t failures;
 	Py_ssize_t limit;    /* -1: no cap */
-	size_t fail_next;    /* GIL: refuse this many next pages */
-	PyObject *fail_hook; /* GIL: Python callable or NULL */
+	size_t fail_next;    /* refuse this many next pages */
+	PyObject *fail_hook; /* Python callable or NULL; set with the GIL, its pointer
+			      * read atomically (see page_fault_injected) */
 } PageCounterObject;
 
 extern PyTypeObject PageCounter_Type;
@@ -33,6 +36,18 @@ extern PyTypeObject PageCounter_Type;
 /* crc32.c: the IEEE CRC-32 that zlib.crc32 computes */
 void zswap_crc32_init(void);
 uint32_t zswap_crc32(const unsigned char *buf, size_t len);
+
+/* codec.c: a compressor's C ops, bound to a pool (see zswap_ops.h) */
+struct zswap_codec;
+struct zswap_codec *codec_bind(PyObject *compressor); /* GIL */
+void codec_hold(struct zswap_codec *zc);              /* any thread */
+void codec_put(struct zswap_codec *zc);               /* GIL */
+size_t codec_bound(struct zswap_codec *zc, size_t slen);
+int codec_compress(struct zswap_codec *zc, const void *src, size_t slen, void *dst,
+		   size_t *dlen);
+int codec_decompress(struct zswap_codec *zc, const void *src, size_t slen, void *dst,
+		     size_t dlen);
+extern PyTypeObject CodecOps_Type;
 
 /* zswap.c */
 extern PyTypeObject Core_Type;

@@ -22,22 +22,44 @@
  * 1. charge / uncharge (the ops table)
  * ------------------------------------------------------------------------- */
 
+static int page_fault_hook(PageCounterObject *pc);
+
 static PageCounterObject *acct_owner(struct zswap_page_acct *acct)
 {
 	return (PageCounterObject *)((char *)acct - offsetof(PageCounterObject, acct));
 }
 
 /* One page's fault injection: fail_next first, then the Python hook (as the old
- * PageAllocator.fail callable). GIL held, no lock held: the hook is Python. */
+ * PageAllocator.fail callable). No lock held: the hook is Python. A caller without
+ * the GIL (a C allocator on the GIL-free store path) gets it here, only when a hook
+ * is set; PyGILState_Ensure is a no-op for a caller that holds it. */
 static int page_fault_injected(PageCounterObject *pc)
+{
+	PyGILState_STATE gil;
+	int hit = 0;
+
+	pthread_mutex_lock(&pc->lock);
+	if (pc->fail_next > 0) {
+		pc->fail_next--;
+		hit = 1;
+	}
+	pthread_mutex_unlock(&pc->lock);
+	if (hit)
+		return 1;
+	if (__atomic_load_n(&pc->fail_hook, __ATOMIC_ACQUIRE) == NULL)
+		return 0;
+	gil = PyGILState_Ensure();
+	hit = page_fault_hook(pc);
+	PyGILState_Release(gil);
+	return hit;
+}
+
+/* Call the Python fault hook, if one is (still) set: 1 to refuse the page. GIL. */
+static int page_fault_hook(PageCounterObject *pc)
 {
 	PyObject *hook, *res;
 	int hit;
 
-	if (pc->fail_next > 0) {
-		pc->fail_next--;
-		return 1;
-	}
 	hook = pc->fail_hook;
 	if (hook == NULL)
 		return 0;
@@ -76,7 +98,8 @@ static int page_charge_one(PageCounterObject *pc)
 	if (refused) {
 		pc->failures++;
 	} else {
-		pc->nr_pages++;
+		/* atomic: the native store path reads it without this lock (pool_full) */
+		__atomic_store_n(&pc->nr_pages, pc->nr_pages + 1, __ATOMIC_RELAXED);
 		if (pc->nr_pages > pc->peak)
 			pc->peak = pc->nr_pages;
 	}
@@ -89,7 +112,8 @@ static void page_uncharge(struct zswap_page_acct *acct, size_t nr)
 	PageCounterObject *pc = acct_owner(acct);
 
 	pthread_mutex_lock(&pc->lock);
-	pc->nr_pages = nr > pc->nr_pages ? 0 : pc->nr_pages - nr;
+	__atomic_store_n(&pc->nr_pages, nr > pc->nr_pages ? 0 : pc->nr_pages - nr,
+			 __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&pc->lock);
 }
 
@@ -187,7 +211,7 @@ static PyObject *pc_uncharge(PageCounterObject *pc, PyObject *arg)
 	pthread_mutex_lock(&pc->lock);
 	over = n < 0 || (size_t)n > pc->nr_pages;
 	if (!over)
-		pc->nr_pages -= (size_t)n;
+		__atomic_store_n(&pc->nr_pages, pc->nr_pages - (size_t)n, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&pc->lock);
 	if (over) {
 		PyErr_SetString(PyExc_RuntimeError, "page allocator: more pages freed than allocated");
@@ -253,7 +277,9 @@ static int pc_set_limit(PageCounterObject *pc, PyObject *value, UNUSED void *clo
 			return -1;
 		}
 	}
+	pthread_mutex_lock(&pc->lock); /* read by page_charge_one under it */
 	pc->limit = v;
+	pthread_mutex_unlock(&pc->lock);
 	return 0;
 }
 
@@ -271,14 +297,24 @@ static int pc_set_fail(PageCounterObject *pc, PyObject *value, UNUSED void *clos
 		PyErr_SetString(PyExc_TypeError, "fail must be a callable returning bool, or None");
 		return -1;
 	}
-	Py_XINCREF(value == Py_None ? NULL : value);
-	Py_XSETREF(pc->fail_hook, value == Py_None ? NULL : value);
+	PyObject *old = pc->fail_hook;
+
+	value = value == Py_None ? NULL : value;
+	Py_XINCREF(value);
+	/* Read without the GIL by page_fault_injected, to know whether to take it. */
+	__atomic_store_n(&pc->fail_hook, value, __ATOMIC_RELEASE);
+	Py_XDECREF(old);
 	return 0;
 }
 
 static PyObject *pc_get_fail_next(PageCounterObject *pc, UNUSED void *closure)
 {
-	return PyLong_FromSize_t(pc->fail_next);
+	size_t v;
+
+	pthread_mutex_lock(&pc->lock);
+	v = pc->fail_next;
+	pthread_mutex_unlock(&pc->lock);
+	return PyLong_FromSize_t(v);
 }
 
 static int pc_set_fail_next(PageCounterObject *pc, PyObject *value, UNUSED void *closure)
@@ -296,7 +332,9 @@ static int pc_set_fail_next(PageCounterObject *pc, PyObject *value, UNUSED void 
 		PyErr_SetString(PyExc_ValueError, "fail_next must be >= 0");
 		return -1;
 	}
+	pthread_mutex_lock(&pc->lock);
 	pc->fail_next = (size_t)v;
+	pthread_mutex_unlock(&pc->lock);
 	return 0;
 }
 

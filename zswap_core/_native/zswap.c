@@ -554,6 +554,9 @@ struct zswap_pool_slot {
 	PyObject *ops_capsule; /* keeps the C pool alive while we use ops */
 	const struct zswap_zpool_ops *ops;
 	void *ops_pool;
+	int nogil;                 /* ops may run without the GIL (ZSWAP_ZPOOL_NOGIL) */
+	struct zswap_codec *codec; /* the compressor's C ops, or NULL; changes under
+				    * pools_lock, and a caller holds its own reference */
 	long refs;
 };
 
@@ -575,6 +578,7 @@ typedef struct {
 	/* Protects every slot's refs and `current`. */
 	pthread_mutex_t pools_lock;
 	int current; /* pool id of the current pool, 0: none */
+	int nr_nogil_pools; /* GIL: slots with a C codec and a NOGIL allocator */
 	struct zswap_pool_slot pools[NR_POOLS];
 
 	/* The table changes only under the GIL (init, invalidate_area). */
@@ -652,19 +656,38 @@ static uint32_t next_stamp(CoreObject *c)
 	return (uint32_t)__atomic_add_fetch(&c->clock, 1, __ATOMIC_RELAXED);
 }
 
-/* A reference for a new entry of the current pool: its id, or 0 when none. */
-static int pool_tryget_current(CoreObject *c)
+/* A reference for a new entry of the current pool: its id, or 0 when none; and a
+ * reference to its C codec in *zc (NULL when it has none: the Python methods). */
+static int pool_tryget_current(CoreObject *c, struct zswap_codec **zc)
 {
 	int pid;
 
+	*zc = NULL;
 	pthread_mutex_lock(&c->pools_lock);
 	pid = c->current;
-	if (pid && c->pools[pid].refs > 0)
+	if (pid && c->pools[pid].refs > 0) {
 		c->pools[pid].refs++;
-	else
+		*zc = c->pools[pid].codec;
+		if (*zc != NULL)
+			codec_hold(*zc);
+	} else {
 		pid = 0;
+	}
 	pthread_mutex_unlock(&c->pools_lock);
 	return pid;
+}
+
+/* A reference to pool `pid`'s C codec, or NULL. Any thread. */
+static struct zswap_codec *pool_codec(CoreObject *c, int pid)
+{
+	struct zswap_codec *zc;
+
+	pthread_mutex_lock(&c->pools_lock);
+	zc = c->pools[pid].codec;
+	if (zc != NULL)
+		codec_hold(zc);
+	pthread_mutex_unlock(&c->pools_lock);
+	return zc;
 }
 
 /* Drop one reference; the Python side destroys a pool whose last one went.
@@ -989,27 +1012,38 @@ static PyObject *store_compress(CoreObject *c, int pid, PyObject *page, int *bad
 	return res;
 }
 
+/* Allocate and copy `dlen` compressed bytes through the allocator's C ops: 0 and
+ * the handle, or a stat to count. Calls no Python: without the GIL when the table
+ * allows it (slot->nogil). */
+static int store_alloc_ops(struct zswap_pool_slot *s, const void *buf, size_t dlen,
+			   uint64_t *handle)
+{
+	int rc;
+
+	if (dlen > E_LEN_MASK)
+		return ST_REJECT_COMPRESS_POOR; /* only with 64 KiB pages */
+	rc = s->ops->alloc_write(s->ops_pool, buf, dlen, handle);
+	if (rc == 0 && (*handle == 0 || *handle > MAX_HANDLE)) {
+		s->ops->free(s->ops_pool, *handle);
+		return ST_REJECT_ALLOC_FAIL;
+	}
+	if (rc == -ENOSPC)
+		return ST_REJECT_COMPRESS_POOR;
+	return rc == 0 ? 0 : ST_REJECT_ALLOC_FAIL;
+}
+
 /* Allocate and copy the compressed page: 0 and the handle, or a stat to count
- * (-1 with an exception set for a BaseException). */
+ * (-1 with an exception set for a BaseException). GIL held. */
 static int store_alloc(CoreObject *c, int pid, PyObject *data, uint64_t *handle)
 {
 	struct zswap_pool_slot *s = &c->pools[pid];
 	size_t dlen = (size_t)PyBytes_GET_SIZE(data);
 	PyObject *h;
 
+	if (s->ops != NULL)
+		return store_alloc_ops(s, PyBytes_AS_STRING(data), dlen, handle);
 	if (dlen > E_LEN_MASK)
-		return ST_REJECT_COMPRESS_POOR; /* only with 64 KiB pages */
-	if (s->ops != NULL) {
-		int rc = s->ops->alloc_write(s->ops_pool, PyBytes_AS_STRING(data), dlen, handle);
-
-		if (rc == 0 && (*handle == 0 || *handle > MAX_HANDLE)) {
-			s->ops->free(s->ops_pool, *handle);
-			return ST_REJECT_ALLOC_FAIL;
-		}
-		if (rc == -ENOSPC)
-			return ST_REJECT_COMPRESS_POOR;
-		return rc == 0 ? 0 : ST_REJECT_ALLOC_FAIL;
-	}
+		return ST_REJECT_COMPRESS_POOR;
 	h = PyObject_CallOneArg(s->alloc_write, data);
 	if (h == NULL) {
 		int poor = 0;
@@ -1067,16 +1101,198 @@ static int pool_full(CoreObject *c)
 	return c->full;
 }
 
+/* Put `packed` at `offset`; the tree lock is held and the offset is not pinned.
+ * 0 and the entry it replaced in *old (0: none); 1 when the tree is dead
+ * (invalidate_area won the race: refuse, as if it came first); 2 when there is no
+ * memory for the entry. */
+static int tree_insert_locked(struct zswap_tree *t, uint32_t offset, uint64_t packed,
+			      uint32_t stamp, uint64_t crc, uint64_t *old)
+{
+	uint32_t i = offset & CHUNK_MASK;
+	struct zswap_chunk *ch;
+	struct zswap_entry *e;
+
+	*old = 0;
+	if (t->dead)
+		return 1;
+	ch = tree_chunk_get(t, offset >> CHUNK_SHIFT);
+	if (ch == NULL || ((crc || t->nr_crc) && tree_set_crc(t, ch, i, crc) < 0))
+		return 2;
+	e = &ch->e[i];
+	*old = e->packed;
+	e->packed = packed;
+	e->stamp = stamp;
+	if (packed & E_SAME)
+		t->nr_same++;
+	else
+		lru_push(t, E_POOL(packed), offset, stamp);
+	if (*old) {
+		if (*old & E_SAME)
+			t->nr_same--;
+	} else {
+		ch->nr++;
+		t->nr_stored++;
+	}
+	return 0;
+}
+
+/* The insert as the GIL-free path tries it: -1 when the offset is pinned (the
+ * caller waits with the GIL and tries again), else tree_insert_locked's answer. */
+static int tree_insert_nowait(struct zswap_tree *t, uint32_t offset, uint64_t packed,
+			      uint32_t stamp, uint64_t crc, uint64_t *old)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&t->lock);
+	if (!t->nr_pins || !tree_pinned(t, offset))
+		rc = tree_insert_locked(t, offset, packed, stamp, crc, old);
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+/* Per-thread scratch memory: a compressed page on its way into the allocator or
+ * out of it. Plain malloc (tracemalloc's hook would take the GIL), kept for the
+ * thread's next page and freed when the thread ends. */
+static pthread_key_t scratch_key;
+
+struct scratch {
+	size_t cap;
+	unsigned char buf[];
+};
+
+static void scratch_free(void *p)
+{
+	free(p);
+}
+
+static unsigned char *scratch_get(size_t len)
+{
+	struct scratch *sc = pthread_getspecific(scratch_key), *grown;
+
+	if (sc != NULL && sc->cap >= len)
+		return sc->buf;
+	grown = realloc(sc, sizeof(*grown) + len);
+	if (grown == NULL)
+		return NULL;
+	grown->cap = len;
+	pthread_setspecific(scratch_key, grown);
+	return grown->buf;
+}
+
+/* What the native store path did for one page (see store_native). */
+struct store_work {
+	const unsigned char *page; /* the page, kept alive by the caller */
+	uint32_t offset;
+	int checksums;
+	uint64_t packed;  /* the new entry, once allocated */
+	uint64_t crc;
+	int stat;         /* a reject to count, or 0 */
+	int inserted;     /* -1: not tried (or pinned); else tree_insert_locked's answer */
+	uint64_t old;     /* the entry it replaced */
+};
+
+/* Compress with the pool's C codec, allocate, and insert: without the GIL for
+ * all of it when the allocator allows, else with the GIL for the allocation (and
+ * then the insert is left to the caller). -1 with an exception only for a
+ * BaseException from a Python allocator. */
+static int store_native(CoreObject *c, struct zswap_tree *t, int pid, struct zswap_codec *zc,
+			struct store_work *w)
+{
+	struct zswap_pool_slot *s = &c->pools[pid];
+	size_t page_size = c->page_size, dlen = 2 * page_size;
+	unsigned char *buf = scratch_get(dlen);
+	uint64_t handle = 0;
+	uint32_t stamp = 0;
+	int rc = -ENOMEM;
+
+	w->stat = 0;
+	w->inserted = -1;
+	if (buf == NULL) {
+		w->stat = ST_REJECT_KMEMCACHE_FAIL;
+		return 0;
+	}
+	Py_BEGIN_ALLOW_THREADS
+	rc = codec_compress(zc, w->page, page_size, buf, &dlen);
+	if (rc != 0) {
+		w->stat = ST_REJECT_COMPRESS_FAIL;
+	} else if (s->nogil) {
+		w->stat = store_alloc_ops(s, buf, dlen, &handle);
+		if (w->stat == 0) {
+			stamp = next_stamp(c);
+			w->packed = E_PRESENT | ((uint64_t)pid << E_POOL_SHIFT) |
+				    ((uint64_t)dlen << E_LEN_SHIFT) | (handle << E_HANDLE_SHIFT);
+			if (w->checksums)
+				w->crc = zswap_crc32(w->page, page_size) | CRC_VALID;
+			w->inserted = tree_insert_nowait(t, w->offset, w->packed, stamp, w->crc,
+							 &w->old);
+		}
+	}
+	Py_END_ALLOW_THREADS
+	if (rc != 0 || s->nogil)
+		return 0;
+
+	/* An allocator that needs the GIL: its C ops with it, or its Python methods. */
+	if (s->ops != NULL) {
+		w->stat = store_alloc_ops(s, buf, dlen, &handle);
+	} else {
+		PyObject *data = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)dlen);
+
+		if (data == NULL)
+			return -1;
+		w->stat = store_alloc(c, pid, data, &handle);
+		Py_DECREF(data);
+		if (w->stat < 0)
+			return -1;
+	}
+	if (w->stat == 0) {
+		w->packed = E_PRESENT | ((uint64_t)pid << E_POOL_SHIFT) |
+			    ((uint64_t)dlen << E_LEN_SHIFT) | (handle << E_HANDLE_SHIFT);
+		if (w->checksums)
+			w->crc = zswap_crc32(w->page, page_size) | CRC_VALID;
+	}
+	return 0;
+}
+
+/* After the insert: drop what it refused or replaced, call the hooks, answer. */
+static PyObject *store_finish(CoreObject *c, struct zswap_tree *t, long type, uint32_t offset,
+			      uint64_t packed, int rc, uint64_t old)
+{
+	if (rc) {
+		if (!(packed & E_SAME) && entry_free(c, packed) < 0)
+			goto fail;
+		if (rc == 2) {
+			stat_inc(c, ST_REJECT_KMEMCACHE_FAIL, 1);
+			return store_refuse(c, t, offset);
+		}
+		if (hooks_active && call_hook(c, str_store, type, offset, 0) < 0)
+			goto fail;
+		tree_put(t);
+		Py_RETURN_FALSE;
+	}
+	if (old) {
+		stat_inc(c, ST_DUPLICATE_ENTRY, 1);
+		if (!(old & E_SAME) && entry_free(c, old) < 0)
+			goto fail;
+	}
+	if (hooks_active && call_hook(c, str_store, type, offset, 1) < 0)
+		goto fail;
+	tree_put(t);
+	Py_RETURN_TRUE;
+fail:
+	tree_put(t);
+	return NULL;
+}
+
 static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nargs,
 			    PyObject *kwnames)
 {
 	struct op_args a;
 	struct zswap_tree *t;
-	struct zswap_chunk *ch;
-	struct zswap_entry *e;
+	struct zswap_codec *zc;
+	struct store_work w = {0};
 	PyObject *page, *data = NULL;
 	uint64_t packed, fill, old, crc = 0, handle = 0;
-	uint32_t offset, i, stamp;
+	uint32_t offset, stamp;
 	long type;
 	int pid = 0, bad, rc;
 
@@ -1119,9 +1335,33 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 	} else {
 		if (!c->non_same_enabled)
 			goto refuse;
-		pid = pool_tryget_current(c);
+		pid = pool_tryget_current(c, &zc);
 		if (!pid)
 			goto refuse;
+		if (zc != NULL) {
+			/* The C codec: compress (and, when the allocator allows, allocate
+			 * and insert) without the GIL. */
+			w.page = (const unsigned char *)PyBytes_AS_STRING(page);
+			w.offset = offset;
+			w.checksums = c->checksums;
+			rc = store_native(c, t, pid, zc, &w);
+			codec_put(zc);
+			if (rc < 0)
+				goto fail_pool;
+			if (w.stat) {
+				stat_inc(c, (enum zswap_stat)w.stat, 1);
+				goto refuse_pool;
+			}
+			Py_CLEAR(page);
+			if (w.inserted >= 0)
+				return store_finish(c, t, type, offset, w.packed, w.inserted,
+						    w.old);
+			/* Pinned, or an allocator that needed the GIL: insert below. */
+			packed = w.packed;
+			crc = w.crc;
+			stamp = next_stamp(c);
+			goto insert;
+		}
 		data = store_compress(c, pid, page, &bad);
 		if (data == NULL) {
 			if (!bad)
@@ -1148,60 +1388,16 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 		      CRC_VALID;
 	Py_CLEAR(page);
 
+insert:
 	/* insert, replacing a duplicate: one critical section of the tree */
-	i = offset & CHUNK_MASK;
 	if (tree_lock_unpinned(c, t, offset) < 0) {
 		if (!(packed & E_SAME) && entry_free(c, packed) < 0)
 			PyErr_WriteUnraisable((PyObject *)c);
 		goto fail_tree;
 	}
-	if (t->dead) {
-		old = 0;
-		rc = 1; /* invalidate_area won the race: refuse, as if it came first */
-	} else if ((ch = tree_chunk_get(t, offset >> CHUNK_SHIFT)) == NULL ||
-		   ((crc || t->nr_crc) && tree_set_crc(t, ch, i, crc) < 0)) {
-		old = 0;
-		rc = 2; /* no memory for the entry */
-	} else {
-		rc = 0;
-		e = &ch->e[i];
-		old = e->packed;
-		e->packed = packed;
-		e->stamp = stamp;
-		if (packed & E_SAME)
-			t->nr_same++;
-		else
-			lru_push(t, pid, offset, stamp);
-		if (old) {
-			if (old & E_SAME)
-				t->nr_same--;
-		} else {
-			ch->nr++;
-			t->nr_stored++;
-		}
-	}
+	rc = tree_insert_locked(t, offset, packed, stamp, crc, &old);
 	pthread_mutex_unlock(&t->lock);
-	if (rc) {
-		if (!(packed & E_SAME) && entry_free(c, packed) < 0)
-			goto fail_tree;
-		if (rc == 2) {
-			stat_inc(c, ST_REJECT_KMEMCACHE_FAIL, 1);
-			return store_refuse(c, t, offset);
-		}
-		if (hooks_active && call_hook(c, str_store, type, offset, 0) < 0)
-			goto fail_tree;
-		tree_put(t);
-		Py_RETURN_FALSE;
-	}
-	if (old) {
-		stat_inc(c, ST_DUPLICATE_ENTRY, 1);
-		if (!(old & E_SAME) && entry_free(c, old) < 0)
-			goto fail_tree;
-	}
-	if (hooks_active && call_hook(c, str_store, type, offset, 1) < 0)
-		goto fail_tree;
-	tree_put(t);
-	Py_RETURN_TRUE;
+	return store_finish(c, t, type, offset, packed, rc, old);
 
 refuse_pool:
 	if (pool_put(c, pid) < 0)
@@ -1225,11 +1421,20 @@ fail_tree:
 	return NULL;
 }
 
+static void fill_page(unsigned char *p, size_t len, uint64_t fill)
+{
+	unsigned char word[8];
+
+	for (int k = 0; k < 8; k++)
+		word[k] = (unsigned char)(fill >> (8 * k));
+	for (size_t k = 0; k < len; k += 8)
+		memcpy(p + k, word, 8);
+}
+
 /* The page of a same-filled entry. */
 static PyObject *same_page(CoreObject *c, uint64_t fill)
 {
 	PyObject *out;
-	unsigned char word[8], *p;
 
 	if (fill == 0) {
 		Py_INCREF(c->zero_page);
@@ -1238,11 +1443,7 @@ static PyObject *same_page(CoreObject *c, uint64_t fill)
 	out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)c->page_size);
 	if (out == NULL)
 		return NULL;
-	for (int k = 0; k < 8; k++)
-		word[k] = (unsigned char)(fill >> (8 * k));
-	p = (unsigned char *)PyBytes_AS_STRING(out);
-	for (size_t k = 0; k < c->page_size; k += 8)
-		memcpy(p + k, word, 8);
+	fill_page((unsigned char *)PyBytes_AS_STRING(out), c->page_size, fill);
 	return out;
 }
 
@@ -1376,6 +1577,88 @@ static PyObject *entry_read_locked(CoreObject *c, struct zswap_tree *t, uint32_t
 	return src;
 }
 
+/* The GIL-free load (see load_native). */
+enum { LOAD_FALLBACK = -1, LOAD_ABSENT = 0, LOAD_DONE = 1 };
+
+struct load_work {
+	uint32_t offset;
+	int excl;
+	unsigned char *out;       /* a page: the caller's new bytes object */
+	int zero;                 /* done, and the page is all zeros */
+	uint64_t to_free;         /* the entry an exclusive load took out */
+	struct zswap_codec *zc;   /* a reference, for the caller to put with the GIL */
+};
+
+/* Lock, read the compressed bytes, unlock, decompress, and check that the entry
+ * is still the one read: without the GIL and without Python. Anything unusual (a
+ * pin an exclusive load must wait for, a Python codec or allocator, any failure,
+ * an entry changed meanwhile) answers LOAD_FALLBACK having changed nothing, and
+ * the GIL path, which has the waits and the error reports, does the load. */
+static int load_native(CoreObject *c, struct zswap_tree *t, struct load_work *w)
+{
+	size_t page_size = c->page_size, len;
+	struct zswap_pool_slot *s;
+	struct zswap_entry *e;
+	unsigned char *buf;
+	uint64_t packed;
+	uint32_t stamp;
+	int pinned;
+
+	pthread_mutex_lock(&t->lock);
+	e = tree_entry(t, w->offset);
+	packed = e ? e->packed : 0;
+	if (!packed) {
+		pthread_mutex_unlock(&t->lock);
+		return LOAD_ABSENT;
+	}
+	pinned = t->nr_pins && tree_pinned(t, w->offset);
+	if (w->excl && pinned)
+		goto fallback;
+	stamp = e->stamp;
+	if (packed & E_SAME) {
+		uint64_t fill = (packed & 0xFFFFFFFF00000000ull) | stamp;
+
+		if (w->excl)
+			tree_clear(t, w->offset);
+		pthread_mutex_unlock(&t->lock);
+		w->zero = fill == 0;
+		if (!w->zero)
+			fill_page(w->out, page_size, fill);
+		return LOAD_DONE;
+	}
+	/* The entry's pool reference keeps its slot while we hold the tree lock. */
+	s = &c->pools[E_POOL(packed)];
+	len = E_LEN(packed);
+	if (!s->nogil || (buf = scratch_get(len)) == NULL ||
+	    s->ops->read(s->ops_pool, E_HANDLE(packed), buf, len) != 0 ||
+	    (w->zc = pool_codec(c, E_POOL(packed))) == NULL)
+		goto fallback;
+	pthread_mutex_unlock(&t->lock);
+
+	if (codec_decompress(w->zc, buf, len, w->out, page_size) != 0)
+		return LOAD_FALLBACK;
+
+	pthread_mutex_lock(&t->lock);
+	e = tree_entry(t, w->offset);
+	if (e == NULL || e->packed != packed || e->stamp != stamp ||
+	    tree_verify(t, w->offset, (const char *)w->out, page_size))
+		goto fallback;
+	pinned = t->nr_pins && tree_pinned(t, w->offset);
+	if (w->excl) {
+		if (pinned)
+			goto fallback;
+		tree_clear(t, w->offset);
+		w->to_free = packed;
+	} else if (!pinned) {
+		e->stamp = next_stamp(c); /* young again (see lru) */
+	}
+	pthread_mutex_unlock(&t->lock);
+	return LOAD_DONE;
+fallback:
+	pthread_mutex_unlock(&t->lock);
+	return LOAD_FALLBACK;
+}
+
 /* load and load_dirty: the page, and whether the entry was dropped. */
 static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const *args,
 			      Py_ssize_t nargs, PyObject *kwnames, int *dirty)
@@ -1403,6 +1686,31 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 		return NULL;
 	if (get_offset(a.offset, &offset) < 0)
 		goto fail;
+
+	if (c->nr_nogil_pools > 0) {
+		struct load_work w = {.offset = offset, .excl = excl};
+		int r;
+
+		out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)c->page_size);
+		if (out == NULL)
+			goto fail;
+		w.out = (unsigned char *)PyBytes_AS_STRING(out);
+		Py_BEGIN_ALLOW_THREADS
+		r = load_native(c, t, &w);
+		Py_END_ALLOW_THREADS
+		codec_put(w.zc);
+		if (r == LOAD_DONE) {
+			if (w.zero)
+				Py_SETREF(out, Py_NewRef(c->zero_page));
+			to_free = w.to_free;
+			goto loaded;
+		}
+		Py_DECREF(out);
+		if (r == LOAD_ABSENT) {
+			out = Py_NewRef(Py_None);
+			goto loaded;
+		}
+	}
 
 	for (attempt = 0;; attempt++) {
 		/* After 8 lost races, pin the entry: writers then wait for this load. */
@@ -1503,6 +1811,7 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 	}
 	if (out == NULL)
 		goto fail;
+loaded:
 	if (to_free && entry_free(c, to_free) < 0)
 		goto fail_out;
 	if (hooks_active && call_hook(c, str_load, type, offset, out != Py_None) < 0)
@@ -1832,6 +2141,9 @@ static void slot_clear(struct zswap_pool_slot *s)
 	Py_CLEAR(s->ops_capsule);
 	s->ops = NULL;
 	s->ops_pool = NULL;
+	s->nogil = 0;
+	codec_put(s->codec);
+	s->codec = NULL;
 }
 
 static int core_traverse(CoreObject *c, visitproc visit, void *arg)
@@ -1987,16 +2299,27 @@ static PyObject *core_pool_add(CoreObject *c, PyObject *args)
 			s.ops = ops;
 			s.ops_pool = PyCapsule_GetContext(cap);
 			s.ops_capsule = cap;
+			s.nogil = ops->version >= 2 &&
+				  ops->size >= offsetof(struct zswap_zpool_ops, flags) +
+						       sizeof(ops->flags) &&
+				  (ops->flags & ZSWAP_ZPOOL_NOGIL);
 			cap = NULL;
 		}
 	}
 	Py_XDECREF(cap);
+	/* The compressor's C ops, when it exports a table we can use. */
+	s.codec = codec_bind(comp);
+	if (s.codec == NULL && PyErr_Occurred()) {
+		slot_clear(&s);
+		return NULL;
+	}
 	Py_INCREF(pool);
 	s.pool = pool;
 	s.refs = 1;
 	pthread_mutex_lock(&c->pools_lock);
 	c->pools[pid] = s;
 	pthread_mutex_unlock(&c->pools_lock);
+	c->nr_nogil_pools += s.nogil && s.codec != NULL;
 	Py_RETURN_NONE;
 }
 
@@ -2004,6 +2327,7 @@ static PyObject *core_pool_add(CoreObject *c, PyObject *args)
 static PyObject *core_pool_set_codec(CoreObject *c, PyObject *args)
 {
 	PyObject *pid_obj, *comp, *compress, *decompress;
+	struct zswap_codec *zc, *old;
 	int pid;
 
 	if (!PyArg_ParseTuple(args, "OO", &pid_obj, &comp))
@@ -2021,8 +2345,22 @@ static PyObject *core_pool_set_codec(CoreObject *c, PyObject *args)
 		Py_XDECREF(compress);
 		return NULL;
 	}
+	zc = codec_bind(comp);
+	if (zc == NULL && PyErr_Occurred()) {
+		Py_DECREF(compress);
+		Py_DECREF(decompress);
+		return NULL;
+	}
 	Py_XSETREF(c->pools[pid].compress, compress);
 	Py_XSETREF(c->pools[pid].decompress, decompress);
+	/* Threads without the GIL read the codec under pools_lock and hold their own
+	 * reference, so the old one goes when its last call ends. */
+	pthread_mutex_lock(&c->pools_lock);
+	old = c->pools[pid].codec;
+	c->pools[pid].codec = zc;
+	pthread_mutex_unlock(&c->pools_lock);
+	c->nr_nogil_pools += c->pools[pid].nogil * ((zc != NULL) - (old != NULL));
+	codec_put(old);
 	Py_RETURN_NONE;
 }
 
@@ -2057,6 +2395,7 @@ static PyObject *core_pool_remove(CoreObject *c, PyObject *arg)
 	pthread_mutex_lock(&c->pools_lock);
 	s = c->pools[pid];
 	memset(&c->pools[pid], 0, sizeof(s));
+	c->nr_nogil_pools -= s.nogil && s.codec != NULL;
 	if (c->current == pid)
 		c->current = 0;
 	pthread_mutex_unlock(&c->pools_lock);
@@ -2113,6 +2452,16 @@ static PyObject *core_pool_backend(CoreObject *c, PyObject *arg)
 	if (pid < 0)
 		return NULL;
 	return PyUnicode_FromString(c->pools[pid].ops != NULL ? "native" : "python");
+}
+
+/* pool_codec_backend(pid) -> "native" (its C codec ops) or "python" (its methods). */
+static PyObject *core_pool_codec_backend(CoreObject *c, PyObject *arg)
+{
+	int pid = get_pid(arg, 0);
+
+	if (pid < 0)
+		return NULL;
+	return PyUnicode_FromString(c->pools[pid].codec != NULL ? "native" : "python");
 }
 
 static PyObject *core_set_current(CoreObject *c, PyObject *arg)
@@ -2233,6 +2582,7 @@ static PyMethodDef core_methods[] = {
 	{"pool_put", (PyCFunction)core_pool_put, METH_O, NULL},
 	{"pool_refs", (PyCFunction)core_pool_refs, METH_O, NULL},
 	{"pool_backend", (PyCFunction)core_pool_backend, METH_O, NULL},
+	{"pool_codec_backend", (PyCFunction)core_pool_codec_backend, METH_O, NULL},
 	{"set_current", (PyCFunction)core_set_current, METH_O, NULL},
 	{"stat_add", (PyCFunction)core_stat_add, METH_VARARGS, NULL},
 	{"counters", (PyCFunction)core_counters, METH_NOARGS, NULL},
@@ -2309,6 +2659,8 @@ PyMODINIT_FUNC PyInit__core(void)
 	PyObject *m, *names;
 
 	zswap_crc32_init();
+	if (pthread_key_create(&scratch_key, scratch_free) != 0)
+		return PyErr_NoMemory();
 	if (intern(&str_store, "store") || intern(&str_load, "load") ||
 	    intern(&str_invalidate, "invalidate") || intern(&str_wake, "_native_wake") ||
 	    intern(&str_pool_empty, "_native_pool_empty") || intern(&str_hook, "_native_hook") ||
@@ -2318,7 +2670,8 @@ PyMODINIT_FUNC PyInit__core(void)
 	    intern(&str_bad_page, "_bad_page") || intern(&str_as_page, "_native_as_page") ||
 	    intern(&str_errno, "errno") || intern(&str_wait_pin, "_native_wait_pin"))
 		return NULL;
-	if (PyType_Ready(&PageCounter_Type) < 0 || PyType_Ready(&Core_Type) < 0)
+	if (PyType_Ready(&PageCounter_Type) < 0 || PyType_Ready(&Core_Type) < 0 ||
+	    PyType_Ready(&CodecOps_Type) < 0)
 		return NULL;
 	m = PyModule_Create(&core_module);
 	if (m == NULL)
@@ -2341,6 +2694,8 @@ PyMODINIT_FUNC PyInit__core(void)
 	}
 	if (PyModule_AddObjectRef(m, "PageCounter", (PyObject *)&PageCounter_Type) < 0 ||
 	    PyModule_AddObjectRef(m, "Core", (PyObject *)&Core_Type) < 0 ||
+	    PyModule_AddObjectRef(m, "CodecOps", (PyObject *)&CodecOps_Type) < 0 ||
+	    PyModule_AddIntConstant(m, "CODEC_OPS_VERSION", ZSWAP_CODEC_OPS_VERSION) < 0 ||
 	    PyModule_AddIntConstant(m, "ZPOOL_OPS_VERSION", ZSWAP_ZPOOL_OPS_VERSION) < 0 ||
 	    PyModule_AddIntConstant(m, "PAGE_ACCT_VERSION", ZSWAP_PAGE_ACCT_VERSION) < 0 ||
 	    PyModule_AddIntConstant(m, "ENTRY_BYTES", sizeof(struct zswap_entry)) < 0 ||
