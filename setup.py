@@ -17,6 +17,7 @@ setup(
                 "zswap_core/_native/page_alloc.c",
                 "zswap_core/_native/crc32.c",
                 "zswap_core/_native/codec.c",
+                "zswap_core/_native/gate.c",
             ],
             depends=["zswap_core/_native/native.h", "zswap_core/_native/zswap_ops.h"],
             extra_compile_args=["-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra"],

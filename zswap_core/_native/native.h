@@ -49,6 +49,9 @@ int codec_decompress(struct zswap_codec *zc, const void *src, size_t slen, void 
 		     size_t dlen);
 extern PyTypeObject CodecOps_Type;
 
+/* gate.c: a codec that blocks when a test says so */
+extern PyTypeObject Gate_Type;
+
 /* zswap.c */
 extern PyTypeObject Core_Type;
 int zswap_core_module_init(PyObject *module);

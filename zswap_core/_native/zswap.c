@@ -2671,7 +2671,7 @@ PyMODINIT_FUNC PyInit__core(void)
 	    intern(&str_errno, "errno") || intern(&str_wait_pin, "_native_wait_pin"))
 		return NULL;
 	if (PyType_Ready(&PageCounter_Type) < 0 || PyType_Ready(&Core_Type) < 0 ||
-	    PyType_Ready(&CodecOps_Type) < 0)
+	    PyType_Ready(&CodecOps_Type) < 0 || PyType_Ready(&Gate_Type) < 0)
 		return NULL;
 	m = PyModule_Create(&core_module);
 	if (m == NULL)
@@ -2695,6 +2695,7 @@ PyMODINIT_FUNC PyInit__core(void)
 	if (PyModule_AddObjectRef(m, "PageCounter", (PyObject *)&PageCounter_Type) < 0 ||
 	    PyModule_AddObjectRef(m, "Core", (PyObject *)&Core_Type) < 0 ||
 	    PyModule_AddObjectRef(m, "CodecOps", (PyObject *)&CodecOps_Type) < 0 ||
+	    PyModule_AddObjectRef(m, "Gate", (PyObject *)&Gate_Type) < 0 ||
 	    PyModule_AddIntConstant(m, "CODEC_OPS_VERSION", ZSWAP_CODEC_OPS_VERSION) < 0 ||
 	    PyModule_AddIntConstant(m, "ZPOOL_OPS_VERSION", ZSWAP_ZPOOL_OPS_VERSION) < 0 ||
 	    PyModule_AddIntConstant(m, "PAGE_ACCT_VERSION", ZSWAP_PAGE_ACCT_VERSION) < 0 ||
