@@ -18,6 +18,7 @@ import random
 import struct
 import threading
 import zlib
+
 import pytest
 from helpers import mixed_pages
 
@@ -94,7 +95,7 @@ def test_owners_against_a_model_while_parameters_flip(nthreads: int) -> None:
                     else:
                         z.invalidate_page(typ, off)
                         model.pop(off, None)
-        except BaseException as exc:  # noqa: BLE001  # reported below
+        except BaseException as exc:  # reported below
             errors.append(f"thread {t}: {exc!r}")
             barrier.abort()
 
@@ -112,7 +113,7 @@ def test_owners_against_a_model_while_parameters_flip(nthreads: int) -> None:
                     z.params["same_filled_pages_enabled"] = rng.random() < 0.7
                     z.params["max_pool_percent"] = rng.choice([20, 50, 100])
             done.set()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(f"flipper: {exc!r}")
             barrier.abort()
 
@@ -174,7 +175,7 @@ def test_sharers_never_see_a_torn_or_foreign_page(nthreads: int) -> None:
                             errors.append(f"offset {off}: a page never stored there")
                 else:
                     z.invalidate_page(0, off)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(f"thread {t}: {exc!r}")
 
     run_all([threading.Thread(target=worker, args=(t,)) for t in range(nthreads)])
