@@ -84,25 +84,44 @@ SANITIZERS: dict[str, tuple[str, str, dict[str, str]]] = {
         {"TSAN_OPTIONS": "halt_on_error=1:report_signal_unsafe=0"},
     ),
 }
-#: What `test --sanitize/--valgrind` runs: the core and zsmalloc tests that reach C,
-#: the differential state machine and the fuzz target. `--quick` (CI) takes the
-#: C-specific files only.
+#: What `test --sanitize/--valgrind` runs: the core, zsmalloc and codec tests that
+#: reach C, the differential state machine, the fuzz target and the GIL-free paths.
+#: `--quick` (CI) takes the C-specific files only: under ThreadSanitizer, the ones
+#: where threads run C at once.
 NATIVE_TESTS = [
     "tests/test_native_core.py",
     "tests/test_native_fuzz.py",
+    "tests/test_native_nogil.py",
+    "tests/test_native_threads.py",
     "tests/test_backend_differential.py",
     "tests/test_zswap_core.py",
     "tests/test_writeback.py",
     "tests/test_faults.py",
     "tests/test_reliability_core.py",
     "plugins/zpools/zsmalloc/tests",
+    "plugins/compressors/lz4/tests",
+    "plugins/compressors/zstd/tests",
+    "plugins/compressors/lzo/tests",
+    "plugins/compressors/deflate/tests",
 ]
-NATIVE_TESTS_QUICK = [
-    "tests/test_native_core.py",
-    "tests/test_native_fuzz.py",
-    "tests/test_backend_differential.py",
-    "plugins/zpools/zsmalloc/tests/test_zsmalloc_native.py",
-]
+NATIVE_TESTS_QUICK = {
+    "address": [
+        "tests/test_native_core.py",
+        "tests/test_native_fuzz.py",
+        "tests/test_native_nogil.py",
+        "tests/test_native_threads.py",
+        "tests/test_backend_differential.py",
+        "plugins/zpools/zsmalloc/tests/test_zsmalloc_native.py",
+        "plugins/compressors/lz4/tests",
+        "plugins/compressors/zstd/tests",
+        "plugins/compressors/deflate/tests",
+    ],
+    "thread": [
+        "tests/test_native_nogil.py",
+        "tests/test_native_threads.py",
+        "plugins/zpools/zsmalloc/tests/test_zsmalloc_native.py",
+    ],
+}
 
 
 def say(msg: str) -> None:
@@ -234,7 +253,9 @@ def checked_tests(rest: list[str]) -> int:
     quick = "--quick" in rest
     rest = [a for a in rest if a != "--quick"]
     mode = rest.pop(0)
-    tests = NATIVE_TESTS_QUICK if quick else NATIVE_TESTS
+    kind = mode.partition("=")[2] or "address"
+    tests = NATIVE_TESTS_QUICK.get(kind, NATIVE_TESTS_QUICK["address"]) if quick else NATIVE_TESTS
+    tests = [t for t in tests if (ROOT / t.partition("::")[0]).exists()]
     e = env()
     e["ZSWAP_BACKEND"] = "native"
     pytest = [str(PY), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, *rest]
@@ -247,7 +268,6 @@ def checked_tests(rest: list[str]) -> int:
             return 2
         cmd = [valgrind, "--error-exitcode=99", "--errors-for-leak-kinds=none", "-q", *pytest]
     else:
-        kind = mode.partition("=")[2] or "address"
         if kind not in SANITIZERS:
             say(f"--sanitize={kind}: expected one of {', '.join(SANITIZERS)}")
             return 2
