@@ -15,6 +15,7 @@ wait for each other.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -297,6 +298,11 @@ class ModuleParams(Mapping[str, object]):
     def add_listener(self, fn: Callable[[str, str, Any, Any], None]) -> None:
         """Call ``fn(module, name, old, new)`` after each committed change."""
         self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[str, str, Any, Any], None]) -> None:
+        """Stop calling ``fn``; nothing happens when it is not (or no longer) registered."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(fn)
 
     def _param(self, name: str) -> Param:
         try:
