@@ -1,4 +1,10 @@
-"""lz4 and lz4hc compressors (the kernel's ``lz4`` and ``lz4hc`` crypto modules)."""
+"""lz4 and lz4hc compressors (the kernel's ``lz4`` and ``lz4hc`` crypto modules).
+
+The Python methods use python-lz4. With the C extension built (``_native/lz4_ops.c``,
+linked with the system's liblz4), each instance also exports ``codec_ops``: the
+same block format compressed and decompressed in C, which zswap-core's native
+backend calls without the GIL.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,12 @@ import lz4.block  # type: ignore[import-untyped]  # lz4 ships no type hints
 
 from zswap_core import Compressor, Param
 
+from ._codec import attach, exported
+
 if TYPE_CHECKING:
     from typing_extensions import Buffer
+
+    from zswap_core import ModuleParams
 
 __all__ = ["LZ4", "LZ4HC"]
 
@@ -42,6 +52,19 @@ class LZ4(Compressor):
     compress = staticmethod(_compress_page)  # type: ignore[assignment]  # a C callable
     decompress = staticmethod(_decompress)
 
+    def __init__(self, params: ModuleParams | None = None) -> None:
+        super().__init__(params)
+        self._native = attach(self, "lz4", 0)
+
+    @property
+    def codec_ops(self) -> object:
+        """The C ops (``zswap.codec_ops`` capsule), or None: see ``Compressor``."""
+        return exported(self, LZ4, self._native)
+
+    def close(self) -> None:
+        if self._native is not None:
+            self._native.close()
+
 
 class LZ4HC(Compressor):
     """LZ4 high-compression mode; ``level`` as the kernel's LZ4HC_DEFAULT_CLEVEL (9)."""
@@ -51,6 +74,19 @@ class LZ4HC(Compressor):
     parameters: ClassVar[tuple[Param, ...]] = (
         Param("level", "int", 9, "compression level 1..12", minimum=1, maximum=12),
     )
+
+    def __init__(self, params: ModuleParams | None = None) -> None:
+        super().__init__(params)
+        self._native = attach(self, "lz4hc", 9)
+
+    @property
+    def codec_ops(self) -> object:
+        """The C ops at the current ``level``, or None: see ``Compressor``."""
+        return exported(self, LZ4HC, self._native)
+
+    def close(self) -> None:
+        if self._native is not None:
+            self._native.close()
 
     def compress(self, src: Buffer) -> bytes:
         level = self.params["level"] if self.params is not None else 9
