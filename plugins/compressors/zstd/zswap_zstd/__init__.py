@@ -6,6 +6,11 @@ that stores or loads through its pool. So each instance keeps one compression an
 one decompression context per thread (``threading.local``), and rebuilds a thread's
 compression context when the ``level`` module parameter has changed since it was
 made; ``level`` is read on every call, so a write takes effect on the next page.
+
+With the C extension built (``_native/zstd_ops.c``, linked with the system's
+libzstd), each instance also exports ``codec_ops``: the same frames compressed and
+decompressed in C with a context per thread, at the level a parameter listener keeps
+current, which zswap-core's native backend calls without the GIL.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import TYPE_CHECKING, ClassVar
 import zstandard
 
 from zswap_core import Compressor, Param
+
+from ._codec import attach, exported
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -63,6 +70,12 @@ class Zstd(Compressor):
     def __init__(self, params: ModuleParams | None = None) -> None:
         super().__init__(params)
         self._local = _Contexts()
+        self._native = attach(self, "zstd", DEFAULT_LEVEL)
+
+    @property
+    def codec_ops(self) -> object:
+        """The C ops at the current ``level``, or None: see ``Compressor``."""
+        return exported(self, Zstd, self._native)
 
     def _level(self) -> int:
         if self.params is None:
@@ -109,3 +122,5 @@ class Zstd(Compressor):
         # Drops this thread's contexts at once; other threads' go with their thread
         # or with this instance.
         self._local = _Contexts()
+        if self._native is not None:
+            self._native.close()
