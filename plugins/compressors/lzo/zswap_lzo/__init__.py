@@ -12,6 +12,12 @@ zero runs no better than ``lzo`` does. Its streams round-trip here, and being
 plain LZO1X they are also accepted by the kernel's decoder (as version-0 input);
 but it cannot read streams made by the kernel's lzo-rle encoder. It exists so that
 ``zswap.compressor=lzo-rle`` (the kernel's default since 5.1) works unchanged.
+
+With the C extension built (``_native/lzo_ops.c``, linked with the system's liblzo2),
+each instance also exports ``codec_ops``: the same LZO1X streams (LZO1X-1, or
+LZO1X-999 above level 1) compressed and decompressed in C, at the level a parameter
+listener keeps current, which zswap-core's native backend calls without the GIL.
+``lzo-rle`` exports the same ops as ``lzo``.
 """
 
 from __future__ import annotations
@@ -22,8 +28,12 @@ import lzo
 
 from zswap_core import Compressor, Param
 
+from ._codec import attach, exported
+
 if TYPE_CHECKING:
     from typing_extensions import Buffer
+
+    from zswap_core import ModuleParams
 
 __all__ = ["DEFAULT_LEVEL", "LZO", "LZORLE"]
 
@@ -56,6 +66,19 @@ class LZO(Compressor):
             maximum=9,
         ),
     )
+
+    def __init__(self, params: ModuleParams | None = None) -> None:
+        super().__init__(params)
+        self._native = attach(self, "lzo", DEFAULT_LEVEL)
+
+    @property
+    def codec_ops(self) -> object:
+        """The C ops at the current ``level``, or None: see ``Compressor``."""
+        return exported(self, LZO, self._native)
+
+    def close(self) -> None:
+        if self._native is not None:
+            self._native.close()
 
     def _level(self) -> int:
         if self.params is None:
