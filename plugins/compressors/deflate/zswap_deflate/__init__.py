@@ -8,6 +8,12 @@ what the kernel's module produces and accepts. ``level`` is a module parameter
 
 zlib's compress and decompress objects are made per call, so one instance is safe
 to share between threads.
+
+With the C extension built (``_native/deflate_ops.c``, linked with the system's
+zlib), each instance also exports ``codec_ops``: the same raw deflate streams
+compressed and decompressed in C with one deflate and one inflate stream per thread,
+at the level a parameter listener keeps current, which zswap-core's native backend
+calls without the GIL.
 """
 
 from __future__ import annotations
@@ -17,8 +23,12 @@ from typing import TYPE_CHECKING, ClassVar
 
 from zswap_core import Compressor, Param
 
+from ._codec import attach, exported
+
 if TYPE_CHECKING:
     from typing_extensions import Buffer
+
+    from zswap_core import ModuleParams
 
 __all__ = ["DEFAULT_LEVEL", "MEM_LEVEL", "WINDOW_BITS", "Deflate"]
 
@@ -45,6 +55,19 @@ class Deflate(Compressor):
             maximum=9,
         ),
     )
+
+    def __init__(self, params: ModuleParams | None = None) -> None:
+        super().__init__(params)
+        self._native = attach(self, "deflate", DEFAULT_LEVEL)
+
+    @property
+    def codec_ops(self) -> object:
+        """The C ops at the current ``level``, or None: see ``Compressor``."""
+        return exported(self, Deflate, self._native)
+
+    def close(self) -> None:
+        if self._native is not None:
+            self._native.close()
 
     def _level(self) -> int:
         if self.params is None:
