@@ -15,6 +15,10 @@ HEADER = ROOT / "zswap_core" / "_native" / "zswap_ops.h"
 KNOWN_COPIES = [
     "plugins/zpools/zsmalloc/zswap_zsmalloc/_native/zswap_ops.h",
     "examples/zswap-example-czpool/zswap_example_czpool/_native/zswap_ops.h",
+    "plugins/compressors/lz4/zswap_lz4/_native/zswap_ops.h",
+    "plugins/compressors/zstd/zswap_zstd/_native/zswap_ops.h",
+    "plugins/compressors/lzo/zswap_lzo/_native/zswap_ops.h",
+    "plugins/compressors/deflate/zswap_deflate/_native/zswap_ops.h",
 ]
 SKIP_DIRS = {".venv", "build", "dist", ".git", "node_modules"}
 
