@@ -109,16 +109,9 @@ def blocked_in(gate: Any, kind: str, fn: Callable[[], Any]) -> Background:
 
 
 def nogil_allocator(z: Zswap) -> bool:
-    assert z._current is not None
-    ops = z._current.zpool.zpool_ops  # type: ignore[attr-defined]
-    import ctypes
-
-    # struct zswap_zpool_ops: version is its first field
-    name = b"zswap.zpool_ops"
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype = ctypes.POINTER(ctypes.c_uint32)
-    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    return bool(get(ops, name)[0] >= 2)
+    """Loads too run without the GIL: the allocator's ops allow it."""
+    assert z._core is not None and z._current is not None
+    return z._core.pool_nogil(z._current.id)
 
 
 # -- store -------------------------------------------------------------------------

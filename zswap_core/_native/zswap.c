@@ -2454,6 +2454,17 @@ static PyObject *core_pool_backend(CoreObject *c, PyObject *arg)
 	return PyUnicode_FromString(c->pools[pid].ops != NULL ? "native" : "python");
 }
 
+/* pool_nogil(pid) -> bool: its pages are stored and loaded without the GIL (a C
+ * codec and an allocator whose ops allow it). */
+static PyObject *core_pool_nogil(CoreObject *c, PyObject *arg)
+{
+	int pid = get_pid(arg, 0);
+
+	if (pid < 0)
+		return NULL;
+	return PyBool_FromLong(c->pools[pid].nogil && c->pools[pid].codec != NULL);
+}
+
 /* pool_codec_backend(pid) -> "native" (its C codec ops) or "python" (its methods). */
 static PyObject *core_pool_codec_backend(CoreObject *c, PyObject *arg)
 {
@@ -2583,6 +2594,7 @@ static PyMethodDef core_methods[] = {
 	{"pool_refs", (PyCFunction)core_pool_refs, METH_O, NULL},
 	{"pool_backend", (PyCFunction)core_pool_backend, METH_O, NULL},
 	{"pool_codec_backend", (PyCFunction)core_pool_codec_backend, METH_O, NULL},
+	{"pool_nogil", (PyCFunction)core_pool_nogil, METH_O, NULL},
 	{"set_current", (PyCFunction)core_set_current, METH_O, NULL},
 	{"stat_add", (PyCFunction)core_stat_add, METH_VARARGS, NULL},
 	{"counters", (PyCFunction)core_counters, METH_NOARGS, NULL},
