@@ -38,11 +38,13 @@ from zswap_core.workload import is_same_filled
 __all__ = [
     "PAGE_SIZE",
     "Contender",
+    "DictCodec",
     "DictLz4",
     "ZictBuffer",
     "ZictLRU",
     "ZswapRAM",
     "ZswapSwap",
+    "codec_floor",
 ]
 
 PAGE_SIZE = 4096
@@ -114,6 +116,111 @@ class DictLz4(Contender):
 
     def close(self) -> None:
         self.d = {}
+
+
+class DictCodec(Contender):
+    """A codec's own floor: ``d[k] = compress(page)``, ``decompress(d[k], PAGE_SIZE)``.
+
+    Made by :func:`codec_floor`: with the system liblz4 the C ops link (the same library
+    as Zswap's lz4 on the native path, so a gain that only comes from another build of
+    lz4 shows), and for zstd, lzo and deflate with their Python libraries' cheapest
+    calls and the plugin's settings.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        label: str,
+        compress: Callable[[bytes], bytes],
+        decompress: Callable[[bytes, int], bytes],
+    ) -> None:
+        self.name = name
+        self.label = label
+        self.compress = compress
+        self.decompress = decompress
+
+    def open(self, n: int, parts: int, workdir: str) -> None:
+        self.d: dict[int, bytes] = {}
+
+    def store_range(self, part: int, pages: Sequence[bytes], lo: int, hi: int) -> None:
+        d = self.d
+        compress = self.compress
+        for i in range(lo, hi):
+            d[i] = compress(pages[i])
+
+    def load_keys(self, part: int, keys: Sequence[int]) -> None:
+        d = self.d
+        decompress = self.decompress
+        for i in keys:
+            decompress(d[i], PAGE_SIZE)
+
+    def verify(self, pages: Sequence[bytes]) -> dict[str, Any]:
+        for i, page in enumerate(pages):
+            if self.decompress(self.d[i], PAGE_SIZE) != page:
+                raise VerifyError(f"{self.name}: page {i} came back wrong")
+        return {"held": len(self.d), "compressed_bytes": sum(map(len, self.d.values()))}
+
+    def close(self) -> None:
+        self.d = {}
+
+
+def codec_floor(codec: str) -> DictCodec | None:
+    """The floor of ``codec`` ("lz4-system", "zstd", "lzo", "deflate"), or None."""
+    if codec == "lz4-system":
+        try:
+            from zswap_lz4 import LZ4
+
+            from zswap_core._core import CodecOps
+        except ImportError:
+            return None
+        cap = LZ4().codec_ops
+        if cap is None:
+            return None
+        ops = CodecOps(cap)
+        return DictCodec(
+            "dict+lz4 (system liblz4)",
+            "dict of the lz4 plugin's C ops output (the system liblz4), called from Python",
+            ops.compress,
+            ops.decompress,
+        )
+    if codec == "zstd":
+        import zstandard
+
+        cctx = zstandard.ZstdCompressor(
+            level=3, write_checksum=False, write_content_size=False, write_dict_id=False
+        )
+        dctx = zstandard.ZstdDecompressor()
+        return DictCodec(
+            "dict+zstd",
+            "dict of zstandard.ZstdCompressor(level=3) output",
+            cctx.compress,
+            lambda src, n: dctx.decompress(src, max_output_size=n),
+        )
+    if codec == "lzo":
+        try:
+            import lzo
+        except ImportError:
+            return None
+        return DictCodec(
+            "dict+lzo",
+            "dict of lzo.compress(page, 1, False) output (python-lzo, LZO1X-1)",
+            functools.partial(lzo.compress, level=1, header=False),
+            lambda src, n: lzo.decompress(src, False, n),
+        )
+    if codec == "deflate":
+        import zlib
+
+        def deflate(page: bytes) -> bytes:
+            c = zlib.compressobj(6, zlib.DEFLATED, -11, 9, zlib.Z_DEFAULT_STRATEGY)
+            return c.compress(page) + c.flush()
+
+        return DictCodec(
+            "dict+deflate",
+            "dict of raw deflate output (zlib, level 6, 2 KiB window, memLevel 9)",
+            deflate,
+            lambda src, n: zlib.decompress(src, -11, n),
+        )
+    raise ValueError(f"no floor for {codec!r}")
 
 
 class ZictLRU(Contender):
@@ -246,8 +353,13 @@ class ZswapRAM(Contender):
             else:
                 held_keys.append(i)
         stats = z.stats
+        core, pool = z._core, z._current
         return {
             "backend": z.backend,
+            # the codec and allocator paths: "native" (C ops) or "python" (methods)
+            "codec_backend": core.pool_codec_backend(pool.id) if core and pool else "python",
+            "zpool_backend": core.pool_backend(pool.id) if core and pool else "python",
+            "nogil": bool(core.pool_nogil(pool.id)) if core and pool else False,
             "held": held,
             "same_filled": same,
             "held_compressed_keys": held_keys,
