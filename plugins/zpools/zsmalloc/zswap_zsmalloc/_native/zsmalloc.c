@@ -8,16 +8,55 @@
  *
  * Its structure follows the kernel's mm/zsmalloc.c (read for its design only,
  * nothing is copied): size classes, zspages in fullness groups, indirect handles,
- * objects that may straddle the pages of a zspage, and compaction. Unlike the
- * kernel, the pages of one zspage are contiguous: they are a run of pages in a
- * large anonymous mapping (an arena), so a straddling object is one memcpy.
+ * objects that may straddle the pages of a zspage, compaction, and a lock per
+ * size class. Unlike the kernel, the pages of one zspage are contiguous: they are
+ * a run of pages in a large anonymous mapping (an arena), so a straddling object
+ * is one memcpy.
  *
  * Memory: every byte here comes from malloc() or mmap(), never from PyMem_*
  * (tracemalloc's hooks want the GIL). Pages are counted by zswap-core's page
  * allocator through its `struct zswap_page_acct` (see zswap_ops.h).
  *
- * Locking: one mutex per pool (pool->lock). No Python code runs, no Python object
- * is created, and the GIL is never waited for while it is held.
+ * Locking. The ops table is version 2 with ZSWAP_ZPOOL_NOGIL: alloc_write, read
+ * and free run without the GIL, from any number of threads at once. The locks:
+ *
+ *   pool->shards      "the tables lock": a reader-writer lock split in
+ *                     ZS_NR_SHARDS rwlocks (a thread reads through a shard of its
+ *                     own, a writer takes them all, in index order). Read side:
+ *                     held by every operation from start to end, except across
+ *                     charge(). Write side: only to move (grow) or drop the handle
+ *                     table or the zspage descriptor table, for destroy and for
+ *                     the consistency check. Protects those two tables' storage
+ *                     and capacities (handles, handle_cap, zspages, zspage_cap)
+ *                     and `dead`.
+ *   class->lock       one mutex per size class: the class's fullness lists, mask
+ *                     and counters (nr_zspages, obj_used); the descriptors of its
+ *                     zspages (all fields but `class`); the contents of their
+ *                     pages (object words, free lists, data); and the handle-table
+ *                     entries of its objects (made live, moved, freed, mapped).
+ *   pool->handle_lock the free-slot stack and the handle counters: free_slot,
+ *                     nr_free_slots, nr_slots_used, reserved, gen_base, and the
+ *                     entries of free slots.
+ *   pool->page_lock   the arenas (table, bitmaps, free counts), the free
+ *                     descriptor list (free_zspage), nr_zspage_ids, nr_zspages,
+ *                     and the stores to nr_pages.
+ *   pool->maps_lock   the mapping records of map()/unmap() (maps, nr_maps,
+ *                     maps_cap).
+ *
+ * Lock order: tables (read or write side) -> one class->lock -> one of
+ * handle_lock, page_lock, maps_lock. No two class locks are ever held together;
+ * handle_lock, page_lock and maps_lock are leaves (nothing is taken under them);
+ * the write side is taken with no lock held. No lock is held across charge(),
+ * which may run a Python fault hook, and that hook may call into this pool. What
+ * can wait for after the locks are dropped does (struct zs_defer): uncharge(),
+ * munmap() of an emptied arena, dropping an emptied table. No Python code runs,
+ * no Python object is created and the GIL is never waited for while any of these
+ * locks is held; the ops never touch Python at all.
+ *
+ * Lock-free reads: a handle-table entry and a descriptor's `class` are read with
+ * atomic loads (their writers store atomically, under the locks above).
+ * zs_resolve() uses them to find which class lock to take, then checks them again
+ * under it. nr_pages and pages_compacted are atomic counters.
  *
  * MIT licence, part of zswap-zsmalloc.
  */
@@ -29,6 +68,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -59,11 +99,21 @@
 #define ZS_HANDLE_LIMIT (UINT64_C(1) << 37)
 #define ZS_GEN_MAX 511 /* generations 1..511 keep handles below 2**37 */
 
-#define ZS_NONE UINT32_MAX /* no zspage / object / slot */
+#define ZS_NONE UINT32_MAX  /* no zspage / object / slot */
+#define ZS_NO_CLASS 0xffffu /* a descriptor's `class` when it is no live zspage */
 
 #define ZS_ARENA_MIN_BYTES ((size_t)4 << 20)
 #define ZS_ARENA_ALIGN ((size_t)2 << 20) /* a transparent huge page */
 #define ZS_MAX_ARENAS 65535
+
+#define ZS_CACHELINE 64
+#define ZS_NR_SHARDS 16 /* read-side shards of the tables lock */
+
+/* Atomic accesses of what is read without a lock (see "Locking" above). */
+#define zs_load(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define zs_store(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define zs_add(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define zs_sub(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_RELAXED)
 
 static PyObject *ZpoolError; /* zswap_core.ZpoolError */
 
@@ -84,6 +134,7 @@ struct zs_group {
 };
 
 struct size_class {
+	/* set at creation, then read-only */
 	uint32_t index;       /* slot number (debugfs "class") */
 	uint32_t first_index; /* lowest slot merged into it */
 	uint32_t size;        /* bytes per object, handle included */
@@ -92,12 +143,15 @@ struct size_class {
 	uint32_t hdr;  /* ZS_HANDLE_SIZE, or 0 when huge */
 	uint32_t dlen; /* bytes of data a mapping shows: size - hdr */
 	bool huge;
-	/* run-time state, under pool->lock */
+	/* Protects the fields below, the class's zspages (their descriptors but
+	 * `class`, the contents of their pages) and the handle-table entries of
+	 * their objects. */
+	pthread_mutex_t lock;
 	uint32_t mask; /* bit g set: group g is not empty */
 	uint32_t nr_zspages;
 	uint64_t obj_used;
 	struct zs_group groups[NR_FULLNESS_GROUPS];
-};
+} __attribute__((aligned(ZS_CACHELINE))); /* no false sharing between classes */
 
 /* Pages per zspage for objects of `size`: least tail waste, shortest on ties. */
 static uint32_t get_pages_per_zspage(size_t size, size_t page_size, uint32_t max_pages)
@@ -153,16 +207,18 @@ struct zspage {
 	uint32_t inuse;   /* objects allocated */
 	uint32_t freeobj; /* first free object (huge: the owner's slot once allocated) */
 	uint16_t arena;   /* index in pool->arenas */
-	uint16_t class;   /* index in pool->classes */
+	uint16_t class;   /* index in pool->classes, or ZS_NO_CLASS; atomic (zs_resolve) */
 	uint8_t fg;       /* fullness group; 0: in no list */
 	uint8_t skip;     /* compaction: holds only mapped objects, do not take again */
+	uint8_t isolated; /* compaction's destination, out of the lists meanwhile */
 };
 
 struct zs_arena {
 	char *base;
 	uint32_t nr_pages;
 	uint32_t nr_free;
-	uint32_t hint; /* no free page below this one */
+	uint32_t hint;              /* no free page below this one */
+	struct zs_arena *dead_next; /* emptied, waiting for munmap (struct zs_defer) */
 	uint64_t bitmap[];
 };
 
@@ -178,9 +234,12 @@ struct zs_arena {
  * A handle is accepted only when its slot is live with the handle's generation.
  * When the last handle is freed the table is dropped; new slots then start one
  * generation above the highest seen, so no old handle becomes valid again.
+ * Slots not handed out yet read as 0 (not live): the table's tail is zeroed.
  *
  * map() hands out a private copy (a bytearray) and records it; unmap() copies it
- * back (RW, WO) and forgets it. No Python object ever points into an arena.
+ * back (RW, WO) and forgets it. No Python object ever points into an arena. A
+ * freed object's records are orphaned (slot ZS_NONE), not released: the ops may
+ * run without the GIL. A Python method releases orphans (zs_reap_orphans).
  * ========================================================================= */
 
 #define HE_GEN_MASK UINT64_C(0x1ff)
@@ -194,7 +253,7 @@ struct zs_arena {
 #define ZS_MAP_WO 2
 
 struct zs_mapping {
-	uint32_t slot;
+	uint32_t slot; /* ZS_NONE: orphaned (its object was freed) */
 	int mode;
 	unsigned long thread;
 	PyObject *buf; /* the bytearray the mapping shows (a strong reference) */
@@ -204,12 +263,11 @@ struct zs_mapping {
  * The pool
  * ========================================================================= */
 
-struct zs_pool {
-	/* Protects every field below, the arenas' contents and bitmaps, and the
-	 * zspage and handle tables. Held only around C code: never across a call
-	 * into Python (charge() included) nor while creating a Python object. */
-	pthread_mutex_t lock;
+struct zs_shard {
+	pthread_rwlock_t lock;
+} __attribute__((aligned(ZS_CACHELINE)));
 
+struct zs_pool {
 	/* set at creation, then read-only */
 	size_t page_size;
 	uint32_t chain_size;
@@ -218,45 +276,139 @@ struct zs_pool {
 	uint32_t nr_classes;
 	uint32_t huge_class_size;
 	size_t arena_bytes;
-	struct size_class *classes;
-	uint16_t *slot_class; /* slot -> index in classes */
+	struct size_class *classes; /* their locks are initialized when nr_classes > 0 */
+	uint16_t *slot_class;       /* slot -> index in classes */
 	struct zswap_page_acct *acct;
 
-	bool dead;
-	uint64_t nr_pages;
-	uint64_t pages_compacted;
+	/* The tables lock (see "Locking"); NULL until initialized. */
+	struct zs_shard *shards;
+	bool dead; /* destroyed; set under the write side */
 
-	uint64_t *handles; /* the handle table */
-	uint32_t nr_slots_used; /* slots handed out so far (table length) */
+	/* read by Python without a lock */
+	uint64_t nr_pages;        /* atomic; stored under page_lock */
+	uint64_t pages_compacted; /* atomic */
+
+	/* the handle table: storage and capacity change under the write side */
+	uint64_t *handles;
 	uint32_t handle_cap;
-	uint32_t free_slot;   /* top of the free-slot stack */
+
+	/* Protects the free-slot stack and the counters below, and the entries of
+	 * free slots. */
+	pthread_mutex_t handle_lock;
+	uint32_t nr_slots_used; /* slots handed out so far */
+	uint32_t free_slot;     /* top of the free-slot stack */
 	uint32_t nr_free_slots;
+	uint32_t reserved; /* slots promised to mallocs in progress */
 	uint32_t gen_base; /* generation of a slot used for the first time */
 
-	struct zspage *zspages; /* the zspage descriptor table */
-	uint32_t nr_zspage_ids;
+	/* the zspage descriptor table: storage and capacity change under the write side */
+	struct zspage *zspages;
 	uint32_t zspage_cap;
-	uint32_t free_zspage; /* unused descriptors, linked by `next` */
-	uint32_t nr_zspages;  /* live zspages */
 
+	/* Protects the arenas, the free descriptor list and the counters below. */
+	pthread_mutex_t page_lock;
+	uint32_t nr_zspage_ids; /* descriptors handed out so far */
+	uint32_t free_zspage;   /* unused descriptors, linked by `next` */
+	uint32_t nr_zspages;    /* live zspages (descriptors in use) */
 	struct zs_arena **arenas;
 	uint32_t nr_arena_ids;
 	uint32_t nr_arenas;
 
+	/* Protects the mapping records. */
+	pthread_mutex_t maps_lock;
 	struct zs_mapping *maps; /* outstanding mappings, oldest first */
 	uint32_t nr_maps;
 	uint32_t maps_cap;
+	uint32_t nr_orphans; /* atomic; records of freed objects (slot ZS_NONE) */
 };
 
-static inline void zs_lock(struct zs_pool *pool)
+/* -- the tables lock ---------------------------------------------------------- */
+
+/* This thread's read-side shard: threads are dealt out over the shards in turn. */
+static unsigned zs_my_shard(void)
 {
-	pthread_mutex_lock(&pool->lock);
+	static unsigned next_shard;
+	static __thread unsigned shard; /* 1 + the shard, 0 before the first use */
+
+	if (!shard)
+		shard = 1 + __atomic_fetch_add(&next_shard, 1, __ATOMIC_RELAXED) % ZS_NR_SHARDS;
+	return shard - 1;
 }
 
-static inline void zs_unlock(struct zs_pool *pool)
+/* Take the read side; the value to pass to zs_read_end(). */
+static inline unsigned zs_read_begin(struct zs_pool *pool)
 {
-	pthread_mutex_unlock(&pool->lock);
+	unsigned s = zs_my_shard();
+
+	pthread_rwlock_rdlock(&pool->shards[s].lock);
+	return s;
 }
+
+static inline void zs_read_end(struct zs_pool *pool, unsigned s)
+{
+	pthread_rwlock_unlock(&pool->shards[s].lock);
+}
+
+/* The write side: every shard, in index order, with no other lock held. */
+static void zs_write_begin(struct zs_pool *pool)
+{
+	for (unsigned s = 0; s < ZS_NR_SHARDS; s++)
+		pthread_rwlock_wrlock(&pool->shards[s].lock);
+}
+
+static void zs_write_end(struct zs_pool *pool)
+{
+	for (unsigned s = ZS_NR_SHARDS; s-- > 0;)
+		pthread_rwlock_unlock(&pool->shards[s].lock);
+}
+
+static int zs_shards_init(struct zs_pool *pool)
+{
+	pthread_rwlockattr_t attr;
+	void *mem;
+	unsigned s;
+
+	if (posix_memalign(&mem, ZS_CACHELINE, ZS_NR_SHARDS * sizeof(struct zs_shard)))
+		return -ENOMEM;
+	if (pthread_rwlockattr_init(&attr)) {
+		free(mem);
+		return -ENOMEM;
+	}
+	/* a waiting writer (a table to grow) is not starved by a stream of readers */
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pool->shards = mem;
+	for (s = 0; s < ZS_NR_SHARDS; s++) {
+		if (pthread_rwlock_init(&pool->shards[s].lock, &attr))
+			break;
+	}
+	pthread_rwlockattr_destroy(&attr);
+	if (s < ZS_NR_SHARDS) {
+		while (s-- > 0)
+			pthread_rwlock_destroy(&pool->shards[s].lock);
+		free(mem);
+		pool->shards = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void zs_shards_destroy(struct zs_pool *pool)
+{
+	if (!pool->shards)
+		return;
+	for (unsigned s = 0; s < ZS_NR_SHARDS; s++)
+		pthread_rwlock_destroy(&pool->shards[s].lock);
+	free(pool->shards);
+	pool->shards = NULL;
+}
+
+/* What an operation leaves for after its locks are dropped (zs_defer_run). */
+struct zs_defer {
+	size_t uncharge;          /* pages to give back to the page allocator */
+	struct zs_arena *arenas;  /* emptied arenas to unmap, linked by dead_next */
+	bool drop_handles;        /* the handle table may be empty: drop it */
+	bool drop_zspages;        /* the descriptor table may be empty: drop it */
+};
 
 /* The next capacity of a table: an eighth more, so that at most 1/8 is slack
  * (realloc of a large block is an mremap, not a copy). */
@@ -302,26 +454,32 @@ static void zs_init_class(struct size_class *class, uint32_t slot, uint32_t size
 		class->groups[g].head = class->groups[g].tail = ZS_NONE;
 }
 
-/* Build pool->classes and pool->slot_class; 0 or -ENOMEM. */
+/* Build pool->classes (cache-line aligned, their locks initialized) and
+ * pool->slot_class; 0 or -ENOMEM. */
 static int zs_build_classes(struct zs_pool *pool)
 {
 	size_t page_size = pool->page_size;
 	uint32_t nr = 0, slot, i;
-	struct size_class *shrunk;
+	struct size_class *tmp;
+	void *mem;
 
 	pool->delta = (uint32_t)(page_size >> 8);
 	pool->nr_slots = (uint32_t)((page_size - ZS_MIN_ALLOC_SIZE + pool->delta - 1) / pool->delta) + 1;
-	pool->classes = malloc(pool->nr_slots * sizeof(*pool->classes));
 	pool->slot_class = malloc(pool->nr_slots * sizeof(*pool->slot_class));
-	if (!pool->classes || !pool->slot_class)
+	if (posix_memalign(&mem, ZS_CACHELINE, pool->nr_slots * sizeof(*tmp)))
+		mem = NULL;
+	tmp = mem;
+	if (!tmp || !pool->slot_class) {
+		free(tmp);
 		return -ENOMEM;
-	/* from the largest slot down; classes[] is filled largest first, reversed below */
+	}
+	/* from the largest slot down; tmp[] is filled largest first, reversed below */
 	for (slot = pool->nr_slots; slot-- > 0;) {
 		size_t sz = ZS_MIN_ALLOC_SIZE + (size_t)slot * pool->delta;
 		uint32_t size = (uint32_t)(sz < page_size ? sz : page_size);
 		uint32_t pages = get_pages_per_zspage(size, page_size, pool->chain_size);
 		uint32_t objs = (uint32_t)(pages * page_size / size);
-		struct size_class *last = nr ? &pool->classes[nr - 1] : NULL;
+		struct size_class *last = nr ? &tmp[nr - 1] : NULL;
 
 		if (pages != 1 && objs != 1 && !pool->huge_class_size)
 			pool->huge_class_size = size - (ZS_HANDLE_SIZE - 1);
@@ -330,24 +488,31 @@ static int zs_build_classes(struct zs_pool *pool)
 			pool->slot_class[slot] = (uint16_t)(nr - 1);
 			continue;
 		}
-		zs_init_class(&pool->classes[nr], slot, size, pages, objs);
+		zs_init_class(&tmp[nr], slot, size, pages, objs);
 		pool->slot_class[slot] = (uint16_t)nr++;
-	}
-	for (i = 0; i < nr / 2; i++) {
-		struct size_class tmp = pool->classes[i];
-		pool->classes[i] = pool->classes[nr - 1 - i];
-		pool->classes[nr - 1 - i] = tmp;
 	}
 	for (slot = 0; slot < pool->nr_slots; slot++)
 		pool->slot_class[slot] = (uint16_t)(nr - 1 - pool->slot_class[slot]);
+	if (posix_memalign(&mem, ZS_CACHELINE, nr * sizeof(*tmp))) {
+		free(tmp);
+		return -ENOMEM;
+	}
+	pool->classes = mem;
+	for (i = 0; i < nr; i++) {
+		pool->classes[i] = tmp[nr - 1 - i];
+		if (pthread_mutex_init(&pool->classes[i].lock, NULL)) {
+			while (i-- > 0)
+				pthread_mutex_destroy(&pool->classes[i].lock);
+			free(tmp);
+			return -ENOMEM;
+		}
+	}
+	free(tmp);
 	pool->nr_classes = nr;
-	shrunk = realloc(pool->classes, nr * sizeof(*pool->classes));
-	if (shrunk)
-		pool->classes = shrunk;
 	return 0;
 }
 
-/* Pages compaction could free in `class` (the kernel's zs_can_compact). */
+/* Pages compaction could free in `class` (the kernel's zs_can_compact; class lock). */
 static inline uint64_t zs_can_compact(const struct size_class *class)
 {
 	uint64_t wasted = (uint64_t)class->nr_zspages * class->objs_per_zspage - class->obj_used;
@@ -355,7 +520,7 @@ static inline uint64_t zs_can_compact(const struct size_class *class)
 	return wasted / class->objs_per_zspage * class->pages_per_zspage;
 }
 
-/* -- arenas ----------------------------------------------------------------- */
+/* -- arenas (page_lock) ------------------------------------------------------- */
 
 static inline bool arena_test(const struct zs_arena *a, uint32_t p)
 {
@@ -398,36 +563,23 @@ static size_t arena_struct_bytes(uint32_t nr_pages)
 	return sizeof(struct zs_arena) + (nr_pages + 63) / 64 * sizeof(uint64_t);
 }
 
-/* Map a new arena into a free slot of pool->arenas; its id or ZS_NONE. */
-static uint32_t zs_arena_map(struct zs_pool *pool)
+/* A new arena, mapped but not installed: called with no lock held (mmap). */
+static struct zs_arena *zs_arena_create(struct zs_pool *pool)
 {
 	size_t len = pool->arena_bytes + ZS_ARENA_ALIGN, head, tail;
 	uint32_t nr_pages = (uint32_t)(pool->arena_bytes / pool->page_size);
-	uint32_t id;
 	uintptr_t start;
 	char *raw;
 	struct zs_arena *a;
 
-	for (id = 0; id < pool->nr_arena_ids && pool->arenas[id]; id++)
-		;
-	if (id == ZS_MAX_ARENAS)
-		return ZS_NONE;
-	if (id == pool->nr_arena_ids) {
-		struct zs_arena **grown = realloc(pool->arenas, (id + 1) * sizeof(*grown));
-		if (!grown)
-			return ZS_NONE;
-		pool->arenas = grown;
-		pool->arenas[id] = NULL;
-		pool->nr_arena_ids = id + 1;
-	}
 	a = calloc(1, arena_struct_bytes(nr_pages));
 	if (!a)
-		return ZS_NONE;
+		return NULL;
 	raw = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (raw == MAP_FAILED) {
 		free(a);
-		return ZS_NONE;
+		return NULL;
 	}
 	/* keep the 2 MiB aligned part, so that huge pages can back it */
 	start = ((uintptr_t)raw + ZS_ARENA_ALIGN - 1) & ~(uintptr_t)(ZS_ARENA_ALIGN - 1);
@@ -443,17 +595,43 @@ static uint32_t zs_arena_map(struct zs_pool *pool)
 	a->base = (char *)start;
 	a->nr_pages = nr_pages;
 	a->nr_free = nr_pages;
+	return a;
+}
+
+/* Unmap an arena that is no longer installed (no lock held). */
+static void zs_arena_destroy(struct zs_pool *pool, struct zs_arena *a)
+{
+	munmap(a->base, pool->arena_bytes);
+	free(a);
+}
+
+/* Install `a` in the first free slot of pool->arenas (page_lock); its id or ZS_NONE. */
+static uint32_t zs_arena_install(struct zs_pool *pool, struct zs_arena *a)
+{
+	uint32_t id;
+
+	for (id = 0; id < pool->nr_arena_ids && pool->arenas[id]; id++)
+		;
+	if (id == ZS_MAX_ARENAS)
+		return ZS_NONE;
+	if (id == pool->nr_arena_ids) {
+		struct zs_arena **grown = realloc(pool->arenas, (id + 1) * sizeof(*grown));
+		if (!grown)
+			return ZS_NONE;
+		pool->arenas = grown;
+		pool->arenas[id] = NULL;
+		pool->nr_arena_ids = id + 1;
+	}
 	pool->arenas[id] = a;
 	pool->nr_arenas++;
 	return id;
 }
 
-static void zs_arena_unmap(struct zs_pool *pool, uint32_t id)
+/* Uninstall an emptied arena (page_lock); it is unmapped once the locks are dropped. */
+static void zs_arena_detach(struct zs_pool *pool, uint32_t id, struct zs_defer *d)
 {
 	struct zs_arena *a = pool->arenas[id];
 
-	munmap(a->base, pool->arena_bytes);
-	free(a);
 	pool->arenas[id] = NULL;
 	pool->nr_arenas--;
 	if (!pool->nr_arenas) {
@@ -461,35 +639,42 @@ static void zs_arena_unmap(struct zs_pool *pool, uint32_t id)
 		pool->arenas = NULL;
 		pool->nr_arena_ids = 0;
 	}
+	a->dead_next = d->arenas;
+	d->arenas = a;
 }
 
-/* Take a run of `nr` contiguous pages from the first arena that has one. */
-static char *zs_alloc_pages(struct zs_pool *pool, uint32_t nr, uint16_t *arena)
+/* A run of `nr` free pages in the first arena that has one (page_lock): its first
+ * page's index, and the arena in *id; ZS_NONE when no arena has one. */
+static uint32_t zs_find_pages(struct zs_pool *pool, uint32_t nr, uint32_t *id)
 {
-	uint32_t id, start = ZS_NONE;
-	struct zs_arena *a = NULL;
+	for (uint32_t i = 0; i < pool->nr_arena_ids; i++) {
+		struct zs_arena *a = pool->arenas[i];
+		uint32_t start;
 
-	for (id = 0; id < pool->nr_arena_ids; id++) {
-		a = pool->arenas[id];
-		if (a && a->nr_free >= nr && (start = arena_find_run(a, nr)) != ZS_NONE)
-			break;
+		if (a && a->nr_free >= nr && (start = arena_find_run(a, nr)) != ZS_NONE) {
+			*id = i;
+			return start;
+		}
 	}
-	if (start == ZS_NONE) {
-		id = zs_arena_map(pool);
-		if (id == ZS_NONE)
-			return NULL;
-		a = pool->arenas[id];
-		start = 0;
-	}
+	return ZS_NONE;
+}
+
+/* Take pages start..start+nr-1 of arena `id` (page_lock); their address. */
+static char *zs_take_pages(struct zs_pool *pool, uint32_t id, uint32_t start, uint32_t nr)
+{
+	struct zs_arena *a = pool->arenas[id];
+
 	arena_set_run(a, start, nr, true);
 	a->nr_free -= nr;
 	if (start == a->hint)
 		a->hint = start + nr;
-	*arena = (uint16_t)id;
+	zs_add(&pool->nr_pages, nr);
 	return a->base + (size_t)start * pool->page_size;
 }
 
-static void zs_free_pages(struct zs_pool *pool, uint16_t id, char *base, uint32_t nr)
+/* Give pages back (page_lock); an arena left empty is detached. */
+static void zs_free_pages(struct zs_pool *pool, uint16_t id, char *base, uint32_t nr,
+			  struct zs_defer *d)
 {
 	struct zs_arena *a = pool->arenas[id];
 	uint32_t start = (uint32_t)((size_t)(base - a->base) / pool->page_size);
@@ -498,11 +683,12 @@ static void zs_free_pages(struct zs_pool *pool, uint16_t id, char *base, uint32_
 	a->nr_free += nr;
 	if (start < a->hint)
 		a->hint = start;
+	zs_sub(&pool->nr_pages, nr);
 	if (a->nr_free == a->nr_pages)
-		zs_arena_unmap(pool, id);
+		zs_arena_detach(pool, id, d);
 }
 
-/* -- fullness groups ---------------------------------------------------------- */
+/* -- fullness groups (class lock) --------------------------------------------- */
 
 static void group_append(struct zs_pool *pool, struct size_class *class, uint32_t g, uint32_t id)
 {
@@ -607,88 +793,70 @@ static inline char *obj_data(const struct size_class *class, const struct zspage
 	return zs->base + (size_t)obj * class->size + class->hdr;
 }
 
-/* A zspage descriptor id, the table grown if needed; ZS_NONE on ENOMEM. */
+static inline uint32_t zs_class_of(struct zs_pool *pool, uint32_t id)
+{
+	return zs_load(&pool->zspages[id].class);
+}
+
+/* A descriptor id for a new zspage (page_lock), counted in nr_zspages; ZS_NONE
+ * when the table is full and must grow first (zs_grow_zspages). */
 static uint32_t zs_get_descriptor(struct zs_pool *pool)
 {
 	uint32_t id = pool->free_zspage;
 
 	if (id != ZS_NONE) {
 		pool->free_zspage = pool->zspages[id].next;
-		return id;
-	}
-	if (pool->nr_zspage_ids == pool->zspage_cap) {
-		uint32_t cap = zs_grow(pool->zspage_cap, 16);
-		struct zspage *grown = realloc(pool->zspages, cap * sizeof(*grown));
-		if (!grown)
+	} else {
+		if (pool->nr_zspage_ids == pool->zspage_cap)
 			return ZS_NONE;
-		pool->zspages = grown;
-		pool->zspage_cap = cap;
-	}
-	return pool->nr_zspage_ids++;
-}
-
-/* A new, empty zspage of `class` (its pages already charged); ZS_NONE on ENOMEM. */
-static uint32_t alloc_zspage(struct zs_pool *pool, struct size_class *class)
-{
-	uint32_t id = zs_get_descriptor(pool), nr = class->pages_per_zspage;
-	struct zspage *zs;
-	uint16_t arena;
-	char *base;
-
-	if (id == ZS_NONE)
-		return ZS_NONE;
-	base = zs_alloc_pages(pool, nr, &arena);
-	if (!base) {
-		pool->zspages[id].next = pool->free_zspage;
-		pool->free_zspage = id;
-		if (!pool->nr_zspages) { /* keep "empty tables are freed" */
-			free(pool->zspages);
-			pool->zspages = NULL;
-			pool->nr_zspage_ids = pool->zspage_cap = 0;
-			pool->free_zspage = ZS_NONE;
-		}
-		return ZS_NONE;
-	}
-	memset(base, 0, (size_t)nr * pool->page_size); /* fresh pages read as zeros */
-	zs = &pool->zspages[id];
-	zs->base = base;
-	zs->arena = arena;
-	zs->class = (uint16_t)(class - pool->classes);
-	zs->prev = zs->next = ZS_NONE;
-	zs->inuse = 0;
-	zs->fg = ZS_EMPTY;
-	zs->skip = 0;
-	zs->freeobj = 0; /* object 0 first, then 1, 2, ... */
-	if (!class->huge) {
-		for (uint32_t obj = 0; obj < class->objs_per_zspage; obj++) {
-			uint64_t next = obj + 1 < class->objs_per_zspage ? obj + 1 : ZS_NONE;
-			obj_word_set(class, zs, obj, next << 1);
-		}
+		id = pool->nr_zspage_ids++;
 	}
 	pool->nr_zspages++;
-	pool->nr_pages += nr;
-	class->nr_zspages++;
 	return id;
 }
 
-/* Give an empty zspage's pages back (it is in no list). */
-static void free_zspage(struct zs_pool *pool, struct size_class *class, uint32_t id)
+/* Give a descriptor back (page_lock). */
+static void zs_put_descriptor(struct zs_pool *pool, uint32_t id, struct zs_defer *d)
+{
+	pool->zspages[id].base = NULL;
+	pool->zspages[id].next = pool->free_zspage;
+	pool->free_zspage = id;
+	if (!--pool->nr_zspages)
+		d->drop_zspages = true; /* keep "empty tables are freed" */
+}
+
+/* Grow the descriptor table (write side) if no descriptor is free; 0 or -ENOMEM. */
+static int zs_grow_zspages(struct zs_pool *pool)
+{
+	uint32_t cap = pool->zspage_cap;
+	struct zspage *grown;
+
+	if (pool->free_zspage != ZS_NONE || pool->nr_zspage_ids < cap)
+		return 0;
+	cap = zs_grow(cap, 16);
+	grown = realloc(pool->zspages, cap * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	for (uint32_t id = pool->zspage_cap; id < cap; id++)
+		grown[id].class = ZS_NO_CLASS;
+	pool->zspages = grown;
+	pool->zspage_cap = cap;
+	return 0;
+}
+
+/* Free an empty zspage that is in no list (class lock). */
+static void free_zspage(struct zs_pool *pool, struct size_class *class, uint32_t id,
+			struct zs_defer *d)
 {
 	struct zspage *zs = &pool->zspages[id];
 
-	zs_free_pages(pool, zs->arena, zs->base, class->pages_per_zspage);
-	pool->acct->uncharge(pool->acct, class->pages_per_zspage);
-	pool->nr_pages -= class->pages_per_zspage;
 	class->nr_zspages--;
-	zs->base = NULL;
-	zs->next = pool->free_zspage;
-	pool->free_zspage = id;
-	if (!--pool->nr_zspages) {
-		free(pool->zspages);
-		pool->zspages = NULL;
-		pool->nr_zspage_ids = pool->zspage_cap = 0;
-		pool->free_zspage = ZS_NONE;
-	}
+	zs_store(&zs->class, (uint16_t)ZS_NO_CLASS);
+	pthread_mutex_lock(&pool->page_lock);
+	zs_free_pages(pool, zs->arena, zs->base, class->pages_per_zspage, d);
+	zs_put_descriptor(pool, id, d);
+	pthread_mutex_unlock(&pool->page_lock);
+	d->uncharge += class->pages_per_zspage;
 }
 
 /* Take a free object of zspage `id` for handle slot `slot`; its index. */
@@ -711,8 +879,10 @@ static uint32_t obj_malloc(struct zs_pool *pool, struct size_class *class, uint3
 	return obj;
 }
 
-/* Put object `obj` of zspage `id` back on its free list; an emptied zspage goes. */
-static void obj_free(struct zs_pool *pool, struct size_class *class, uint32_t id, uint32_t obj)
+/* Put object `obj` of zspage `id` back on its free list; an emptied zspage goes,
+ * unless compaction has it (isolated: compaction puts it back or frees it). */
+static void obj_free(struct zs_pool *pool, struct size_class *class, uint32_t id, uint32_t obj,
+		     struct zs_defer *d)
 {
 	struct zspage *zs = &pool->zspages[id];
 	uint32_t g;
@@ -726,10 +896,10 @@ static void obj_free(struct zs_pool *pool, struct size_class *class, uint32_t id
 	zs->inuse--;
 	class->obj_used--;
 	g = get_fullness_group(zs->inuse, class->objs_per_zspage);
-	if (g != zs->fg) {
+	if (g != zs->fg && !zs->isolated) {
 		zs_set_group(pool, class, id, g);
 		if (g == ZS_EMPTY)
-			free_zspage(pool, class, id);
+			free_zspage(pool, class, id, d);
 	}
 }
 
@@ -755,108 +925,237 @@ static inline uint64_t he_live(uint32_t gen, uint32_t id, uint32_t obj)
 	return gen | HE_LIVE | (uint64_t)obj << HE_OBJ_SHIFT | (uint64_t)id << HE_ID_SHIFT;
 }
 
+static inline uint64_t he_get(struct zs_pool *pool, uint32_t slot)
+{
+	return zs_load(&pool->handles[slot]);
+}
+
+static inline void he_set(struct zs_pool *pool, uint32_t slot, uint64_t e)
+{
+	zs_store(&pool->handles[slot], e);
+}
+
 static inline uint32_t zs_nr_handles(const struct zs_pool *pool)
 {
 	return pool->nr_slots_used - pool->nr_free_slots;
 }
 
-/* 0 when the next handle_alloc() cannot fail; else -ENOMEM (table full or no memory). */
-static int handle_reserve(struct zs_pool *pool)
+/* Slots a malloc can still be promised without growing the table (handle_lock):
+ * 0 when the next promise needs a bigger table, -ENOMEM when it would need a
+ * slot beyond ZS_SLOT_MASK. */
+static int handle_room(const struct zs_pool *pool)
 {
-	if (pool->nr_free_slots)
-		return 0;
-	if (pool->nr_slots_used > ZS_SLOT_MASK)
+	uint32_t want = pool->reserved + 1, fresh;
+
+	if (want <= pool->nr_free_slots)
+		return 1;
+	fresh = want - pool->nr_free_slots; /* new slots the promises would take */
+	if ((uint64_t)pool->nr_slots_used + fresh - 1 > ZS_SLOT_MASK)
 		return -ENOMEM;
-	if (pool->nr_slots_used == pool->handle_cap) {
-		uint32_t cap = zs_grow(pool->handle_cap, 64);
-		uint64_t *grown = realloc(pool->handles, cap * sizeof(*grown));
-		if (!grown)
-			return -ENOMEM;
-		pool->handles = grown;
-		pool->handle_cap = cap;
-	}
+	return (uint64_t)pool->nr_slots_used + fresh <= pool->handle_cap;
+}
+
+/* Grow the handle table (write side) so that one more promise fits; 0 or -ENOMEM. */
+static int handle_grow(struct zs_pool *pool)
+{
+	uint32_t cap = pool->handle_cap;
+	uint64_t *grown;
+
+	if (handle_room(pool))
+		return 0; /* room already, or -ENOMEM: handle_reserve says which */
+	cap = zs_grow(cap, 64);
+	grown = realloc(pool->handles, cap * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	/* slots not handed out read as free (not live) to zs_resolve() */
+	memset(grown + pool->handle_cap, 0, (size_t)(cap - pool->handle_cap) * sizeof(*grown));
+	pool->handles = grown;
+	pool->handle_cap = cap;
 	return 0;
 }
 
-/* A slot and its next generation, from the free-slot stack or a new slot. */
+/* Promise a slot to a malloc (read side held; it may be dropped and taken again,
+ * *shard says where): 0, -ENOMEM (table full or no memory) or -EINVAL
+ * (destroyed). handle_alloc() then cannot fail; handle_unreserve() withdraws. */
+static int handle_reserve(struct zs_pool *pool, unsigned *shard)
+{
+	int room, err;
+
+	for (;;) {
+		pthread_mutex_lock(&pool->handle_lock);
+		room = handle_room(pool);
+		if (room > 0)
+			pool->reserved++;
+		pthread_mutex_unlock(&pool->handle_lock);
+		if (room)
+			return room > 0 ? 0 : room;
+		zs_read_end(pool, *shard);
+		zs_write_begin(pool);
+		err = pool->dead ? -EINVAL : handle_grow(pool);
+		zs_write_end(pool);
+		*shard = zs_read_begin(pool);
+		if (!err && pool->dead)
+			err = -EINVAL;
+		if (err)
+			return err;
+	}
+}
+
+static void handle_unreserve(struct zs_pool *pool)
+{
+	pthread_mutex_lock(&pool->handle_lock);
+	pool->reserved--;
+	pthread_mutex_unlock(&pool->handle_lock);
+}
+
+/* A promised slot and its next generation, from the free-slot stack or a new slot
+ * (class lock held: its entry is then made live under it). */
 static uint32_t handle_alloc(struct zs_pool *pool, uint32_t *gen)
 {
-	uint32_t slot = pool->free_slot;
+	uint32_t slot;
 
+	pthread_mutex_lock(&pool->handle_lock);
+	pool->reserved--;
+	slot = pool->free_slot;
 	if (pool->nr_free_slots) {
-		uint64_t e = pool->handles[slot];
+		uint64_t e = he_get(pool, slot);
+
 		pool->free_slot = he_zspage(e);
 		pool->nr_free_slots--;
 		*gen = he_gen(e) + 1;
 		if (*gen > ZS_GEN_MAX)
 			*gen = 1;
-		return slot;
+	} else {
+		*gen = pool->gen_base;
+		slot = pool->nr_slots_used++;
 	}
-	*gen = pool->gen_base;
-	return pool->nr_slots_used++;
+	pthread_mutex_unlock(&pool->handle_lock);
+	return slot;
 }
 
-/* Push `slot` on the free-slot stack; drop the table when no handle is left. */
-static void handle_free(struct zs_pool *pool, uint32_t slot)
+/* Push `slot` on the free-slot stack (class lock held); with no handle left the
+ * table is dropped (zs_defer_run). */
+static void handle_free(struct zs_pool *pool, uint32_t slot, struct zs_defer *d)
 {
-	uint32_t top = 0;
-
-	pool->handles[slot] = he_gen(pool->handles[slot]) | (uint64_t)pool->free_slot << HE_ID_SHIFT;
+	pthread_mutex_lock(&pool->handle_lock);
+	he_set(pool, slot, he_gen(he_get(pool, slot)) | (uint64_t)pool->free_slot << HE_ID_SHIFT);
 	pool->free_slot = slot;
 	pool->nr_free_slots++;
-	if (zs_nr_handles(pool))
-		return;
-	for (uint32_t s = 0; s < pool->nr_slots_used; s++)
-		if (he_gen(pool->handles[s]) > top)
-			top = he_gen(pool->handles[s]);
-	pool->gen_base = top + 1 > ZS_GEN_MAX ? 1 : top + 1;
-	free(pool->handles);
-	pool->handles = NULL;
-	pool->handle_cap = pool->nr_slots_used = pool->nr_free_slots = 0;
-	pool->free_slot = ZS_NONE;
+	if (!zs_nr_handles(pool) && !pool->reserved)
+		d->drop_handles = true;
+	pthread_mutex_unlock(&pool->handle_lock);
 }
 
-/* The slot of a live handle, or -EINVAL (stale, forged, out of range, destroyed). */
-static int handle_lookup(const struct zs_pool *pool, uint64_t handle, uint32_t *slot)
+/* Drop the tables that are empty (write side). New slots then start one generation
+ * above the highest seen, so that no old handle becomes valid again. */
+static void zs_drop_empty_tables(struct zs_pool *pool, const struct zs_defer *d)
 {
-	uint64_t s = handle & ZS_SLOT_MASK, e;
+	if (d->drop_handles && pool->handles && !zs_nr_handles(pool) && !pool->reserved) {
+		uint32_t top = 0;
 
-	if (pool->dead || handle >= ZS_HANDLE_LIMIT || s >= pool->nr_slots_used)
+		for (uint32_t s = 0; s < pool->nr_slots_used; s++)
+			if (he_gen(pool->handles[s]) > top)
+				top = he_gen(pool->handles[s]);
+		pool->gen_base = top + 1 > ZS_GEN_MAX ? 1 : top + 1;
+		free(pool->handles);
+		pool->handles = NULL;
+		pool->handle_cap = pool->nr_slots_used = pool->nr_free_slots = 0;
+		pool->free_slot = ZS_NONE;
+	}
+	if (d->drop_zspages && pool->zspages && !pool->nr_zspages) {
+		free(pool->zspages);
+		pool->zspages = NULL;
+		pool->nr_zspage_ids = pool->zspage_cap = 0;
+		pool->free_zspage = ZS_NONE;
+	}
+}
+
+/* What an operation left for after its locks: call with no lock held. */
+static void zs_defer_run(struct zs_pool *pool, struct zs_defer *d)
+{
+	if (d->uncharge)
+		pool->acct->uncharge(pool->acct, d->uncharge);
+	while (d->arenas) {
+		struct zs_arena *a = d->arenas;
+
+		d->arenas = a->dead_next;
+		zs_arena_destroy(pool, a);
+	}
+	if (d->drop_handles || d->drop_zspages) {
+		zs_write_begin(pool);
+		if (!pool->dead)
+			zs_drop_empty_tables(pool, d);
+		zs_write_end(pool);
+	}
+	memset(d, 0, sizeof(*d));
+}
+
+/* A live object, found by zs_resolve(). */
+struct zs_obj {
+	uint32_t slot;
+	uint32_t id; /* its zspage */
+	uint64_t entry;
+	struct size_class *class; /* locked */
+	struct zspage *zs;
+};
+
+static inline char *zs_obj_data(const struct zs_obj *o)
+{
+	return obj_data(o->class, o->zs, he_obj(o->entry));
+}
+
+/* Find the object of a live handle and lock its class (read side held). 0, or
+ * -EINVAL: not live (freed, stale generation, forged, out of range, destroyed).
+ *
+ * The entry and the zspage's class are read without a lock, then again under the
+ * class lock. That second look is the truth: a zspage is given to a class, and
+ * taken from it, only under that class's lock, so while it is held "zspage `id` is
+ * in this class" cannot change; and an entry that names a zspage of this class is
+ * written only under this lock too. A first look that raced with a free, a move
+ * by compaction or a reuse of the descriptor just makes the loop go round again
+ * with what the entry says now. */
+static int zs_resolve(struct zs_pool *pool, uint64_t handle, struct zs_obj *o)
+{
+	uint32_t slot = (uint32_t)(handle & ZS_SLOT_MASK), gen = (uint32_t)(handle >> ZS_SLOT_BITS);
+	uint32_t id, ci;
+	uint64_t e;
+
+	if (pool->dead || handle >= ZS_HANDLE_LIMIT || slot >= pool->handle_cap)
 		return -EINVAL;
-	e = pool->handles[s];
-	if (!(e & HE_LIVE) || he_gen(e) != handle >> ZS_SLOT_BITS)
-		return -EINVAL;
-	*slot = (uint32_t)s;
+	e = he_get(pool, slot);
+	for (;;) {
+		if (!(e & HE_LIVE) || he_gen(e) != gen)
+			return -EINVAL;
+		id = he_zspage(e);
+		if (id >= pool->zspage_cap)
+			return -EINVAL; /* not reached: a live entry names a live zspage */
+		ci = zs_class_of(pool, id);
+		if (ci >= pool->nr_classes) { /* being freed or reused: look again */
+			e = he_get(pool, slot);
+			continue;
+		}
+		pthread_mutex_lock(&pool->classes[ci].lock);
+		e = he_get(pool, slot);
+		id = he_zspage(e);
+		if ((e & HE_LIVE) && he_gen(e) == gen && id < pool->zspage_cap &&
+		    zs_class_of(pool, id) == ci)
+			break;
+		pthread_mutex_unlock(&pool->classes[ci].lock);
+	}
+	o->slot = slot;
+	o->id = id;
+	o->entry = e;
+	o->class = &pool->classes[ci];
+	o->zs = &pool->zspages[id];
 	return 0;
 }
 
-/* The object (class, zspage, data) of a live slot. */
-static char *handle_data(struct zs_pool *pool, uint32_t slot, struct size_class **classp)
+static inline void zs_obj_unlock(struct zs_obj *o)
 {
-	uint64_t e = pool->handles[slot];
-	struct zspage *zs = &pool->zspages[he_zspage(e)];
-	struct size_class *class = &pool->classes[zs->class];
-
-	*classp = class;
-	return obj_data(class, zs, he_obj(e));
+	pthread_mutex_unlock(&o->class->lock);
 }
 
 /* -- mappings ------------------------------------------------------------------ */
-
-/* Mapping buffers to release once pool->lock is dropped. */
-struct zs_release {
-	PyObject **objs;
-	uint32_t nr;
-};
-
-static void zs_release_bufs(struct zs_release *rel)
-{
-	for (uint32_t i = 0; i < rel->nr; i++)
-		Py_DECREF(rel->objs[i]);
-	free(rel->objs);
-	rel->objs = NULL;
-	rel->nr = 0;
-}
 
 static void maps_forget(struct zs_pool *pool)
 {
@@ -867,44 +1166,154 @@ static void maps_forget(struct zs_pool *pool)
 	}
 }
 
-/* Forget every mapping of `slot` (or all when slot is ZS_NONE), keeping the order of
- * the others; their buffers go to `rel`. If `rel` cannot grow, a buffer is released
- * here: a bytearray's deallocation runs no Python code. */
-static void zs_drop_mappings(struct zs_pool *pool, uint32_t slot, struct zs_release *rel)
+/* Orphan the mappings of `slot` (class lock held; the entry's HE_MAPPED goes with
+ * the entry). Their buffers are released by zs_reap_orphans(), with the GIL. */
+static void zs_orphan_mappings(struct zs_pool *pool, uint32_t slot)
 {
-	uint32_t keep = 0, nr = 0;
+	uint32_t nr = 0;
 
-	for (uint32_t i = 0; i < pool->nr_maps; i++)
-		if (slot == ZS_NONE || pool->maps[i].slot == slot)
-			nr++;
-	rel->objs = nr ? malloc(nr * sizeof(*rel->objs)) : NULL;
+	pthread_mutex_lock(&pool->maps_lock);
 	for (uint32_t i = 0; i < pool->nr_maps; i++) {
-		struct zs_mapping *m = &pool->maps[i];
-
-		if (slot != ZS_NONE && m->slot != slot) {
-			pool->maps[keep++] = *m;
-			continue;
+		if (pool->maps[i].slot == slot) {
+			pool->maps[i].slot = ZS_NONE;
+			nr++;
 		}
-		if (slot != ZS_NONE || m->slot < pool->nr_slots_used)
-			pool->handles[m->slot] &= ~HE_MAPPED;
-		if (rel->objs)
-			rel->objs[rel->nr++] = m->buf;
-		else
-			Py_DECREF(m->buf);
 	}
-	pool->nr_maps = keep;
-	maps_forget(pool);
+	zs_add(&pool->nr_orphans, nr);
+	pthread_mutex_unlock(&pool->maps_lock);
+}
+
+/* Release the buffers of orphaned mappings. GIL held, no lock held. */
+static void zs_reap_orphans(struct zs_pool *pool)
+{
+	while (zs_load(&pool->nr_orphans)) {
+		PyObject *buf = NULL;
+		unsigned shard = zs_read_begin(pool);
+
+		pthread_mutex_lock(&pool->maps_lock);
+		for (uint32_t i = 0; i < pool->nr_maps; i++) {
+			if (pool->maps[i].slot != ZS_NONE)
+				continue;
+			buf = pool->maps[i].buf;
+			memmove(&pool->maps[i], &pool->maps[i + 1],
+				(pool->nr_maps - i - 1) * sizeof(*pool->maps));
+			pool->nr_maps--;
+			zs_sub(&pool->nr_orphans, 1);
+			break;
+		}
+		maps_forget(pool);
+		pthread_mutex_unlock(&pool->maps_lock);
+		zs_read_end(pool, shard);
+		if (!buf)
+			return;
+		Py_DECREF(buf);
+	}
 }
 
 /* -- malloc and free --------------------------------------------------------- */
 
+/* A new zspage for `class`, its pages charged already, in no list yet (read side
+ * held; *shard as handle_reserve, whose promise the caller holds). ZS_NONE and
+ * *err (-ENOMEM, -EINVAL) on failure, the promise withdrawn. */
+static uint32_t zs_new_zspage(struct zs_pool *pool, struct size_class *class, unsigned *shard,
+			      struct zs_defer *d, int *err)
+{
+	uint32_t nr = class->pages_per_zspage, id, aid = 0, start;
+	struct zs_arena *fresh = NULL;
+	struct zspage *zs;
+	char *base;
+
+	for (;;) { /* a descriptor */
+		pthread_mutex_lock(&pool->page_lock);
+		id = zs_get_descriptor(pool);
+		if (id != ZS_NONE)
+			break;
+		pthread_mutex_unlock(&pool->page_lock);
+		/* the table must move: no promise is held while the read side is not */
+		handle_unreserve(pool);
+		zs_read_end(pool, *shard);
+		zs_write_begin(pool);
+		*err = pool->dead ? -EINVAL : zs_grow_zspages(pool);
+		zs_write_end(pool);
+		*shard = zs_read_begin(pool);
+		if (!*err)
+			*err = pool->dead ? -EINVAL : handle_reserve(pool, shard);
+		if (*err)
+			return ZS_NONE;
+	}
+	for (;;) { /* its pages: page_lock held */
+		start = zs_find_pages(pool, nr, &aid);
+		if (start != ZS_NONE)
+			break;
+		if (fresh) {
+			aid = zs_arena_install(pool, fresh);
+			if (aid == ZS_NONE)
+				break;
+			fresh = NULL;
+			start = 0;
+			break;
+		}
+		pthread_mutex_unlock(&pool->page_lock);
+		fresh = zs_arena_create(pool); /* mmap with no lock held (but the read side) */
+		pthread_mutex_lock(&pool->page_lock);
+		if (!fresh)
+			break;
+	}
+	if (start == ZS_NONE) {
+		zs_put_descriptor(pool, id, d);
+		pthread_mutex_unlock(&pool->page_lock);
+		handle_unreserve(pool);
+		if (fresh) {
+			fresh->dead_next = d->arenas;
+			d->arenas = fresh;
+		}
+		*err = -ENOMEM;
+		return ZS_NONE;
+	}
+	base = zs_take_pages(pool, aid, start, nr);
+	pthread_mutex_unlock(&pool->page_lock);
+	if (fresh) { /* another thread mapped one meanwhile: ours is not needed */
+		fresh->dead_next = d->arenas;
+		d->arenas = fresh;
+	}
+	/* the zspage is this thread's alone until zs_insert_zspage() */
+	memset(base, 0, (size_t)nr * pool->page_size); /* fresh pages read as zeros */
+	zs = &pool->zspages[id];
+	zs->base = base;
+	zs->arena = (uint16_t)aid;
+	zs->prev = zs->next = ZS_NONE;
+	zs->inuse = 0;
+	zs->fg = ZS_EMPTY;
+	zs->skip = 0;
+	zs->isolated = 0;
+	zs->freeobj = 0; /* object 0 first, then 1, 2, ... */
+	if (!class->huge) {
+		for (uint32_t obj = 0; obj < class->objs_per_zspage; obj++) {
+			uint64_t next = obj + 1 < class->objs_per_zspage ? obj + 1 : ZS_NONE;
+			obj_word_set(class, zs, obj, next << 1);
+		}
+	}
+	return id;
+}
+
+/* Give a new zspage to its class (class lock held). */
+static void zs_insert_zspage(struct zs_pool *pool, struct size_class *class, uint32_t id)
+{
+	class->nr_zspages++;
+	zs_store(&pool->zspages[id].class, (uint16_t)(class - pool->classes));
+}
+
 /* Allocate an object of `size` bytes; copy `len` bytes of `src` into it (src may
- * be NULL). 0 and *handle, or -EINVAL, -ENOSPC, -ENOMEM. The lock is dropped
- * around charge(), which may run a Python fault hook. */
+ * be NULL). 0 and *handle, or -EINVAL, -ENOSPC, -ENOMEM. The order is the
+ * reference's: a slot is promised (the table grown) first, then a zspage found,
+ * else pages charged (with no lock held: charge() may run a Python fault hook)
+ * and a zspage made, then the slot taken. */
 static int zs_malloc(struct zs_pool *pool, size_t size, const void *src, size_t len, uint64_t *handle)
 {
+	struct zs_defer d = {0};
 	struct size_class *class;
 	uint32_t id, slot, gen, obj;
+	unsigned shard;
 	int err;
 
 	if (size == 0)
@@ -912,94 +1321,90 @@ static int zs_malloc(struct zs_pool *pool, size_t size, const void *src, size_t 
 	if (size > pool->page_size)
 		return -ENOSPC;
 	class = zs_class_for(pool, size);
-	zs_lock(pool);
-	if (pool->dead) {
-		zs_unlock(pool);
-		return -EINVAL;
-	}
-	err = handle_reserve(pool);
+	shard = zs_read_begin(pool);
+	err = pool->dead ? -EINVAL : handle_reserve(pool, &shard);
 	if (err) {
-		zs_unlock(pool);
+		zs_read_end(pool, shard);
 		return err;
 	}
+	pthread_mutex_lock(&class->lock);
 	id = zs_find_zspage(class);
 	if (id == ZS_NONE) {
-		zs_unlock(pool);
+		pthread_mutex_unlock(&class->lock);
+		handle_unreserve(pool);
+		zs_read_end(pool, shard);
 		if (pool->acct->charge(pool->acct, class->pages_per_zspage))
 			return -ENOMEM;
-		zs_lock(pool);
-		err = pool->dead ? -EINVAL : handle_reserve(pool);
-		if (!err) {
-			id = alloc_zspage(pool, class);
-			if (id == ZS_NONE)
-				err = -ENOMEM;
-		}
+		shard = zs_read_begin(pool);
+		err = pool->dead ? -EINVAL : handle_reserve(pool, &shard);
+		if (!err)
+			id = zs_new_zspage(pool, class, &shard, &d, &err);
 		if (err) {
-			zs_unlock(pool);
-			pool->acct->uncharge(pool->acct, class->pages_per_zspage);
+			zs_read_end(pool, shard);
+			d.uncharge += class->pages_per_zspage;
+			zs_defer_run(pool, &d);
 			return err;
 		}
+		pthread_mutex_lock(&class->lock);
+		zs_insert_zspage(pool, class, id);
 	}
 	slot = handle_alloc(pool, &gen);
 	obj = obj_malloc(pool, class, id, slot);
-	pool->handles[slot] = he_live(gen, id, obj);
+	he_set(pool, slot, he_live(gen, id, obj));
 	if (src)
 		memcpy(obj_data(class, &pool->zspages[id], obj), src, len);
-	zs_unlock(pool);
+	pthread_mutex_unlock(&class->lock);
+	zs_read_end(pool, shard);
 	*handle = (uint64_t)gen << ZS_SLOT_BITS | slot;
 	return 0;
 }
 
-/* Free a live handle; its mappings die with it (their buffers go to `rel`). */
-static int zs_free(struct zs_pool *pool, uint64_t handle, struct zs_release *rel)
+/* Free a live handle; its mappings are orphaned. Never calls Python. */
+static int zs_free(struct zs_pool *pool, uint64_t handle)
 {
-	uint32_t slot, id;
-	uint64_t e;
-	int err;
+	struct zs_defer d = {0};
+	struct zs_obj o;
+	unsigned shard = zs_read_begin(pool);
+	int err = zs_resolve(pool, handle, &o);
 
-	zs_lock(pool);
-	err = handle_lookup(pool, handle, &slot);
 	if (!err) {
-		e = pool->handles[slot];
-		if (e & HE_MAPPED)
-			zs_drop_mappings(pool, slot, rel);
-		id = he_zspage(e);
-		obj_free(pool, &pool->classes[pool->zspages[id].class], id, he_obj(e));
-		handle_free(pool, slot);
+		if (o.entry & HE_MAPPED)
+			zs_orphan_mappings(pool, o.slot);
+		obj_free(pool, o.class, o.id, he_obj(o.entry), &d);
+		handle_free(pool, o.slot, &d);
+		zs_obj_unlock(&o);
 	}
-	zs_unlock(pool);
+	zs_read_end(pool, shard);
+	zs_defer_run(pool, &d);
 	return err;
 }
 
 /* ===========================================================================
  * Read and write
  *
- * A copy in or out of the object's data under the pool lock. Lengths are checked
+ * A copy in or out of the object's data under its class lock. Lengths are checked
  * against the object: a write longer than the object is -EINVAL, as is (through the
  * ops table) a read beyond it; the Python read() clamps as the reference does.
  * ========================================================================= */
 
 static int zs_read(struct zs_pool *pool, uint64_t handle, void *dst, size_t len, bool clamp, size_t *got)
 {
-	struct size_class *class;
-	uint32_t slot;
-	char *data;
-	int err;
+	struct zs_obj o;
+	unsigned shard = zs_read_begin(pool);
+	int err = zs_resolve(pool, handle, &o);
 
-	zs_lock(pool);
-	err = handle_lookup(pool, handle, &slot);
 	if (!err) {
-		data = handle_data(pool, slot, &class);
-		if (len > class->dlen) {
+		if (len > o.class->dlen) {
 			if (clamp)
-				len = class->dlen;
+				len = o.class->dlen;
 			else
 				err = -EINVAL;
 		}
 		if (!err)
-			memcpy(dst, data, len);
+			memcpy(dst, zs_obj_data(&o), len);
+		zs_obj_unlock(&o);
 	}
-	zs_unlock(pool);
+	zs_read_end(pool, shard);
 	if (got)
 		*got = err ? 0 : len;
 	return err;
@@ -1007,21 +1412,18 @@ static int zs_read(struct zs_pool *pool, uint64_t handle, void *dst, size_t len,
 
 static int zs_write(struct zs_pool *pool, uint64_t handle, const void *src, size_t len)
 {
-	struct size_class *class;
-	uint32_t slot;
-	char *data;
-	int err;
+	struct zs_obj o;
+	unsigned shard = zs_read_begin(pool);
+	int err = zs_resolve(pool, handle, &o);
 
-	zs_lock(pool);
-	err = handle_lookup(pool, handle, &slot);
 	if (!err) {
-		data = handle_data(pool, slot, &class);
-		if (len > class->dlen)
+		if (len > o.class->dlen)
 			err = -E2BIG; /* reported as EINVAL, with its own message */
 		else
-			memcpy(data, src, len);
+			memcpy(zs_obj_data(&o), src, len);
+		zs_obj_unlock(&o);
 	}
-	zs_unlock(pool);
+	zs_read_end(pool, shard);
 	return err;
 }
 
@@ -1033,6 +1435,11 @@ static int zs_write(struct zs_pool *pool, uint64_t handle, const void *src, size
  * in index order to the destination's free objects until either is done. A
  * mapped object stays; a source left holding only mapped objects is not taken
  * again. An emptied source is freed at once.
+ *
+ * The class lock (and the read side) is dropped after each source zspage, so the
+ * class's operations go on meanwhile; the destination stays out of the lists,
+ * marked `isolated` (malloc cannot pick it, a free that empties it leaves it for
+ * compaction to free). Alone, it does exactly what the reference does.
  * ========================================================================= */
 
 /* Take (out of its list) the last element not marked `skip` of the first
@@ -1059,10 +1466,13 @@ static void zs_migrate(struct zs_pool *pool, struct size_class *class, uint32_t 
 	struct zspage *src = &pool->zspages[src_id], *dst = &pool->zspages[dst_id];
 
 	for (uint32_t obj = 0; obj < class->objs_per_zspage; obj++) {
-		uint64_t word = obj_word_get(class, src, obj);
+		uint64_t word = obj_word_get(class, src, obj), e;
 		uint32_t slot = (uint32_t)(word >> 1), new;
 
-		if (!(word & 1) || pool->handles[slot] & HE_MAPPED)
+		if (!(word & 1))
+			continue;
+		e = he_get(pool, slot);
+		if (e & HE_MAPPED)
 			continue;
 		new = dst->freeobj;
 		dst->freeobj = (uint32_t)(obj_word_get(class, dst, new) >> 1);
@@ -1072,31 +1482,49 @@ static void zs_migrate(struct zs_pool *pool, struct size_class *class, uint32_t 
 		obj_word_set(class, src, obj, (uint64_t)src->freeobj << 1);
 		src->freeobj = obj;
 		src->inuse--;
-		pool->handles[slot] = he_live(he_gen(pool->handles[slot]), dst_id, new);
+		he_set(pool, slot, he_live(he_gen(e), dst_id, new));
 		if (dst->inuse == class->objs_per_zspage)
 			break;
 	}
 }
 
-/* Compact one class (lock held); pages freed. */
+/* Put compaction's destination back in its list, or free it if frees emptied it
+ * meanwhile (class lock held). */
+static void zs_put_back(struct zs_pool *pool, struct size_class *class, uint32_t id,
+			struct zs_defer *d)
+{
+	uint32_t g = get_fullness_group(pool->zspages[id].inuse, class->objs_per_zspage);
+
+	pool->zspages[id].isolated = 0;
+	if (g == ZS_EMPTY)
+		free_zspage(pool, class, id, d);
+	else
+		zs_set_group(pool, class, id, g);
+}
+
+/* Compact one class; pages freed. Called with no lock held. */
 static uint64_t zs_compact_class(struct zs_pool *pool, struct size_class *class)
 {
 	uint32_t dst = ZS_NONE, src, objs = class->objs_per_zspage;
+	struct zs_defer d = {0};
 	uint64_t freed = 0;
 	bool skipped = false;
+	unsigned shard = zs_read_begin(pool);
 
-	while (zs_can_compact(class)) {
+	pthread_mutex_lock(&class->lock);
+	while (!pool->dead && zs_can_compact(class)) {
 		if (dst == ZS_NONE) {
 			dst = zs_take(pool, class, ZS_FULL - 1, 1, false);
 			if (dst == ZS_NONE)
 				break;
+			pool->zspages[dst].isolated = 1;
 		}
 		src = zs_take(pool, class, 1, ZS_FULL - 1, true);
 		if (src == ZS_NONE)
 			break;
 		zs_migrate(pool, class, src, dst);
 		if (pool->zspages[src].inuse == 0) {
-			free_zspage(pool, class, src);
+			free_zspage(pool, class, src, &d);
 			freed += class->pages_per_zspage;
 		} else {
 			zs_set_group(pool, class, src, get_fullness_group(pool->zspages[src].inuse, objs));
@@ -1106,60 +1534,68 @@ static uint64_t zs_compact_class(struct zs_pool *pool, struct size_class *class)
 			}
 		}
 		if (pool->zspages[dst].inuse == objs) {
-			zs_set_group(pool, class, dst, ZS_FULL);
+			zs_put_back(pool, class, dst, &d);
 			dst = ZS_NONE;
 		}
+		/* let the class's operations (and a table that must grow) in */
+		pthread_mutex_unlock(&class->lock);
+		zs_read_end(pool, shard);
+		zs_defer_run(pool, &d);
+		shard = zs_read_begin(pool);
+		pthread_mutex_lock(&class->lock);
 	}
-	if (dst != ZS_NONE)
-		zs_set_group(pool, class, dst, get_fullness_group(pool->zspages[dst].inuse, objs));
-	if (skipped)
-		for (int g = 1; g < ZS_FULL; g++)
-			for (uint32_t id = class->groups[g].head; id != ZS_NONE; id = pool->zspages[id].next)
-				pool->zspages[id].skip = 0;
+	if (!pool->dead) { /* destroy() took everything, dst included */
+		if (dst != ZS_NONE)
+			zs_put_back(pool, class, dst, &d);
+		if (skipped)
+			for (int g = 1; g <= ZS_FULL; g++)
+				for (uint32_t id = class->groups[g].head; id != ZS_NONE;
+				     id = pool->zspages[id].next)
+					pool->zspages[id].skip = 0;
+	}
+	pthread_mutex_unlock(&class->lock);
+	zs_read_end(pool, shard);
+	zs_defer_run(pool, &d);
 	return freed;
 }
 
+/* Compact every class, the largest first, one at a time as the kernel. Any thread,
+ * no lock held, with or without the GIL. */
 static uint64_t zs_compact(struct zs_pool *pool)
 {
 	uint64_t freed = 0;
 
-	for (uint32_t i = pool->nr_classes; i-- > 0;) {
-		zs_lock(pool); /* one class at a time, as the kernel */
-		if (pool->dead) {
-			zs_unlock(pool);
-			break;
-		}
+	for (uint32_t i = pool->nr_classes; i-- > 0;)
 		if (!pool->classes[i].huge)
 			freed += zs_compact_class(pool, &pool->classes[i]);
-		zs_unlock(pool);
-	}
-	zs_lock(pool);
-	pool->pages_compacted += freed;
-	zs_unlock(pool);
+	zs_add(&pool->pages_compacted, freed);
 	return freed;
 }
 
 /* -- destroy ------------------------------------------------------------------ */
 
-/* Give every page back and free every table but the classes (lock held). */
-static void zs_destroy(struct zs_pool *pool, struct zs_release *rel)
+/* Give every page back and free every table but the classes (write side held);
+ * the pages to uncharge. The mapping records are orphaned. */
+static size_t zs_destroy(struct zs_pool *pool)
 {
+	size_t pages = (size_t)zs_load(&pool->nr_pages);
+
 	if (pool->dead)
-		return;
+		return 0;
 	pool->dead = true;
-	zs_drop_mappings(pool, ZS_NONE, rel);
-	for (uint32_t id = 0; id < pool->nr_arena_ids; id++) {
-		if (pool->arenas[id]) {
-			munmap(pool->arenas[id]->base, pool->arena_bytes);
-			free(pool->arenas[id]);
+	for (uint32_t i = 0; i < pool->nr_maps; i++) {
+		if (pool->maps[i].slot != ZS_NONE) {
+			pool->maps[i].slot = ZS_NONE;
+			zs_add(&pool->nr_orphans, 1);
 		}
 	}
+	for (uint32_t id = 0; id < pool->nr_arena_ids; id++)
+		if (pool->arenas[id])
+			zs_arena_destroy(pool, pool->arenas[id]);
 	free(pool->arenas);
 	pool->arenas = NULL;
 	pool->nr_arena_ids = pool->nr_arenas = 0;
-	if (pool->nr_pages)
-		pool->acct->uncharge(pool->acct, (size_t)pool->nr_pages);
-	pool->nr_pages = 0;
+	zs_store(&pool->nr_pages, 0);
 	free(pool->zspages);
 	pool->zspages = NULL;
 	pool->nr_zspage_ids = pool->zspage_cap = pool->nr_zspages = 0;
@@ -1177,13 +1613,14 @@ static void zs_destroy(struct zs_pool *pool, struct zs_release *rel)
 		for (int g = 0; g < NR_FULLNESS_GROUPS; g++)
 			class->groups[g] = (struct zs_group){ZS_NONE, ZS_NONE, 0};
 	}
+	return pages;
 }
 
 /* ===========================================================================
  * Statistics
  *
- * A snapshot of the counters taken under the lock into plain C memory; the
- * Python dicts are built after the lock is dropped.
+ * A snapshot of the counters, each class's taken under its lock, into plain C
+ * memory; the Python dicts are built after the locks are dropped.
  * ========================================================================= */
 
 struct zs_class_stat {
@@ -1200,7 +1637,8 @@ struct zs_pool_stat {
 
 static void zs_stat_snapshot(struct zs_pool *pool, struct zs_class_stat *rows, struct zs_pool_stat *ps)
 {
-	zs_lock(pool);
+	unsigned shard = zs_read_begin(pool);
+
 	for (uint32_t i = 0; i < pool->nr_classes; i++) {
 		struct size_class *class = &pool->classes[i];
 
@@ -1208,16 +1646,20 @@ static void zs_stat_snapshot(struct zs_pool *pool, struct zs_class_stat *rows, s
 		rows[i].size = class->size;
 		rows[i].pages_per_zspage = class->pages_per_zspage;
 		rows[i].objs = class->objs_per_zspage;
+		pthread_mutex_lock(&class->lock);
 		rows[i].nr_zspages = class->nr_zspages;
 		for (int g = 0; g < NR_FULLNESS_GROUPS; g++)
 			rows[i].groups[g] = class->groups[g].nr;
 		rows[i].obj_used = class->obj_used;
 		rows[i].freeable = zs_can_compact(class);
+		pthread_mutex_unlock(&class->lock);
 	}
-	ps->pages_compacted = pool->pages_compacted;
-	ps->nr_pages = pool->nr_pages;
+	pthread_mutex_lock(&pool->handle_lock);
 	ps->nr_handles = zs_nr_handles(pool);
-	zs_unlock(pool);
+	pthread_mutex_unlock(&pool->handle_lock);
+	ps->pages_compacted = zs_load(&pool->pages_compacted);
+	ps->nr_pages = zs_load(&pool->nr_pages);
+	zs_read_end(pool, shard);
 }
 
 struct zs_mem_stat {
@@ -1227,32 +1669,241 @@ struct zs_mem_stat {
 
 static void zs_mem_snapshot(struct zs_pool *pool, struct zs_mem_stat *m)
 {
-	zs_lock(pool);
+	unsigned shard = zs_read_begin(pool);
+
 	m->handle_table = (size_t)pool->handle_cap * sizeof(*pool->handles);
 	m->zspage_descriptors = (size_t)pool->zspage_cap * sizeof(*pool->zspages);
 	m->class_tables = (size_t)pool->nr_classes * sizeof(*pool->classes) +
-			  (size_t)pool->nr_slots * sizeof(*pool->slot_class);
+			  (size_t)pool->nr_slots * sizeof(*pool->slot_class) +
+			  ZS_NR_SHARDS * sizeof(struct zs_shard);
+	pthread_mutex_lock(&pool->page_lock);
 	m->arena_descriptors = (size_t)pool->nr_arena_ids * sizeof(*pool->arenas) +
 			       (size_t)pool->nr_arenas * arena_struct_bytes((uint32_t)(pool->arena_bytes / pool->page_size));
-	m->mapping_records = (size_t)pool->maps_cap * sizeof(*pool->maps);
 	m->arena_bytes_mapped = (size_t)pool->nr_arenas * pool->arena_bytes;
 	m->arenas = pool->nr_arenas;
-	zs_unlock(pool);
+	pthread_mutex_unlock(&pool->page_lock);
+	pthread_mutex_lock(&pool->maps_lock);
+	m->mapping_records = (size_t)pool->maps_cap * sizeof(*pool->maps);
+	pthread_mutex_unlock(&pool->maps_lock);
+	zs_read_end(pool, shard);
 }
+
+/* ===========================================================================
+ * Consistency check (tests): every structure against every other, under the
+ * write side, so it may run while other threads use the pool.
+ * ========================================================================= */
+
+struct zs_check_result {
+	uint64_t objects, zspages, pages, handles;
+};
+
+#define ZS_CHECK(cond, ...)                                                   \
+	do {                                                                  \
+		if (!(cond)) {                                                \
+			snprintf(msg, msglen, __VA_ARGS__);                   \
+			return -1;                                            \
+		}                                                             \
+	} while (0)
+
+/* The objects of live zspage `id` of class `ci` against the handle table. */
+static int zs_check_zspage(struct zs_pool *pool, uint32_t ci, uint32_t id, char *msg, size_t msglen)
+{
+	struct size_class *class = &pool->classes[ci];
+	struct zspage *zs = &pool->zspages[id];
+	uint32_t used = 0, nfree = 0, obj;
+
+	ZS_CHECK(zs->base && zs->inuse <= class->objs_per_zspage, "zspage %u: inuse %u", id, zs->inuse);
+	if (class->huge) {
+		if (zs->inuse) {
+			uint32_t slot = zs->freeobj;
+			uint64_t e;
+
+			ZS_CHECK(slot < pool->nr_slots_used, "huge zspage %u: owner %u", id, slot);
+			e = pool->handles[slot];
+			ZS_CHECK((e & HE_LIVE) && he_zspage(e) == id && he_obj(e) == 0,
+				 "huge zspage %u: its handle names another object", id);
+		}
+		return 0;
+	}
+	for (obj = 0; obj < class->objs_per_zspage; obj++) {
+		uint64_t w = obj_word_get(class, zs, obj), e;
+		uint32_t slot = (uint32_t)(w >> 1);
+
+		if (!(w & 1))
+			continue;
+		used++;
+		ZS_CHECK(slot < pool->nr_slots_used, "zspage %u obj %u: slot %u", id, obj, slot);
+		e = pool->handles[slot];
+		ZS_CHECK((e & HE_LIVE) && he_zspage(e) == id && he_obj(e) == obj,
+			 "zspage %u obj %u: handle slot %u names another object", id, obj, slot);
+	}
+	ZS_CHECK(used == zs->inuse, "zspage %u: %u objects used, inuse %u", id, used, zs->inuse);
+	for (obj = zs->freeobj; obj != ZS_NONE; nfree++) {
+		uint64_t w;
+
+		ZS_CHECK(obj < class->objs_per_zspage && nfree < class->objs_per_zspage,
+			 "zspage %u: free list broken", id);
+		w = obj_word_get(class, zs, obj);
+		ZS_CHECK(!(w & 1), "zspage %u: used object %u on the free list", id, obj);
+		obj = (uint32_t)(w >> 1);
+	}
+	ZS_CHECK(nfree + used == class->objs_per_zspage, "zspage %u: %u free + %u used", id, nfree, used);
+	return 0;
+}
+
+static int zs_check(struct zs_pool *pool, struct zs_check_result *r, char *msg, size_t msglen)
+{
+	uint64_t arena_pages = 0, live = 0;
+	uint32_t *per_class, nfree_ids = 0, id, n;
+	int err = 0;
+
+	memset(r, 0, sizeof(*r));
+	if (pool->dead)
+		return 0;
+	per_class = calloc(pool->nr_classes ? pool->nr_classes : 1, sizeof(*per_class));
+	if (!per_class) {
+		snprintf(msg, msglen, "out of memory");
+		return -1;
+	}
+	/* descriptors: live ones by class, their objects; the free list */
+	for (id = 0; id < pool->nr_zspage_ids && !err; id++) {
+		uint32_t ci = pool->zspages[id].class;
+
+		if (ci == ZS_NO_CLASS)
+			continue;
+		if (ci >= pool->nr_classes) {
+			snprintf(msg, msglen, "zspage %u: class %u", id, ci);
+			err = -1;
+			break;
+		}
+		per_class[ci]++;
+		r->zspages++;
+		r->objects += pool->zspages[id].inuse;
+		r->pages += pool->classes[ci].pages_per_zspage;
+		err = zs_check_zspage(pool, ci, id, msg, msglen);
+	}
+	for (id = pool->free_zspage; !err && id != ZS_NONE; id = pool->zspages[id].next, nfree_ids++) {
+		if (id >= pool->nr_zspage_ids || nfree_ids >= pool->nr_zspage_ids ||
+		    pool->zspages[id].class != ZS_NO_CLASS) {
+			snprintf(msg, msglen, "free descriptor list broken at %u", id);
+			err = -1;
+		}
+	}
+	if (!err && (r->zspages != pool->nr_zspages || r->zspages + nfree_ids != pool->nr_zspage_ids)) {
+		snprintf(msg, msglen, "%llu live zspages + %u free descriptors, counted %u of %u",
+			 (unsigned long long)r->zspages, nfree_ids, pool->nr_zspages, pool->nr_zspage_ids);
+		err = -1;
+	}
+	/* classes: lists, groups, counters */
+	for (uint32_t ci = 0; ci < pool->nr_classes && !err; ci++) {
+		struct size_class *class = &pool->classes[ci];
+		uint64_t used = 0;
+		uint32_t listed = 0, isolated = 0;
+
+		for (int g = 1; g <= ZS_FULL && !err; g++) {
+			struct zs_group *grp = &class->groups[g];
+			uint32_t prev = ZS_NONE;
+
+			n = 0;
+			for (id = grp->head; id != ZS_NONE; prev = id, id = pool->zspages[id].next, n++) {
+				struct zspage *zs = &pool->zspages[id];
+
+				if (n > pool->nr_zspage_ids || id >= pool->nr_zspage_ids || zs->class != ci ||
+				    zs->prev != prev || zs->fg != g || zs->isolated ||
+				    get_fullness_group(zs->inuse, class->objs_per_zspage) != (uint32_t)g) {
+					snprintf(msg, msglen, "class %u group %d: zspage %u misplaced", ci, g, id);
+					err = -1;
+					break;
+				}
+				used += zs->inuse;
+			}
+			if (!err && (n != grp->nr || grp->tail != prev || !!(class->mask & 1u << g) != !!n)) {
+				snprintf(msg, msglen, "class %u group %d: %u listed, nr %u", ci, g, n, grp->nr);
+				err = -1;
+			}
+			listed += n;
+		}
+		for (id = 0; id < pool->nr_zspage_ids && !err; id++) {
+			if (pool->zspages[id].class == ci && pool->zspages[id].isolated) {
+				isolated++; /* compaction's destination, between two steps */
+				used += pool->zspages[id].inuse;
+			}
+		}
+		if (!err && (listed + isolated != class->nr_zspages || per_class[ci] != class->nr_zspages ||
+			     used != class->obj_used)) {
+			snprintf(msg, msglen, "class %u: %u listed + %u isolated of %u zspages (%u found), %llu of %llu objects",
+				 ci, listed, isolated, class->nr_zspages, per_class[ci],
+				 (unsigned long long)used, (unsigned long long)class->obj_used);
+			err = -1;
+		}
+	}
+	/* handles */
+	if (!err) {
+		uint32_t nfree = 0;
+
+		for (uint32_t s = 0; s < pool->nr_slots_used; s++)
+			live += !!(pool->handles[s] & HE_LIVE);
+		for (uint32_t s = pool->free_slot; s != ZS_NONE && nfree <= pool->nr_slots_used; nfree++) {
+			if (s >= pool->nr_slots_used || pool->handles[s] & HE_LIVE)
+				break;
+			s = he_zspage(pool->handles[s]);
+		}
+		if (live != zs_nr_handles(pool) || live != r->objects || nfree != pool->nr_free_slots ||
+		    pool->reserved || (pool->handles ? pool->handle_cap < pool->nr_slots_used : pool->nr_slots_used)) {
+			snprintf(msg, msglen, "handles: %llu live, %u counted, %llu objects, %u of %u free slots linked, %u reserved",
+				 (unsigned long long)live, zs_nr_handles(pool), (unsigned long long)r->objects,
+				 nfree, pool->nr_free_slots, pool->reserved);
+			err = -1;
+		}
+		r->handles = live;
+	}
+	/* pages */
+	if (!err) {
+		uint32_t arenas = 0;
+
+		for (id = 0; id < pool->nr_arena_ids; id++) {
+			struct zs_arena *a = pool->arenas[id];
+			uint32_t used = 0;
+
+			if (!a)
+				continue;
+			arenas++;
+			for (uint32_t p = 0; p < a->nr_pages; p++)
+				used += arena_test(a, p);
+			if (used != a->nr_pages - a->nr_free || !used) {
+				snprintf(msg, msglen, "arena %u: %u pages used, %u free of %u", id, used, a->nr_free, a->nr_pages);
+				err = -1;
+				break;
+			}
+			arena_pages += used;
+		}
+		if (!err && (arena_pages != r->pages || zs_load(&pool->nr_pages) != r->pages ||
+			     arenas != pool->nr_arenas)) {
+			snprintf(msg, msglen, "pages: %llu in zspages, %llu in arenas, nr_pages %llu",
+				 (unsigned long long)r->pages, (unsigned long long)arena_pages,
+				 (unsigned long long)zs_load(&pool->nr_pages));
+			err = -1;
+		}
+	}
+	free(per_class);
+	return err;
+}
+#undef ZS_CHECK
 
 /* ===========================================================================
  * Python type: zswap_zsmalloc._zsmalloc.Pool
  *
- * The Zpool methods. Arguments are parsed and Python objects made before the lock
- * is taken or after it is dropped; errors are raised as zswap_core.ZpoolError.
+ * The Zpool methods, called with the GIL held. Arguments are parsed and Python
+ * objects made before a lock is taken or after it is dropped; errors are raised
+ * as zswap_core.ZpoolError. compact() runs without the GIL.
  * ========================================================================= */
 
 typedef struct {
 	PyObject_HEAD
 	struct zs_pool pool;
-	PyObject *pages;    /* the PageAllocator (keeps `acct` alive) */
-	PyObject *capsule;  /* its page_acct capsule */
-	bool lock_ready;
+	PyObject *pages;   /* the PageAllocator (keeps `acct` alive) */
+	PyObject *capsule; /* its page_acct capsule */
+	bool locks_ready;  /* handle_lock, page_lock, maps_lock */
 } PoolObject;
 
 static PyTypeObject Pool_Type;
@@ -1360,12 +2011,13 @@ static PyObject *Pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 	if (pool->arena_bytes < ZS_ARENA_MIN_BYTES)
 		pool->arena_bytes = ZS_ARENA_MIN_BYTES;
 	pool->arena_bytes = (pool->arena_bytes + ZS_ARENA_ALIGN - 1) & ~(ZS_ARENA_ALIGN - 1);
-	if (pthread_mutex_init(&pool->lock, NULL)) {
-		Py_DECREF(self);
+	if (pthread_mutex_init(&pool->handle_lock, NULL) || pthread_mutex_init(&pool->page_lock, NULL) ||
+	    pthread_mutex_init(&pool->maps_lock, NULL)) {
+		Py_DECREF(self); /* glibc's mutexes cannot fail to initialize */
 		return PyErr_NoMemory();
 	}
-	self->lock_ready = true;
-	if (zs_build_classes(pool)) {
+	self->locks_ready = true;
+	if (zs_shards_init(pool) || zs_build_classes(pool)) {
 		Py_DECREF(self);
 		return PyErr_NoMemory();
 	}
@@ -1374,17 +2026,27 @@ static PyObject *Pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 
 static void Pool_dealloc(PoolObject *self)
 {
-	struct zs_release rel = {0};
+	struct zs_pool *pool = &self->pool;
+	size_t pages;
 
-	if (self->lock_ready) {
-		zs_lock(&self->pool);
-		zs_destroy(&self->pool, &rel);
-		zs_unlock(&self->pool);
-		zs_release_bufs(&rel);
-		pthread_mutex_destroy(&self->pool.lock);
+	if (pool->shards) {
+		zs_write_begin(pool);
+		pages = zs_destroy(pool);
+		zs_write_end(pool);
+		if (pages)
+			pool->acct->uncharge(pool->acct, pages);
+		zs_reap_orphans(pool);
+		zs_shards_destroy(pool);
 	}
-	free(self->pool.classes);
-	free(self->pool.slot_class);
+	if (self->locks_ready) {
+		pthread_mutex_destroy(&pool->handle_lock);
+		pthread_mutex_destroy(&pool->page_lock);
+		pthread_mutex_destroy(&pool->maps_lock);
+	}
+	for (uint32_t i = 0; i < pool->nr_classes; i++)
+		pthread_mutex_destroy(&pool->classes[i].lock);
+	free(pool->classes);
+	free(pool->slot_class);
 	Py_XDECREF(self->capsule);
 	Py_XDECREF(self->pages);
 	Py_TYPE(self)->tp_free((PyObject *)self);
@@ -1444,14 +2106,13 @@ static PyObject *Pool_alloc_write(PoolObject *self, PyObject *arg)
 
 static PyObject *Pool_free(PoolObject *self, PyObject *arg)
 {
-	struct zs_release rel = {0};
 	uint64_t handle;
 	int err;
 
 	if (!zs_parse_handle(arg, &handle))
 		return zs_bad_handle(arg);
-	err = zs_free(&self->pool, handle, &rel);
-	zs_release_bufs(&rel);
+	err = zs_free(&self->pool, handle);
+	zs_reap_orphans(&self->pool); /* the mappings died with the object */
 	if (err)
 		return zs_bad_handle(arg);
 	Py_RETURN_NONE;
@@ -1517,17 +2178,15 @@ static PyObject *Pool_write(PoolObject *self, PyObject *const *args, Py_ssize_t 
 /* Size of a live object's data, or -EINVAL. */
 static long zs_data_len(struct zs_pool *pool, uint64_t handle)
 {
-	struct size_class *class;
-	uint32_t slot;
-	long len;
+	struct zs_obj o;
+	unsigned shard = zs_read_begin(pool);
+	long len = zs_resolve(pool, handle, &o);
 
-	zs_lock(pool);
-	len = handle_lookup(pool, handle, &slot);
 	if (!len) {
-		handle_data(pool, slot, &class);
-		len = class->dlen;
+		len = o.class->dlen;
+		zs_obj_unlock(&o);
 	}
-	zs_unlock(pool);
+	zs_read_end(pool, shard);
 	return len;
 }
 
@@ -1536,11 +2195,11 @@ static PyObject *Pool_map(PoolObject *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = {"handle", "mode", NULL};
 	struct zs_pool *pool = &self->pool;
-	struct size_class *class;
-	PyObject *harg, *buf, *view;
+	PyObject *harg, *buf;
 	unsigned long thread = PyThread_get_thread_ident();
 	uint64_t handle;
-	uint32_t slot;
+	struct zs_obj o;
+	unsigned shard;
 	int mode = 0;
 	long len;
 
@@ -1551,17 +2210,20 @@ static PyObject *Pool_map(PoolObject *self, PyObject *args, PyObject *kwds)
 	buf = PyByteArray_FromStringAndSize(NULL, len);
 	if (!buf)
 		return NULL;
-	zs_lock(pool);
-	if (handle_lookup(pool, handle, &slot)) { /* freed meanwhile */
-		zs_unlock(pool);
+	shard = zs_read_begin(pool);
+	if (zs_resolve(pool, handle, &o)) { /* freed meanwhile */
+		zs_read_end(pool, shard);
 		Py_DECREF(buf);
 		return zs_bad_handle(harg);
 	}
+	pthread_mutex_lock(&pool->maps_lock);
 	if (pool->nr_maps == pool->maps_cap) {
 		uint32_t cap = pool->maps_cap ? pool->maps_cap * 2 : 8;
 		struct zs_mapping *grown = realloc(pool->maps, cap * sizeof(*grown));
 		if (!grown) {
-			zs_unlock(pool);
+			pthread_mutex_unlock(&pool->maps_lock);
+			zs_obj_unlock(&o);
+			zs_read_end(pool, shard);
 			Py_DECREF(buf);
 			return PyErr_NoMemory();
 		}
@@ -1570,34 +2232,36 @@ static PyObject *Pool_map(PoolObject *self, PyObject *args, PyObject *kwds)
 	}
 	/* copied in for every mode: a WO mapping that writes part of the object keeps
 	 * the rest */
-	memcpy(PyByteArray_AS_STRING(buf), handle_data(pool, slot, &class), (size_t)len);
-	pool->maps[pool->nr_maps++] = (struct zs_mapping){slot, mode, thread, buf};
-	pool->handles[slot] |= HE_MAPPED;
-	zs_unlock(pool);
-	view = PyMemoryView_FromObject(buf); /* the record keeps its own reference */
-	return view;
+	memcpy(PyByteArray_AS_STRING(buf), zs_obj_data(&o), (size_t)len);
+	pool->maps[pool->nr_maps++] = (struct zs_mapping){o.slot, mode, thread, buf};
+	__atomic_fetch_or(&pool->handles[o.slot], HE_MAPPED, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&pool->maps_lock);
+	zs_obj_unlock(&o);
+	zs_read_end(pool, shard);
+	return PyMemoryView_FromObject(buf); /* the record keeps its own reference */
 }
 
 /* unmap(handle): forget the newest mapping of this thread (else the newest) */
 static PyObject *Pool_unmap(PoolObject *self, PyObject *arg)
 {
 	struct zs_pool *pool = &self->pool;
-	struct size_class *class;
 	unsigned long thread = PyThread_get_thread_ident();
 	struct zs_mapping m;
 	uint64_t handle;
-	uint32_t slot, at = ZS_NONE, i;
-	char *data;
+	uint32_t at = ZS_NONE, i;
+	struct zs_obj o;
+	unsigned shard;
 
 	if (!zs_parse_handle(arg, &handle))
 		return zs_bad_handle(arg);
-	zs_lock(pool);
-	if (handle_lookup(pool, handle, &slot)) {
-		zs_unlock(pool);
+	shard = zs_read_begin(pool);
+	if (zs_resolve(pool, handle, &o)) {
+		zs_read_end(pool, shard);
 		return zs_bad_handle(arg);
 	}
+	pthread_mutex_lock(&pool->maps_lock);
 	for (i = pool->nr_maps; i-- > 0;) {
-		if (pool->maps[i].slot != slot)
+		if (pool->maps[i].slot != o.slot)
 			continue;
 		if (at == ZS_NONE)
 			at = i;
@@ -1607,7 +2271,9 @@ static PyObject *Pool_unmap(PoolObject *self, PyObject *arg)
 		}
 	}
 	if (at == ZS_NONE) {
-		zs_unlock(pool);
+		pthread_mutex_unlock(&pool->maps_lock);
+		zs_obj_unlock(&o);
+		zs_read_end(pool, shard);
 		return zs_error(EINVAL, "zsmalloc: handle %R is not mapped", arg);
 	}
 	m = pool->maps[at];
@@ -1616,43 +2282,47 @@ static PyObject *Pool_unmap(PoolObject *self, PyObject *arg)
 	if (m.mode != ZS_MAP_RO) {
 		size_t n = (size_t)PyByteArray_GET_SIZE(m.buf);
 
-		data = handle_data(pool, slot, &class);
-		memcpy(data, PyByteArray_AS_STRING(m.buf), n < class->dlen ? n : class->dlen);
+		memcpy(zs_obj_data(&o), PyByteArray_AS_STRING(m.buf), n < o.class->dlen ? n : o.class->dlen);
 	}
-	for (i = 0; i < pool->nr_maps && pool->maps[i].slot != slot; i++)
+	for (i = 0; i < pool->nr_maps && pool->maps[i].slot != o.slot; i++)
 		;
 	if (i == pool->nr_maps)
-		pool->handles[slot] &= ~HE_MAPPED;
+		__atomic_fetch_and(&pool->handles[o.slot], ~HE_MAPPED, __ATOMIC_RELEASE);
 	maps_forget(pool);
-	zs_unlock(pool);
+	pthread_mutex_unlock(&pool->maps_lock);
+	zs_obj_unlock(&o);
+	zs_read_end(pool, shard);
 	Py_DECREF(m.buf);
 	Py_RETURN_NONE;
 }
 
 static PyObject *Pool_destroy(PoolObject *self, PyObject *Py_UNUSED(ignored))
 {
-	struct zs_release rel = {0};
+	struct zs_pool *pool = &self->pool;
+	size_t pages;
 
-	zs_lock(&self->pool);
-	zs_destroy(&self->pool, &rel);
-	zs_unlock(&self->pool);
-	zs_release_bufs(&rel);
+	zs_write_begin(pool); /* waits for the operations in progress */
+	pages = zs_destroy(pool);
+	zs_write_end(pool);
+	if (pages)
+		pool->acct->uncharge(pool->acct, pages);
+	zs_reap_orphans(pool);
 	Py_RETURN_NONE;
 }
 
 static PyObject *Pool_compact(PoolObject *self, PyObject *Py_UNUSED(ignored))
 {
-	return PyLong_FromUnsignedLongLong(zs_compact(&self->pool));
+	uint64_t freed;
+
+	Py_BEGIN_ALLOW_THREADS
+	freed = zs_compact(&self->pool);
+	Py_END_ALLOW_THREADS
+	return PyLong_FromUnsignedLongLong(freed);
 }
 
 static PyObject *Pool_total_size(PoolObject *self, PyObject *Py_UNUSED(ignored))
 {
-	uint64_t nr;
-
-	zs_lock(&self->pool);
-	nr = self->pool.nr_pages;
-	zs_unlock(&self->pool);
-	return PyLong_FromUnsignedLongLong(nr * self->pool.page_size);
+	return PyLong_FromUnsignedLongLong(zs_load(&self->pool.nr_pages) * self->pool.page_size);
 }
 
 static const char *const fullness_names[NR_FULLNESS_GROUPS] = {
@@ -1671,7 +2341,7 @@ static int dict_set_u64(PyObject *d, const char *key, uint64_t v)
 	return r;
 }
 
-/* One row of the classes table (`total` when index < 0 is not needed: rows only). */
+/* One row of the classes table; adds it to `total`. */
 static PyObject *zs_stat_row(const struct zs_class_stat *r, uint64_t total[NR_FULLNESS_GROUPS + 4])
 {
 	PyObject *row = PyDict_New();
@@ -1795,30 +2465,53 @@ static PyObject *Pool_where(PoolObject *self, PyObject *arg)
 {
 	struct zs_pool *pool = &self->pool;
 	uint64_t handle, e = 0;
-	uint32_t slot;
+	struct zs_obj o;
+	unsigned shard;
 	int err = -EINVAL;
 
 	if (zs_parse_handle(arg, &handle)) {
-		zs_lock(pool);
-		err = handle_lookup(pool, handle, &slot);
-		if (!err)
-			e = pool->handles[slot];
-		zs_unlock(pool);
+		shard = zs_read_begin(pool);
+		err = zs_resolve(pool, handle, &o);
+		if (!err) {
+			e = o.entry;
+			zs_obj_unlock(&o);
+		}
+		zs_read_end(pool, shard);
 	}
 	if (err)
 		return zs_bad_handle(arg);
 	return Py_BuildValue("(II)", he_zspage(e), he_obj(e));
 }
 
-/* A uint64_t counter of the pool, read under its lock; `closure` is its offset. */
-static PyObject *Pool_get_counter(PoolObject *self, void *closure)
+/* _check() -> {objects, zspages, pages, handles}: every structure checked against
+ * the others (RuntimeError if they disagree); for tests, safe while other threads
+ * use the pool (it waits for the operations in progress, without the GIL). */
+static PyObject *Pool_check(PoolObject *self, PyObject *Py_UNUSED(ignored))
 {
-	uint64_t nr;
+	struct zs_check_result r;
+	char msg[256] = "";
+	int err;
 
-	zs_lock(&self->pool);
-	nr = *(uint64_t *)(void *)((char *)&self->pool + (size_t)closure);
-	zs_unlock(&self->pool);
-	return PyLong_FromUnsignedLongLong(nr);
+	Py_BEGIN_ALLOW_THREADS
+	zs_write_begin(&self->pool);
+	err = zs_check(&self->pool, &r, msg, sizeof(msg));
+	zs_write_end(&self->pool);
+	Py_END_ALLOW_THREADS
+	if (err)
+		return PyErr_Format(PyExc_RuntimeError, "zsmalloc: inconsistent: %s", msg);
+	return Py_BuildValue("{s:K,s:K,s:K,s:K}", "objects", (unsigned long long)r.objects,
+			     "zspages", (unsigned long long)r.zspages, "pages", (unsigned long long)r.pages,
+			     "handles", (unsigned long long)r.handles);
+}
+
+static PyObject *Pool_get_nr_pages(PoolObject *self, void *Py_UNUSED(closure))
+{
+	return PyLong_FromUnsignedLongLong(zs_load(&self->pool.nr_pages));
+}
+
+static PyObject *Pool_get_pages_compacted(PoolObject *self, void *Py_UNUSED(closure))
+{
+	return PyLong_FromUnsignedLongLong(zs_load(&self->pool.pages_compacted));
 }
 
 static PyObject *Pool_get_page_size(PoolObject *self, void *Py_UNUSED(closure))
@@ -1839,8 +2532,10 @@ static PyObject *Pool_get_huge_class_size(PoolObject *self, void *Py_UNUSED(clos
 /* ===========================================================================
  * Ops table: struct zswap_zpool_ops, exported in a "zswap.zpool_ops" capsule
  *
- * `pool` is the PoolObject, kept alive by the capsule. Called with the GIL held
- * (version 1 of the header).
+ * `pool` is the PoolObject, kept alive by the capsule. Version 2, flags
+ * ZSWAP_ZPOOL_NOGIL: these functions touch no Python object and never wait for
+ * the GIL (charge() may, with none of our locks held); any thread may call them
+ * at any time, with or without the GIL.
  * ========================================================================= */
 
 static int zs_ops_alloc_write(void *pool, const void *src, size_t len, uint64_t *handle)
@@ -1861,11 +2556,7 @@ static int zs_ops_read(void *pool, uint64_t handle, void *dst, size_t len)
 
 static int zs_ops_free(void *pool, uint64_t handle)
 {
-	struct zs_release rel = {0};
-	int err = zs_free(&((PoolObject *)pool)->pool, handle, &rel);
-
-	zs_release_bufs(&rel);
-	return err;
+	return zs_free(&((PoolObject *)pool)->pool, handle);
 }
 
 static const struct zswap_zpool_ops zs_zpool_ops = {
@@ -1874,6 +2565,7 @@ static const struct zswap_zpool_ops zs_zpool_ops = {
 	.alloc_write = zs_ops_alloc_write,
 	.read = zs_ops_read,
 	.free = zs_ops_free,
+	.flags = ZSWAP_ZPOOL_NOGIL,
 };
 
 static void zs_ops_capsule_destructor(PyObject *capsule)
@@ -1916,14 +2608,13 @@ static PyMethodDef Pool_methods[] = {
 	{"native_memory", (PyCFunction)Pool_native_memory, METH_NOARGS, "C memory held, by kind"},
 	{"classes", (PyCFunction)Pool_classes, METH_NOARGS, "the size class table"},
 	{"_where", (PyCFunction)Pool_where, METH_O, "(zspage id, object index) of a handle"},
+	{"_check", (PyCFunction)Pool_check, METH_NOARGS, "check every structure (tests)"},
 	{NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef Pool_getset[] = {
-	{"nr_pages", (getter)Pool_get_counter, NULL, "pages held",
-	 (void *)offsetof(struct zs_pool, nr_pages)},
-	{"pages_compacted", (getter)Pool_get_counter, NULL, "pages freed by compact()",
-	 (void *)offsetof(struct zs_pool, pages_compacted)},
+	{"nr_pages", (getter)Pool_get_nr_pages, NULL, "pages held", NULL},
+	{"pages_compacted", (getter)Pool_get_pages_compacted, NULL, "pages freed by compact()", NULL},
 	{"page_size", (getter)Pool_get_page_size, NULL, "page size", NULL},
 	{"chain_size", (getter)Pool_get_chain_size, NULL, "most pages per zspage", NULL},
 	{"huge_class_size", (getter)Pool_get_huge_class_size, NULL, "zs_huge_class_size()", NULL},
@@ -2030,6 +2721,367 @@ static PyObject *mod_ops_free(PyObject *Py_UNUSED(m), PyObject *args)
 }
 
 /* ===========================================================================
+ * Stress test: threads calling the ops table without the GIL
+ *
+ * _stress(ops, nthreads, nops, seed, compact=True, keep=False) starts `nthreads`
+ * pthreads that call the ops table of a zpool_ops capsule of this module without
+ * the GIL, as zswap-core's store and load paths do, and, with `compact`, one more
+ * that compacts the pool (the C function, as Pool.compact() runs it) and checks
+ * every structure (zs_check, under the write side) until they are done.
+ *
+ * Each worker owns its objects. It starts with STRESS_HUGE_FIRST page-sized
+ * objects (the huge class: a new zspage each, so a charge() each: fault injection
+ * is sure to be reached), then runs `nops` steps picked by its own generator:
+ * alloc_write (40%: sizes from every class, from a band of classes of its own, and
+ * from the smallest classes, which all threads share), read (35%: the whole
+ * object or a prefix, compared byte for byte), free (20%: compared first), and
+ * forged handles (5%: generation 0 or past 2**37, which must be -EINVAL). The data
+ * of an object comes from (seed, tag), its tag unique in the run; a read that
+ * differs is a mismatch. Without `keep` a worker frees what it holds at the end.
+ *
+ * The counts are exact whatever the interleaving: -ENOMEM is the page
+ * allocator's refusal (failures), any other error is counted in `errors`.
+ * ========================================================================= */
+
+#define STRESS_LIVE 96      /* objects a worker holds at most */
+#define STRESS_HUGE_FIRST 4 /* page-sized objects first: a charge() each */
+#define STRESS_MAX_THREADS 64
+
+struct stress_obj {
+	uint64_t handle, tag;
+	uint32_t len;
+};
+
+struct stress_run {
+	const struct zswap_zpool_ops *ops;
+	PoolObject *pool;
+	uint64_t nops, seed;
+	size_t page_size;
+	bool keep;
+	uint32_t running; /* atomic: workers not finished */
+};
+
+struct stress_worker {
+	struct stress_run *run;
+	uint32_t index;
+	pthread_t tid;
+	bool started;
+	uint64_t rng, next_tag;
+	unsigned char *want, *got;
+	struct stress_obj *objs;
+	uint32_t nr;
+	/* results */
+	uint64_t ops, allocs, reads, frees, mismatches, errors, enomem;
+	/* the compactor's */
+	uint64_t rounds, pages_freed, inconsistent;
+	char msg[256];
+};
+
+static inline uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += UINT64_C(0x9e3779b97f4a7c15));
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return z ^ (z >> 31);
+}
+
+/* The contents of the object tagged `tag` in the run seeded `seed`. */
+static void stress_pattern(unsigned char *p, size_t len, uint64_t seed, uint64_t tag)
+{
+	uint64_t x = seed ^ tag * UINT64_C(0xd1342543de82ef95);
+
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t w = splitmix64(&x);
+
+		memcpy(p + i, &w, len - i < 8 ? len - i : 8);
+	}
+}
+
+static size_t stress_size(struct stress_worker *w)
+{
+	size_t ps = w->run->page_size, band = ps / 8;
+	uint64_t r = splitmix64(&w->rng);
+
+	switch (r % 4) {
+	case 0: /* any class, huge ones included: shared with every thread */
+		return 1 + (size_t)(r >> 8) % ps;
+	case 1: /* the smallest classes: shared and busy */
+		return 1 + (size_t)(r >> 8) % 128;
+	default: /* a band of its own (workers i and i + 7 share one) */
+		return 1 + (w->index % 7) * band + (size_t)(r >> 8) % band;
+	}
+}
+
+static void stress_alloc(struct stress_worker *w, size_t len)
+{
+	struct stress_run *run = w->run;
+	uint64_t tag = (uint64_t)w->index << 40 | ++w->next_tag, handle;
+	int err;
+
+	stress_pattern(w->want, len, run->seed, tag);
+	err = run->ops->alloc_write(run->pool, w->want, len, &handle);
+	w->ops++;
+	if (err == -ENOMEM) {
+		w->enomem++;
+		return;
+	}
+	if (err || !handle || handle >= ZS_HANDLE_LIMIT) {
+		w->errors++;
+		return;
+	}
+	w->allocs++;
+	w->objs[w->nr++] = (struct stress_obj){handle, tag, (uint32_t)len};
+}
+
+/* Read object k back (its first `len` bytes) and compare. */
+static void stress_verify(struct stress_worker *w, uint32_t k, size_t len)
+{
+	struct stress_run *run = w->run;
+	struct stress_obj *o = &w->objs[k];
+	int err = run->ops->read(run->pool, o->handle, w->got, len);
+
+	w->ops++;
+	w->reads++;
+	if (err) {
+		w->errors++;
+		return;
+	}
+	stress_pattern(w->want, len, run->seed, o->tag);
+	if (memcmp(w->want, w->got, len))
+		w->mismatches++;
+}
+
+static void stress_free(struct stress_worker *w, uint32_t k)
+{
+	struct stress_run *run = w->run;
+
+	stress_verify(w, k, w->objs[k].len);
+	w->ops++;
+	if (run->ops->free(run->pool, w->objs[k].handle))
+		w->errors++;
+	else
+		w->frees++;
+	w->objs[k] = w->objs[--w->nr];
+}
+
+/* Handles that can name no object: generation 0 (never given out), past 2**37. */
+static void stress_forged(struct stress_worker *w, uint32_t k)
+{
+	struct stress_run *run = w->run;
+	uint64_t bad[2] = {w->objs[k].handle & ZS_SLOT_MASK, w->objs[k].handle | ZS_HANDLE_LIMIT};
+
+	for (int i = 0; i < 2; i++) {
+		w->ops += 2;
+		if (run->ops->read(run->pool, bad[i], w->got, 1) != -EINVAL ||
+		    run->ops->free(run->pool, bad[i]) != -EINVAL)
+			w->errors++;
+	}
+}
+
+static void *stress_worker_main(void *arg)
+{
+	struct stress_worker *w = arg;
+	struct stress_run *run = w->run;
+
+	for (int i = 0; i < STRESS_HUGE_FIRST; i++)
+		stress_alloc(w, run->page_size);
+	for (uint64_t op = 0; op < run->nops; op++) {
+		uint64_t r = splitmix64(&w->rng);
+		uint32_t pick = (uint32_t)(r % 100), k = w->nr ? (uint32_t)((r >> 8) % w->nr) : 0;
+
+		if (!w->nr || (pick < 40 && w->nr < STRESS_LIVE)) {
+			stress_alloc(w, stress_size(w));
+		} else if (pick < 75) {
+			size_t len = w->objs[k].len;
+
+			if (r >> 40 & 1) /* a prefix */
+				len = 1 + (size_t)(r >> 41) % len;
+			stress_verify(w, k, len);
+		} else if (pick < 95) {
+			stress_free(w, k);
+		} else {
+			stress_forged(w, k);
+		}
+	}
+	if (!run->keep)
+		while (w->nr)
+			stress_free(w, w->nr - 1);
+	__atomic_fetch_sub(&run->running, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Compact and check, again and again, until the workers are done (once at least). */
+static void *stress_compactor_main(void *arg)
+{
+	struct stress_worker *w = arg;
+	struct zs_pool *pool = &w->run->pool->pool;
+	struct zs_check_result r;
+
+	do {
+		w->pages_freed += zs_compact(pool);
+		zs_write_begin(pool);
+		if (zs_check(pool, &r, w->msg, sizeof(w->msg)))
+			w->inconsistent++;
+		zs_write_end(pool);
+		w->rounds++;
+	} while (__atomic_load_n(&w->run->running, __ATOMIC_ACQUIRE));
+	return NULL;
+}
+
+static PyObject *stress_result(struct stress_worker *ws, uint32_t n, struct stress_worker *comp,
+			       bool keep)
+{
+	uint64_t sum[7] = {0};
+	PyObject *out = PyDict_New(), *live = NULL;
+
+	if (!out)
+		return NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t v[7] = {ws[i].ops, ws[i].allocs, ws[i].reads, ws[i].frees,
+				 ws[i].mismatches, ws[i].errors, ws[i].enomem};
+
+		for (int k = 0; k < 7; k++)
+			sum[k] += v[k];
+	}
+	if (dict_set_u64(out, "threads", n) || dict_set_u64(out, "ops", sum[0]) ||
+	    dict_set_u64(out, "allocs", sum[1]) || dict_set_u64(out, "reads", sum[2]) ||
+	    dict_set_u64(out, "frees", sum[3]) || dict_set_u64(out, "mismatches", sum[4]) ||
+	    dict_set_u64(out, "errors", sum[5]) || dict_set_u64(out, "enomem", sum[6]) ||
+	    dict_set_u64(out, "compactions", comp ? comp->rounds : 0) ||
+	    dict_set_u64(out, "pages_compacted", comp ? comp->pages_freed : 0) ||
+	    dict_set_u64(out, "inconsistent", comp ? comp->inconsistent : 0))
+		goto fail;
+	if (comp && comp->inconsistent) {
+		PyObject *msg = PyUnicode_FromString(comp->msg);
+
+		if (!msg || PyDict_SetItemString(out, "inconsistency", msg) < 0) {
+			Py_XDECREF(msg);
+			goto fail;
+		}
+		Py_DECREF(msg);
+	}
+	if (keep) {
+		if (!(live = PyList_New(0)))
+			goto fail;
+		for (uint32_t i = 0; i < n; i++) {
+			for (uint32_t k = 0; k < ws[i].nr; k++) {
+				struct stress_obj *o = &ws[i].objs[k];
+				PyObject *t = Py_BuildValue("(KIK)", (unsigned long long)o->handle, o->len,
+							    (unsigned long long)o->tag);
+
+				if (!t || PyList_Append(live, t) < 0) {
+					Py_XDECREF(t);
+					goto fail;
+				}
+				Py_DECREF(t);
+			}
+		}
+		if (PyDict_SetItemString(out, "live", live) < 0)
+			goto fail;
+		Py_DECREF(live);
+	}
+	return out;
+fail:
+	Py_XDECREF(live);
+	Py_DECREF(out);
+	return NULL;
+}
+
+static PyObject *mod_stress(PyObject *Py_UNUSED(m), PyObject *args, PyObject *kwds)
+{
+	static char *kwlist[] = {"ops", "nthreads", "nops", "seed", "compact", "keep", NULL};
+	struct stress_worker *ws = NULL, *comp = NULL;
+	struct stress_run run = {0};
+	unsigned long long nops, seed;
+	unsigned int nthreads;
+	int compact = 1, keep = 0, failed = 0;
+	PyObject *capsule, *out = NULL;
+	void *ctx;
+	uint32_t i;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OIKK|pp:_stress", kwlist, &capsule, &nthreads,
+					 &nops, &seed, &compact, &keep))
+		return NULL;
+	if (nthreads < 1 || nthreads > STRESS_MAX_THREADS)
+		return PyErr_Format(PyExc_ValueError, "nthreads must be 1..%d", STRESS_MAX_THREADS);
+	if (!(run.ops = zs_capsule_ops(capsule, &ctx)))
+		return NULL;
+	if (run.ops != &zs_zpool_ops || !ctx)
+		return PyErr_Format(PyExc_TypeError, "_stress needs the zpool_ops of a zsmalloc Pool");
+	run.pool = ctx; /* alive: the capsule holds it, and we hold the capsule */
+	run.nops = nops;
+	run.seed = seed;
+	run.keep = keep;
+	run.page_size = run.pool->pool.page_size;
+	run.running = nthreads;
+	ws = calloc(nthreads + 1, sizeof(*ws));
+	if (!ws)
+		return PyErr_NoMemory();
+	for (i = 0; i < nthreads; i++) {
+		ws[i].run = &run;
+		ws[i].index = i;
+		ws[i].rng = seed ^ (i + 1) * UINT64_C(0x2545f4914f6cdd1d);
+		ws[i].want = malloc(run.page_size);
+		ws[i].got = malloc(run.page_size);
+		ws[i].objs = malloc((STRESS_LIVE + STRESS_HUGE_FIRST) * sizeof(*ws[i].objs));
+		if (!ws[i].want || !ws[i].got || !ws[i].objs) {
+			PyErr_NoMemory();
+			goto out;
+		}
+	}
+	if (compact) {
+		comp = &ws[nthreads];
+		comp->run = &run;
+	}
+	Py_BEGIN_ALLOW_THREADS /* a Python fault hook can run in charge() meanwhile */
+	for (i = 0; i < nthreads; i++) {
+		ws[i].started = !pthread_create(&ws[i].tid, NULL, stress_worker_main, &ws[i]);
+		if (!ws[i].started) {
+			failed = 1;
+			__atomic_fetch_sub(&run.running, 1, __ATOMIC_RELEASE);
+		}
+	}
+	if (comp) {
+		comp->started = !pthread_create(&comp->tid, NULL, stress_compactor_main, comp);
+		failed |= !comp->started;
+	}
+	for (i = 0; i <= nthreads; i++)
+		if (ws[i].started)
+			pthread_join(ws[i].tid, NULL);
+	Py_END_ALLOW_THREADS
+	if (failed)
+		PyErr_SetString(PyExc_RuntimeError, "_stress: could not start a thread");
+	else
+		out = stress_result(ws, nthreads, comp, keep);
+out:
+	for (i = 0; i < nthreads; i++) {
+		free(ws[i].want);
+		free(ws[i].got);
+		free(ws[i].objs);
+	}
+	free(ws);
+	return out;
+}
+
+/* _stress_pattern(seed, tag, length) -> the bytes _stress wrote in that object */
+static PyObject *mod_stress_pattern(PyObject *Py_UNUSED(m), PyObject *args)
+{
+	unsigned long long seed, tag;
+	Py_ssize_t len;
+	PyObject *out;
+
+	if (!PyArg_ParseTuple(args, "KKn:_stress_pattern", &seed, &tag, &len))
+		return NULL;
+	if (len < 0)
+		return PyErr_Format(PyExc_ValueError, "negative length");
+	if (!(out = PyBytes_FromStringAndSize(NULL, len)))
+		return NULL;
+	stress_pattern((unsigned char *)PyBytes_AS_STRING(out), (size_t)len, seed, tag);
+	return out;
+}
+
+/* ===========================================================================
  * Module init
  * ========================================================================= */
 
@@ -2037,13 +3089,18 @@ static PyMethodDef module_methods[] = {
 	{"_ops_alloc_write", mod_ops_alloc_write, METH_VARARGS, "ops->alloc_write through a capsule"},
 	{"_ops_read", mod_ops_read, METH_VARARGS, "ops->read through a capsule"},
 	{"_ops_free", mod_ops_free, METH_VARARGS, "ops->free through a capsule"},
+	{"_stress", (PyCFunction)(void (*)(void))mod_stress, METH_VARARGS | METH_KEYWORDS,
+	 "_stress(ops, nthreads, nops, seed, compact=True, keep=False) -> counts: pthreads "
+	 "calling the ops table without the GIL"},
+	{"_stress_pattern", mod_stress_pattern, METH_VARARGS,
+	 "_stress_pattern(seed, tag, length) -> the data of a _stress object"},
 	{NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef zsmalloc_module = {
 	PyModuleDef_HEAD_INIT,
 	.m_name = "zswap_zsmalloc._zsmalloc",
-	.m_doc = "zsmalloc in C: a zswap zpool with a C ops table",
+	.m_doc = "zsmalloc in C: a zswap zpool with a C ops table (usable without the GIL)",
 	.m_size = -1,
 	.m_methods = module_methods,
 };
@@ -2067,6 +3124,7 @@ PyMODINIT_FUNC PyInit__zsmalloc(void)
 	Py_INCREF(&Pool_Type);
 	if (PyModule_AddObject(m, "Pool", (PyObject *)&Pool_Type) < 0 ||
 	    PyModule_AddIntConstant(m, "ZPOOL_OPS_VERSION", ZSWAP_ZPOOL_OPS_VERSION) < 0 ||
+	    PyModule_AddIntConstant(m, "ZPOOL_OPS_FLAGS", ZSWAP_ZPOOL_NOGIL) < 0 ||
 	    PyModule_AddIntConstant(m, "MAX_PAGE_SIZE", ZS_MAX_PAGE_SIZE) < 0) {
 		Py_DECREF(&Pool_Type);
 		Py_DECREF(m);
