@@ -2205,6 +2205,7 @@ static PyObject *Pool_map(PoolObject *self, PyObject *args, PyObject *kwds)
 
 	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|i:map", kwlist, &harg, &mode))
 		return NULL;
+	zs_reap_orphans(pool);
 	if (!zs_parse_handle(harg, &handle) || (len = zs_data_len(pool, handle)) < 0)
 		return zs_bad_handle(harg);
 	buf = PyByteArray_FromStringAndSize(NULL, len);
@@ -2252,6 +2253,7 @@ static PyObject *Pool_unmap(PoolObject *self, PyObject *arg)
 	struct zs_obj o;
 	unsigned shard;
 
+	zs_reap_orphans(pool);
 	if (!zs_parse_handle(arg, &handle))
 		return zs_bad_handle(arg);
 	shard = zs_read_begin(pool);
