@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +146,164 @@ def test_an_alias_is_labelled_not_presented_as_another_codec() -> None:
 
     assert _label(rows["lzo-rle"]) == "lzo-rle (= lzo)"  # what the plot's labels use
     assert _label(rows["lzo"]) == "lzo"
+
+
+# -- --jobs: pairs measured side by side in worker processes -------------------------------
+
+TIMINGS = ("store_us", "load_us")
+
+
+def without_timings(out: dict[str, Any]) -> dict[str, Any]:
+    rows = [{k: v for k, v in x.items() if k not in TIMINGS} for x in out["results"]]
+    return {**out, "results": rows}
+
+
+def test_parallel_gives_the_serial_results() -> None:
+    """--jobs 2 and --jobs 1: every figure but the timings is the same, in the same order."""
+    args = ("compare", "--pages", "300", "--repeats", "2", "--seed", "7", "--json")
+    serial = zswap(*args, "--jobs", "1")
+    parallel = zswap(*args, "--jobs", "2")
+    assert serial.returncode == 0, serial.stderr
+    assert parallel.returncode == 0, parallel.stderr
+    a, b = json.loads(serial.stdout), json.loads(parallel.stdout)
+    assert without_timings(a) == without_timings(b)
+    pairs = [(x["compressor"], x["zpool"]) for x in b["results"]]
+    assert pairs == [(c, z) for c in installed("compressor") for z in installed("zpool")]
+    assert all(x["store_us"] > 0 and x["load_us"] > 0 for x in b["results"])
+
+
+RUN_BOTH_WAYS = """
+import json, sys, threading, time
+from zswap_core.cli._compare import run_compare
+from zswap_core.workload import SyntheticSource
+
+if sys.argv[1] == "thread":  # another thread alive: the workers are spawned, not forked
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+src = SyntheticSource(3)
+pages = [src.page(i) for i in range(200)]
+rows = {}
+for jobs in (1, 3):
+    got = run_compare(["lz4", "zstd"], ["zbud", "zsmalloc"], pages, 2, jobs=jobs)
+    for r in got:
+        del r["store_us"], r["load_us"]
+        for p in r["pools"]:
+            del p["name"]  # zswapN: a counter of the process that measured the pair
+    rows[jobs] = got
+print(json.dumps(rows[1] == rows[3]), json.dumps([(r["compressor"], r["zpool"]) for r in rows[3]]))
+"""
+
+
+@pytest.mark.parametrize("how", ["fork", "thread"])
+def test_run_compare_rows_are_the_same_either_way(how: str) -> None:
+    """Also the rows' pools (what the JSON leaves out), forked or spawned workers."""
+    r = subprocess.run(
+        [sys.executable, "-c", RUN_BOTH_WAYS, how], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    same, pairs = r.stdout.split(" ", 1)
+    assert same == "true"
+    assert json.loads(pairs) == [
+        ["lz4", "zbud"],
+        ["lz4", "zsmalloc"],
+        ["zstd", "zbud"],
+        ["zstd", "zsmalloc"],
+    ]
+
+
+FAIL_IN_WORKER = """
+import os
+from zswap_core.cli import _compare
+from zswap_core.cli._common import VerifyError
+
+measure = _compare.measure_pair
+
+
+def failing(c, zp, pages, repeats):
+    if zp == "zbud":
+        if {kill}:
+            os.kill(os.getpid(), 9)
+        raise VerifyError(f"{{c}}/{{zp}}: page 5 read back wrong")
+    return measure(c, zp, pages, repeats)
+
+
+_compare.measure_pair = failing  # the forked workers inherit it
+"""
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_a_failure_in_a_worker_is_one_line(kill: bool) -> None:
+    args = ("compare", "--compressors", "lz4", "--zpools", "zbud,zsmalloc", "--pages", "64")
+    r = zswap(*args, "--jobs", "2", code=FAIL_IN_WORKER.format(kill=kill))
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    if kill:
+        assert r.returncode == 1
+        assert lines[0] == (
+            "zswap: error: lz4/zbud: the worker process measuring it ended with signal SIGKILL"
+        )
+    else:
+        assert r.returncode == 3  # VerifyError's status, as when measured in this process
+        assert lines[0] == "zswap: error: lz4/zbud: page 5 read back wrong"
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return [int(x) for x in fh.read().split()]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] in ("Z", "X")  # dead, not reaped
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(
+    not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"),
+    reason="needs /proc/PID/task/TID/children",
+)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_workers_too(signum: int) -> None:
+    """Ctrl-C (to the whole process group, as a terminal sends it) or SIGTERM to zswap."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZSWAP_")}
+    cmd = [sys.executable, "-m", "zswap_core.cli", "compare", "--pages", "20000", "--jobs", "2"]
+    p = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.05)
+            workers = _children(p.pid)
+        assert len(workers) == 2, "the workers did not start"
+        time.sleep(0.3)  # into their first tasks
+        if signum == signal.SIGINT:
+            os.killpg(p.pid, signum)
+        else:
+            p.send_signal(signum)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 128 + signum
+    want = "zswap: interrupted" if signum == signal.SIGINT else "zswap: terminated (SIGTERM)"
+    assert err.strip() == want and out == ""
+    assert all(_gone(w) for w in workers)
+
+
+def test_jobs_is_documented_and_checked() -> None:
+    r = zswap("compare", "--help")
+    assert "--jobs N" in r.stdout
+    for bad in ("0", "-1", "x"):
+        r = zswap("compare", "--pages", "8", "--jobs", bad)
+        assert r.returncode == 2
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--jobs" in lines[0], r.stderr

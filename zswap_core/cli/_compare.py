@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import statistics
+import sys
+import threading
 import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import _signals
 from ._common import (
     SEED,
     CliError,
@@ -24,7 +33,7 @@ from ._common import (
 if TYPE_CHECKING:
     from zswap_core import Zswap
 
-__all__ = ["compare", "measure_pair"]
+__all__ = ["codec_ratio", "compare", "measure_pair", "run_compare"]
 
 _REJECTS = (
     "reject_reclaim_fail",
@@ -34,6 +43,10 @@ _REJECTS = (
     "reject_compress_poor",
 )
 PLOT_MISSING = "matplotlib is needed for --plot: pip install 'zswap-core[plot]'"
+MAX_JOBS = 1024
+#: Below this much estimated work (seconds) a run without --jobs stays in this process:
+#: starting workers would cost more than it saves.
+SERIAL_BELOW_S = 0.5
 
 
 def _names(option: str | None, kind: str) -> list[str]:
@@ -139,6 +152,283 @@ def codec_ratio(compressor: str, pages: list[bytes]) -> float:
     return round(orig / packed, 3) if packed else 0.0
 
 
+# -- running the measurements -----------------------------------------------------------
+#
+# A task is ("ratio", compressor, "") -> codec_ratio(), or ("pair", compressor, zpool)
+# -> measure_pair(). Either runs whole in one process, and a worker runs one at a time,
+# so each pair's timings are its own: the parallelism is across pairs, never within one.
+
+Task = tuple[str, str, str]
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _run_task(task: Task, pages: list[bytes], repeats: int) -> Any:
+    kind, compressor, zpool = task
+    if kind == "ratio":
+        return codec_ratio(compressor, pages)
+    return measure_pair(compressor, zpool, pages, repeats)
+
+
+def run_compare(
+    compressors: Sequence[str],
+    zpools: Sequence[str],
+    pages: list[bytes],
+    repeats: int,
+    *,
+    jobs: int | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per compressor x zpool (in that order): :func:`measure_pair` plus ``ratio``.
+
+    ``jobs`` worker processes measure the pairs (and the codec ratios) side by side;
+    ``1`` measures them one after another in this process; None is :func:`usable_cpus`,
+    but in this process when the whole run is estimated to take under
+    ``SERIAL_BELOW_S``. Every figure but the timings is the same whichever way it ran.
+    """
+    ratio_tasks: list[Task] = [("ratio", c, "") for c in compressors]
+    pair_tasks: list[Task] = [("pair", c, zp) for c in compressors for zp in zpools]
+    tasks = ratio_tasks + pair_tasks
+    workers = min(usable_cpus() if jobs is None else jobs, len(tasks))
+    done: dict[Task, Any] = {}
+    if workers > 1:
+        cost = _estimated_costs(compressors, zpools, pages, repeats)
+        if jobs is not None or sum(cost.values()) >= SERIAL_BELOW_S * 1e6:
+            order = sorted(tasks, key=lambda t: -cost[t])  # longest first: an even finish
+            done = _run_parallel(order, pages, repeats, workers, _progress(progress, pair_tasks))
+    if not done:
+        show = _progress(progress, pair_tasks)
+        last: Task | None = None
+        for task in tasks:
+            if task[0] == "pair":
+                show(last, task)
+                last = task
+            done[task] = _run_task(task, pages, repeats)
+        show(None, None)
+    rows = []
+    for task in pair_tasks:
+        row = dict(done[task])
+        row["ratio"] = done[("ratio", task[1], "")]
+        rows.append(row)
+    return rows
+
+
+def _progress(enabled: bool, pair_tasks: list[Task]) -> Callable[[Task | None, Task | None], None]:
+    """``show(finished, started)``: ``[k/total] c + zp ...`` on stderr; (None, None) clears."""
+    total = len(pair_tasks)
+    state = {"finished": 0, "shown": 0}
+    running: list[Task] = []
+
+    def show(finished: Task | None, started: Task | None) -> None:
+        if not enabled:
+            return
+        if finished is not None and finished[0] == "pair":
+            state["finished"] += 1
+            running.remove(finished)
+        if started is not None and started[0] == "pair":
+            running.append(started)
+        if finished is None and started is None:
+            text = ""
+        else:
+            names = ", ".join(f"{c} + {zp}" for _, c, zp in running)
+            k = min(total, state["finished"] + 1)
+            text = f"[{k}/{total}] {names} ..."[:78] if names else f"[{k}/{total}] ..."
+        pad = " " * max(0, state["shown"] - len(text))
+        click.echo(f"\r{text}{pad}\r{text}" if text else f"\r{pad}\r", nl=False, err=True)
+        state["shown"] = len(text)
+
+    return show
+
+
+def _estimated_costs(
+    compressors: Sequence[str], zpools: Sequence[str], pages: list[bytes], repeats: int
+) -> dict[Task, float]:
+    """Microseconds each task should take, from each codec's time on a sample of pages.
+
+    Only the order of the tasks depends on it (longest first), never a result.
+    """
+    from zswap_core import default_registry
+
+    sample = pages[:: max(1, len(pages) // 48)][:48]
+    per_page: dict[str, float] = {}
+    for c in compressors:
+        try:
+            mod = default_registry().require("compressor", c)
+            comp = mod.driver(mod.params)
+            try:
+                t0 = time.perf_counter_ns()
+                for p in sample:
+                    comp.compress(p)
+                per_page[c] = (time.perf_counter_ns() - t0) / 1000 / len(sample)
+            finally:
+                comp.close()
+        except Exception:  # the task itself will say what is wrong
+            per_page[c] = 50.0
+    n = len(pages)
+    costs: dict[Task, float] = {}
+    for c in compressors:
+        costs[("ratio", c, "")] = per_page[c] * n
+        for zp in zpools:
+            # a store compresses; a load costs a fraction of that; the rest is per page
+            costs[("pair", c, zp)] = repeats * (per_page[c] * 1.2 + 5.0) * n
+    return costs
+
+
+def _run_parallel(
+    tasks: list[Task],
+    pages: list[bytes],
+    repeats: int,
+    workers: int,
+    show: Callable[[Task | None, Task | None], None],
+) -> dict[Task, Any]:
+    """Run ``tasks`` (in this order) in ``workers`` processes; their results by task.
+
+    Each worker gets the pages once (inherited by fork; pickled once where forking is
+    unsafe, with other threads running), then takes one task at a time. A failed task
+    raises its exception here; a worker that dies is an error; on any exception, a
+    signal included, the workers are terminated before it goes on.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    method = "fork" if threading.active_count() == 1 else "spawn"
+    if method not in multiprocessing.get_all_start_methods():
+        method = "spawn"
+    ctx: Any = multiprocessing.get_context(method)
+    queue = deque(tasks)
+    results: dict[Task, Any] = {}
+    procs: list[Any] = []
+    busy: dict[Any, tuple[Any, Task]] = {}  # connection -> (process, its task)
+    try:
+        with _signals.at_safe_points() as poll:
+            for _ in range(workers):
+                here, there = ctx.Pipe()
+                proc = ctx.Process(
+                    target=_worker,
+                    args=(there, pages, repeats, os.getpid()),
+                    name="zswap-compare",
+                    daemon=True,
+                )
+                with _signals_blocked():  # the worker unblocks them once it ignores them
+                    proc.start()
+                there.close()
+                procs.append((proc, here))
+                task = queue.popleft()
+                here.send(task)
+                busy[here] = (proc, task)
+                show(None, task)
+            while busy:
+                poll()
+                ready = wait([*busy, *(p.sentinel for p, _ in busy.values())], timeout=0.25)
+                for conn in [c for c in busy if c in ready]:
+                    proc, task = busy.pop(conn)
+                    try:
+                        status, value = conn.recv()
+                    except EOFError:
+                        raise _died(proc, task) from None
+                    if status != "ok":
+                        raise value
+                    results[task] = value
+                    show(task, None)
+                    if queue:
+                        nxt = queue.popleft()
+                        conn.send(nxt)
+                        busy[conn] = (proc, nxt)
+                        show(None, nxt)
+                    else:
+                        conn.send(None)  # no more: the worker ends
+                for proc, task in busy.values():
+                    if proc.sentinel in ready and not proc.is_alive():
+                        raise _died(proc, task)
+        show(None, None)
+        for proc, _ in procs:
+            proc.join()
+        return results
+    finally:
+        for proc, _ in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc, conn in procs:
+            proc.join()
+            conn.close()
+
+
+_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Block the signals that end a command, so a new worker cannot take one before it
+    has set itself to ignore them (it inherits the mask, through exec too)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _died(proc: Any, task: Task) -> CliError:
+    proc.join()
+    code = proc.exitcode
+    how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"status {code}"
+    what = task[1] if task[0] == "ratio" else f"{task[1]}/{task[2]}"
+    return CliError(f"{what}: the worker process measuring it ended with {how}")
+
+
+def _worker(conn: Any, pages: list[bytes], repeats: int, parent: int) -> None:
+    """A worker: run tasks from ``conn`` until None (or the parent is gone)."""
+    # The parent takes Ctrl-C (the terminal sends it to the whole group) and hang-ups,
+    # and ends the workers itself; SIGTERM (its terminate()) ends a worker at once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
+    _end_with_parent(parent)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        try:
+            reply: tuple[str, Any] = ("ok", _run_task(task, pages, repeats))
+        except Exception as exc:
+            exc.add_note("in a `zswap compare` worker:\n" + traceback.format_exc().rstrip())
+            reply = ("error", exc)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # an exception that cannot be pickled
+            text = f"{type(reply[1]).__name__}: {reply[1]}"
+            conn.send(("error", RuntimeError(f"{text} (and sending it failed: {exc})")))
+
+
+def _end_with_parent(parent: int) -> None:
+    """Have the kernel send SIGTERM when the parent dies (Linux), so no worker outlives it."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
 EXAMPLES = """
 \b
 Examples:
@@ -179,6 +469,15 @@ Examples:
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of synthetic pages.")
 @source_options
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, MAX_JOBS),
+    default=None,
+    metavar="N",
+    help="Worker processes that measure pairs side by side; 1: one pair after another "
+    "in this process.  [default: the CPUs this process may use; a run of a few "
+    "milliseconds stays in this process]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option(
     "--plot",
@@ -196,6 +495,7 @@ def compare(
     source: str | None,
     files: tuple[str, ...],
     pid: int | None,
+    jobs: int | None,
     as_json: bool,
     plot: str | None,
 ) -> None:
@@ -205,6 +505,11 @@ def compare(
     and fit in a page: the codec alone), density (those pages per pool page: the codec and
     the allocator together), pool size, store and load time per page (median of
     --repeats runs) and rejected pages (the sum of the reject_* counters).
+
+    The pairs are measured side by side in --jobs worker processes, each pair from start
+    to end in one worker, one pair at a time per worker (so a pair's timings are its
+    own); every figure but the timings is the same as with --jobs 1, which measures
+    them one after another in this process.
     """
     if plot is not None:
         if not plot.strip():
@@ -217,21 +522,11 @@ def compare(
     zps = _names(zpools, "zpool")
     src = build_source(source, files, paths, pid, seed, max_pages=pages)
     page_list = [src.page(i) for i in range(pages)]
-    results: list[dict[str, Any]] = []
-    ratios = {c: codec_ratio(c, page_list) for c in comps}
-    total = len(comps) * len(zps)
     show = is_tty() and not as_json
     aliases = {c: _alias_of(c) for c in comps}
-    for c in comps:
-        for zp in zps:
-            if show:
-                click.echo(f"\r[{len(results) + 1}/{total}] {c} + {zp} ...", nl=False, err=True)
-            row = measure_pair(c, zp, page_list, repeats)
-            row["ratio"] = ratios[c]
-            row["alias_of"] = aliases[c] or None
-            results.append(row)
-    if show:
-        click.echo("\r" + " " * 60 + "\r", nl=False, err=True)
+    results = run_compare(comps, zps, page_list, repeats, jobs=jobs, progress=show)
+    for row in results:
+        row["alias_of"] = aliases[row["compressor"]] or None
     out = {
         "source": src.describe(),
         "pages": pages,
