@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Wall time of ``zswap compare --pid`` on 100 MiB of a real process's memory.
+
+    python benchmarks/compare_speed.py [--baseline-zswap PATH] [--zswap PATH]
+                                       [--pages N] [--heap-mib M] [-- EXTRA COMPARE ARGS]
+
+Starts a Python process that builds a realistic heap (dicts of records, English-like
+text, lists of numbers, byte strings of varied entropy; about ``--heap-mib`` MiB of
+RSS) and sleeps; runs ``zswap compare --pid PID --pages N --json`` on it with the
+current ``zswap`` (this tree's venv by default) and, if given, a baseline one (e.g. a
+clone at an older commit with its own ``python3 dev.py setup``). Both read the same
+process, which does not change while it sleeps. Prints each wall time, the speedup,
+and whether the non-timing results (everything but ``store_us``/``load_us``) agree.
+Page contents are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMINGS = ("store_us", "load_us")
+
+_TEXT = (
+    "the of and to in is was that for on with as by at from his her which this are be "
+    "have had not but were all they one been their there would what so if when who will "
+    "more no out up into do time can only other new some could these two may first then "
+    "memory page swap pool compressed kernel allocator object handle entry store load"
+)
+_WORDS = _TEXT.split()
+
+
+def build_heap(mib: int, seed: int = 1) -> list[Any]:
+    """About ``mib`` MiB of mixed Python objects, the kinds a long-running service holds."""
+    import array
+    import random
+
+    rnd = random.Random(seed)
+    keep: list[Any] = []
+    unit = mib / 150  # the shares below add up to about 150 MiB
+    # records: dicts with short strings, ints, floats, small lists (about 60 MiB)
+    records = []
+    for i in range(int(200_000 * unit)):
+        records.append(
+            {
+                "id": i,
+                "name": f"user{i:07d}",
+                "email": f"{rnd.choice(_WORDS)}.{i}@example.{rnd.choice(('com', 'org', 'net'))}",
+                "score": rnd.random() * 1000,
+                "visits": rnd.randrange(10_000),
+                "tags": [rnd.choice(_WORDS) for _ in range(rnd.randrange(1, 5))],
+                "active": rnd.random() < 0.7,
+            }
+        )
+    keep.append(records)
+    # text: English-like lines (about 35 MiB)
+    text = []
+    for _ in range(int(120_000 * unit)):
+        n = rnd.randrange(20, 80)
+        text.append(" ".join(rnd.choice(_WORDS) for _ in range(n)))
+    keep.append(text)
+    # numbers: arrays of doubles and ints, a list of boxed floats (about 30 MiB)
+    keep.append(array.array("d", (rnd.gauss(0, 1) for _ in range(int(1_500_000 * unit)))))
+    keep.append(array.array("q", (rnd.randrange(1 << 20) for _ in range(int(1_000_000 * unit)))))
+    keep.append([rnd.random() for _ in range(int(400_000 * unit))])
+    # byte strings: random (incompressible), repetitive and zero-filled (about 25 MiB)
+    keep.append([rnd.randbytes(rnd.randrange(256, 8192)) for _ in range(int(1_200 * unit))])
+    keep.append(
+        [bytes([rnd.randrange(4)]) * rnd.randrange(64, 4096) for _ in range(int(5_000 * unit))]
+    )
+    blob = bytearray(int(8 * unit) << 20)
+    for off in range(0, len(blob), 4096 * 7):  # touched, so present; mostly zeros
+        blob[off : off + 64] = rnd.randbytes(64)
+    keep.append(blob)
+    return keep
+
+
+def _child(mib: int) -> None:
+    heap = build_heap(mib)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    sys.stdin.read()  # sleep until the parent closes our stdin
+    del heap
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_compare(zswap: str, pid: int, pages: int, extra: list[str]) -> tuple[float, dict[str, Any]]:
+    cmd = [zswap, "compare", "--pid", str(pid), "--pages", str(pages), "--json", *extra]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"{zswap} compare failed ({r.returncode}): {r.stderr.strip()}")
+    return wall, json.loads(r.stdout)
+
+
+def non_timing(out: dict[str, Any]) -> dict[str, Any]:
+    """The output without the timings (and without keys only one version has)."""
+    rows = [{k: v for k, v in row.items() if k not in TIMINGS} for row in out["results"]]
+    return {**{k: v for k, v in out.items() if k != "results"}, "results": rows}
+
+
+def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    diffs = [
+        f"{k}: {a.get(k)!r} != {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if k != "results" and a.get(k) != b.get(k)
+    ]
+    ra, rb = a["results"], b["results"]
+    if len(ra) != len(rb):
+        return [*diffs, f"{len(ra)} rows != {len(rb)} rows"]
+    for x, y in zip(ra, rb, strict=True):
+        for k in sorted(set(x) | set(y)):
+            if x.get(k) != y.get(k):
+                diffs.append(f"{x['compressor']}/{x['zpool']} {k}: {x.get(k)!r} != {y.get(k)!r}")
+    return diffs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--baseline-zswap", help="the zswap script of the baseline venv")
+    ap.add_argument(
+        "--zswap", default=str(ROOT / ".venv" / "bin" / "zswap"), help="the current zswap script"
+    )
+    ap.add_argument("--pages", type=int, default=25600, help="pages to compare (default 100 MiB)")
+    ap.add_argument("--heap-mib", type=int, default=150, help="size of the process's heap")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("extra", nargs="*", help="more `zswap compare` arguments (after --)")
+    args = ap.parse_args()
+    if args.child is not None:
+        _child(args.child)
+        return 0
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", str(args.heap_mib)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the heap process did not start")
+        print(f"process {proc.pid}: {_rss_mib(proc.pid):.0f} MiB RSS; compare --pages {args.pages}")
+        runs: dict[str, tuple[float, dict[str, Any]]] = {}
+        if args.baseline_zswap:
+            runs["baseline"] = run_compare(args.baseline_zswap, proc.pid, args.pages, args.extra)
+            print(f"baseline: {runs['baseline'][0]:.1f} s  ({args.baseline_zswap})", flush=True)
+        runs["current"] = run_compare(args.zswap, proc.pid, args.pages, args.extra)
+        print(f"current:  {runs['current'][0]:.1f} s  ({args.zswap})", flush=True)
+        print(f"source:   {runs['current'][1]['source']}")
+        if "baseline" not in runs:
+            return 0
+        base, cur = runs["baseline"], runs["current"]
+        print(f"speedup:  {base[0] / cur[0]:.2f}x")
+        diffs = differences(non_timing(base[1]), non_timing(cur[1]))
+        if diffs:
+            print(f"non-timing results differ ({len(diffs)}):")
+            for d in diffs[:20]:
+                print(f"  {d}")
+            return 1
+        print(f"non-timing results: equal ({len(cur[1]['results'])} pairs)")
+        return 0
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
