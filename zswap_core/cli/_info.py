@@ -158,13 +158,25 @@ def _note(p: Any) -> str:
 
 
 def _plugin_backend(kind: str, name: str, state: str) -> str:
-    """``native`` (C ops table), ``python``, or ``?`` (an allocator not loaded yet)."""
-    if kind == "compressor":
-        return "python"
+    """``native`` (C ops table), ``python``, or ``?`` (a plugin not loaded yet)."""
     if state != "loaded":
         return "?"
     from zswap_core import PageAllocator, default_registry
 
+    if kind == "compressor":
+        if _core_backend()[0] == "python":
+            return "python"  # the Python core calls every codec through its methods
+        cmod = default_registry().loaded("compressor", name)
+        if cmod is None:
+            return "?"
+        try:  # a scratch instance: whether it offers its codec ops (zswap_ops.h)
+            comp = cmod.driver(cmod.params)
+        except Exception:
+            return "?"
+        try:
+            return "native" if getattr(comp, "codec_ops", None) is not None else "python"
+        finally:
+            comp.close()
     mod = default_registry().loaded("zpool", name)
     if mod is None:
         return "?"
