@@ -8,7 +8,8 @@
  * the instance's level (1..9).
  *
  *   1. the codec  - one per Compressor instance: the level, kept current
- *   2. contexts   - one deflate and one inflate stream per thread, reset per call
+ *   2. contexts   - a deflate and an inflate stream per thread (reset per call),
+ *                   a scratch output
  *   3. compress   - the whole page with Z_FINISH, at the level of the call
  *   4. decompress - one whole stream, to exactly dlen bytes
  *   5. module     - new(name, level), set_level(capsule, level), level(capsule)
@@ -64,9 +65,11 @@ static size_t deflate_bound(void *codec, size_t slen)
 struct deflate_ctx {
 	z_stream def;
 	z_stream inf;
-	int level;      /* the level `def` is set to */
-	int def_ready;  /* deflateInit2 succeeded: deflateEnd is owed */
-	int inf_ready;  /* inflateInit2 succeeded: inflateEnd is owed */
+	int level;          /* the level `def` is set to */
+	int def_ready;      /* deflateInit2 succeeded: deflateEnd is owed */
+	int inf_ready;      /* inflateInit2 succeeded: inflateEnd is owed */
+	unsigned char *out; /* scratch output for a dst shorter than the bound */
+	size_t out_len;
 };
 
 static int def_init(struct deflate_ctx *x, int level)
@@ -89,6 +92,7 @@ static void deflate_ctx_free(void *codec, void *ctx)
 		deflateEnd(&x->def);
 	if (x->inf_ready)
 		inflateEnd(&x->inf);
+	free(x->out);
 	free(x);
 }
 
@@ -131,27 +135,52 @@ static int def_prepare(struct deflate_ctx *x, int level)
 	return def_init(x, level);
 }
 
+/* Where to compress to: dst when it holds the bound, else the context's scratch
+ * buffer (so that a short dst fails only when the output really does not fit).
+ * NULL when out of memory. */
+static unsigned char *output(struct deflate_ctx *x, void *dst, size_t dlen, size_t need)
+{
+	unsigned char *out;
+
+	if (dlen >= need)
+		return dst;
+	if (x->out_len >= need)
+		return x->out;
+	out = realloc(x->out, need);
+	if (out == NULL)
+		return NULL;
+	x->out = out;
+	x->out_len = need;
+	return out;
+}
+
+/* With the bound's room, deflate(Z_FINISH) ends the stream in one call. */
 static int deflate_compress(void *codec, void *ctx, const void *src, size_t slen, void *dst,
 			    size_t *dlen)
 {
 	struct deflate_ctx *x = ctx;
-	int rc;
+	size_t need = deflate_bound(codec, slen);
+	unsigned char *out;
 
-	if (slen == 0 || slen > UINT_MAX)
+	if (slen == 0 || need == 0 || need > UINT_MAX)
 		return -EINVAL;
 	if (!x->def_ready || def_prepare(x, codec_level(codec)) < 0)
 		return -EINVAL;
+	out = output(x, dst, *dlen, need);
+	if (out == NULL)
+		return -ENOMEM;
 	x->def.next_in = (Bytef *)src;
 	x->def.avail_in = (uInt)slen;
-	x->def.next_out = dst;
-	x->def.avail_out = *dlen > UINT_MAX ? UINT_MAX : (uInt)*dlen;
-	rc = deflate(&x->def, Z_FINISH);
-	if (rc == Z_STREAM_END) {
-		*dlen = x->def.total_out;
-		return 0;
-	}
-	/* Z_OK / Z_BUF_ERROR: the stream did not end within the output */
-	return rc == Z_OK || rc == Z_BUF_ERROR ? -ENOSPC : -EINVAL;
+	x->def.next_out = out;
+	x->def.avail_out = (uInt)need;
+	if (deflate(&x->def, Z_FINISH) != Z_STREAM_END)
+		return -EINVAL;
+	if (x->def.total_out > *dlen)
+		return -ENOSPC;
+	if (out != dst)
+		memcpy(dst, out, x->def.total_out);
+	*dlen = x->def.total_out;
+	return 0;
 }
 
 /* ---------------------------------------------------------------------------

@@ -6,11 +6,12 @@
  * format without a size prefix, as the plugin's Python methods (python-lz4,
  * store_size=False) write and read them.
  *
- *   1. the codec - one per Compressor instance: the lz4hc level, kept current
- *   2. lz4       - LZ4_compress_fast_extState at acceleration 1
- *   3. lz4hc     - LZ4_compress_HC_extStateHC at the instance's level
- *   4. decoding  - LZ4_decompress_safe, to exactly dlen bytes (both tables)
- *   5. module    - new(name, level), set_level(capsule, level), level(capsule)
+ *   1. the codec  - one per Compressor instance: the lz4hc level, kept current
+ *   2. contexts   - the encoder's state per thread, and a scratch output
+ *   3. compress   - a fresh stream at acceleration 1 (lz4), as python-lz4 does it,
+ *                   and LZ4_compress_HC_extStateHC at the instance's level (lz4hc)
+ *   4. decompress - LZ4_decompress_safe, to exactly dlen bytes (both tables)
+ *   5. module     - new(name, level), set_level(capsule, level), level(capsule)
  *
  * No function of the tables calls Python; each thread passes a context of its
  * own (the compression state), so they run concurrently without locks.
@@ -42,12 +43,6 @@ static int codec_level(void *codec)
 	return __atomic_load_n(&((struct lz4_codec *)codec)->level, __ATOMIC_RELAXED);
 }
 
-/* An output capacity for the library's int-sized API. */
-static int capacity(size_t dlen)
-{
-	return dlen > INT_MAX ? INT_MAX : (int)dlen;
-}
-
 /* LZ4_COMPRESSBOUND in size_t; 0 for an input LZ4 cannot take. */
 static size_t lz4_bound(void *codec, size_t slen)
 {
@@ -58,63 +53,132 @@ static size_t lz4_bound(void *codec, size_t slen)
 }
 
 /* ---------------------------------------------------------------------------
- * 2. lz4
+ * 2. contexts (both tables)
  * ------------------------------------------------------------------------- */
+
+struct lz4_ctx {
+	void *state;        /* an LZ4_stream_t (lz4) or LZ4_streamHC_t (lz4hc) */
+	unsigned char *out; /* scratch output for a dst shorter than the bound */
+	size_t out_len;
+};
+
+static void lz4_ctx_free(void *codec, void *ctx)
+{
+	struct lz4_ctx *x = ctx;
+
+	(void)codec;
+	if (x == NULL)
+		return;
+	free(x->state);
+	free(x->out);
+	free(x);
+}
+
+static void *ctx_new(size_t state_size)
+{
+	struct lz4_ctx *x = calloc(1, sizeof(*x));
+
+	if (x == NULL)
+		return NULL;
+	x->state = malloc(state_size);
+	if (x->state == NULL) {
+		free(x);
+		return NULL;
+	}
+	return x;
+}
 
 static void *lz4_ctx_create(void *codec)
 {
 	(void)codec;
-	return malloc((size_t)LZ4_sizeofState());
+	return ctx_new((size_t)LZ4_sizeofState());
 }
 
-static void lz4_ctx_free(void *codec, void *ctx)
+static void *lz4hc_ctx_create(void *codec)
 {
 	(void)codec;
-	free(ctx);
+	return ctx_new((size_t)LZ4_sizeofStateHC());
 }
 
-static int lz4_compress(void *codec, void *ctx, const void *src, size_t slen, void *dst,
-			size_t *dlen)
+/* Where to compress to: dst when it holds the bound, else the context's scratch
+ * buffer (so that a short dst fails only when the output really does not fit,
+ * and the output does not depend on the room given). NULL when out of memory. */
+static unsigned char *output(struct lz4_ctx *x, void *dst, size_t dlen, size_t need)
 {
-	int n;
+	unsigned char *out;
 
-	(void)codec;
-	if (slen == 0 || slen > LZ4_MAX_INPUT_SIZE)
-		return -EINVAL;
-	n = LZ4_compress_fast_extState(ctx, src, dst, (int)slen, capacity(*dlen), 1);
+	if (dlen >= need)
+		return dst;
+	if (x->out_len >= need)
+		return x->out;
+	out = realloc(x->out, need);
+	if (out == NULL)
+		return NULL;
+	x->out = out;
+	x->out_len = need;
+	return out;
+}
+
+/* The encoder's result `n` (0: failed) written at `out`, handed to the caller. */
+static int deliver(int n, const unsigned char *out, void *dst, size_t *dlen)
+{
 	if (n <= 0)
-		return -ENOSPC; /* the input is valid: only the output can fail */
+		return -EINVAL; /* with the bound's room, only bad input fails */
+	if ((size_t)n > *dlen)
+		return -ENOSPC;
+	if (out != dst)
+		memcpy(dst, out, (size_t)n);
 	*dlen = (size_t)n;
 	return 0;
 }
 
 /* ---------------------------------------------------------------------------
- * 3. lz4hc
+ * 3. compress: lz4 and lz4hc
+ *
+ * The output is byte for byte the Python path's (python-lz4 on the same liblz4
+ * release), so that both backends store the same sizes: lz4 compresses as a new
+ * stream's first block, as python-lz4 does, rather than with
+ * LZ4_compress_fast_extState, whose hash table for inputs under 64 KiB differs.
  * ------------------------------------------------------------------------- */
 
-static void *lz4hc_ctx_create(void *codec)
+static int lz4_compress(void *codec, void *ctx, const void *src, size_t slen, void *dst,
+			size_t *dlen)
 {
-	(void)codec;
-	return malloc((size_t)LZ4_sizeofStateHC());
+	struct lz4_ctx *x = ctx;
+	size_t need = lz4_bound(codec, slen);
+	unsigned char *out;
+	int n;
+
+	if (slen == 0 || need == 0)
+		return -EINVAL;
+	out = output(x, dst, *dlen, need);
+	if (out == NULL)
+		return -ENOMEM;
+	LZ4_initStream(x->state, (size_t)LZ4_sizeofState()); /* no history: one page alone */
+	n = LZ4_compress_fast_continue(x->state, src, (char *)out, (int)slen, (int)need, 1);
+	return deliver(n, out, dst, dlen);
 }
 
 static int lz4hc_compress(void *codec, void *ctx, const void *src, size_t slen, void *dst,
 			  size_t *dlen)
 {
+	struct lz4_ctx *x = ctx;
 	int level = codec_level(codec); /* read once: one call, one level */
+	size_t need = lz4_bound(codec, slen);
+	unsigned char *out;
 	int n;
 
-	if (slen == 0 || slen > LZ4_MAX_INPUT_SIZE)
+	if (slen == 0 || need == 0)
 		return -EINVAL;
-	n = LZ4_compress_HC_extStateHC(ctx, src, dst, (int)slen, capacity(*dlen), level);
-	if (n <= 0)
-		return -ENOSPC;
-	*dlen = (size_t)n;
-	return 0;
+	out = output(x, dst, *dlen, need);
+	if (out == NULL)
+		return -ENOMEM;
+	n = LZ4_compress_HC_extStateHC(x->state, src, (char *)out, (int)slen, (int)need, level);
+	return deliver(n, out, dst, dlen);
 }
 
 /* ---------------------------------------------------------------------------
- * 4. decoding
+ * 4. decompress (both tables)
  * ------------------------------------------------------------------------- */
 
 /* The safe decoder never writes past dst + dlen and refuses input that does not

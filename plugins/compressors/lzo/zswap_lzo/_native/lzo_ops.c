@@ -4,7 +4,8 @@
  * zswap-core's native path compresses and decompresses pages through this table
  * without the GIL, into its own buffers. The stream is plain LZO1X without a
  * length header, as the plugin's Python methods (python-lzo, header=False) write
- * and read it: level 1 is LZO1X-1 (the kernel's), 2..9 LZO1X-999 at that level.
+ * and read it: level 1 is LZO1X-1 (the kernel's), any level above LZO1X-999, as
+ * python-lzo compresses them (byte for byte the same output, on the same liblzo2).
  * `lzo-rle` is an alias of `lzo` in this project and uses the same table.
  *
  *   1. the codec  - one per Compressor instance: the level, kept current
@@ -37,7 +38,7 @@
  * ------------------------------------------------------------------------- */
 
 struct lzo_codec {
-	int level; /* atomic: 1 = LZO1X-1, 2..9 = LZO1X-999 at that level */
+	int level; /* atomic: 1 = LZO1X-1, 2..9 = LZO1X-999 */
 };
 
 static int codec_level(void *codec)
@@ -142,7 +143,7 @@ static int lzo_compress(void *codec, void *ctx, const void *src, size_t slen, vo
 		wrk = wrk999(x);
 		if (wrk == NULL)
 			return -ENOMEM;
-		rc = lzo1x_999_compress_level(src, slen, out, &out_len, wrk, NULL, 0, NULL, level);
+		rc = lzo1x_999_compress(src, slen, out, &out_len, wrk);
 	} else {
 		rc = lzo1x_1_compress(src, slen, out, &out_len, wrk);
 	}

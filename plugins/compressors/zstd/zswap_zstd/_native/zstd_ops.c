@@ -7,11 +7,11 @@
  * (python-zstandard) write, and any single frame that decodes to exactly the
  * page's length is read back.
  *
- *   1. the codec - one per Compressor instance: the level, kept current
- *   2. contexts  - a ZSTD_CCtx and a ZSTD_DCtx per thread
- *   3. compress  - ZSTD_compress2 at the level of the call
- *   4. decompress- one whole frame, to exactly dlen bytes
- *   5. module    - new(name, level), set_level(capsule, level), level(capsule)
+ *   1. the codec  - one per Compressor instance: the level, kept current
+ *   2. contexts   - a ZSTD_CCtx and a ZSTD_DCtx per thread, a scratch output
+ *   3. compress   - ZSTD_compress2 at the level of the call
+ *   4. decompress - one whole frame, to exactly dlen bytes
+ *   5. module     - new(name, level), set_level(capsule, level), level(capsule)
  *
  * No function of the table calls Python; each thread passes a context of its own.
  *
@@ -59,7 +59,9 @@ static size_t zstd_bound(void *codec, size_t slen)
 struct zstd_ctx {
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
-	int level; /* the level cctx is set to */
+	int level;          /* the level cctx is set to */
+	unsigned char *out; /* scratch output for a dst shorter than the bound */
+	size_t out_len;
 };
 
 /* The frame format of the Python path: no optional header fields. */
@@ -88,6 +90,7 @@ static void zstd_ctx_free(void *codec, void *ctx)
 		return;
 	ZSTD_freeCCtx(x->cctx);
 	ZSTD_freeDCtx(x->dctx);
+	free(x->out);
 	free(x);
 }
 
@@ -124,17 +127,45 @@ static int cctx_level(struct zstd_ctx *x, int level)
 	return 0;
 }
 
+/* Where to compress to: dst when it holds the bound, else the context's scratch
+ * buffer (so that a short dst fails only when the output really does not fit,
+ * and the frame does not depend on the room given). NULL when out of memory. */
+static unsigned char *output(struct zstd_ctx *x, void *dst, size_t dlen, size_t need)
+{
+	unsigned char *out;
+
+	if (dlen >= need)
+		return dst;
+	if (x->out_len >= need)
+		return x->out;
+	out = realloc(x->out, need);
+	if (out == NULL)
+		return NULL;
+	x->out = out;
+	x->out_len = need;
+	return out;
+}
+
 static int zstd_compress(void *codec, void *ctx, const void *src, size_t slen, void *dst,
 			 size_t *dlen)
 {
 	struct zstd_ctx *x = ctx;
+	size_t need = zstd_bound(codec, slen);
+	unsigned char *out;
 	size_t n;
 
-	if (slen == 0 || cctx_level(x, codec_level(codec)) < 0)
+	if (slen == 0 || need == 0 || cctx_level(x, codec_level(codec)) < 0)
 		return -EINVAL;
-	n = ZSTD_compress2(x->cctx, dst, *dlen, src, slen);
+	out = output(x, dst, *dlen, need);
+	if (out == NULL)
+		return -ENOMEM;
+	n = ZSTD_compress2(x->cctx, out, need, src, slen);
 	if (ZSTD_isError(n))
-		return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EINVAL;
+		return ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation ? -ENOMEM : -EINVAL;
+	if (n > *dlen)
+		return -ENOSPC;
+	if (out != dst)
+		memcpy(dst, out, n);
 	*dlen = n;
 	return 0;
 }
