@@ -15,6 +15,13 @@ driver contract then runs against it::
 A compressor with a ``level`` module parameter can also subclass
 :class:`LevelParameterTests`.
 
+A compressor that exports C codec ops (``codec_ops``, see ``zswap_ops.h``) has them
+checked too, through ``zswap_core._core.CodecOps`` and directly: both directions
+between the C functions and the Python methods, bad input, the bound, short output
+buffers, threads, the level, and withholding from Python overrides. A driver that
+declares no ``codec_ops`` passes those tests (there is nothing to check); one whose
+instance returns None (its extension is not built) skips them, saying so.
+
 For detailed assertion messages from the kit's own code, add to your ``conftest.py``
 (before anything imports the kit)::
 

@@ -304,7 +304,9 @@ def run_threads(
 # -- zswap -------------------------------------------------------------------------------
 
 
-def _new_zswap(registry: Registry, page_size: int, compressor: str, zpool: str) -> Zswap:
+def _new_zswap(
+    registry: Registry, page_size: int, compressor: str, zpool: str, backend: str | None = None
+) -> Zswap:
     z = Zswap(
         registry=registry,
         page_size=page_size,
@@ -312,6 +314,7 @@ def _new_zswap(registry: Registry, page_size: int, compressor: str, zpool: str) 
         compressor=compressor,
         zpool=zpool,
         checksums_enabled=True,
+        backend=backend,
     )
     pools = z.pools
     assert pools and (pools[0].compressor, pools[0].zpool) == (compressor, zpool), (
@@ -413,6 +416,7 @@ def zswap_threads_check(
     threads: int = 3,
     rounds: int = 40,
     seed: int = 0,
+    interleave_backend: str | None = None,
 ) -> None:
     """Threads store, load and invalidate their own offsets through one Zswap.
 
@@ -420,10 +424,16 @@ def zswap_threads_check(
     plugin's): one thread's stores, loads and invalidations stop before every bytecode
     of the plugin, and at each stop another thread stores, loads or invalidates pages of
     another swap type in the same pool. Then ``threads`` free-running threads.
+
+    ``interleave_backend``: the Zswap backend of the forced part (None: the default).
+    A compressor with C codec ops passes ``"python"``: the native backend calls its C
+    functions, and no Python code of the plugin would run to stop in.
     """
     if plugin_code is not None:
         with watch_locks():  # every lock made meanwhile (the core's, the plugins'), the kit sees
-            _zswap_interleaved(registry, compressor, zpool, page_size, plugin_code, seed)
+            _zswap_interleaved(
+                registry, compressor, zpool, page_size, plugin_code, seed, interleave_backend
+            )
     z = _new_zswap(registry, page_size, compressor, zpool)
     try:
         z.init(1)
@@ -461,8 +471,9 @@ def _zswap_interleaved(
     page_size: int,
     plugin_code: Callable[[CodeType], bool],
     seed: int,
+    backend: str | None = None,
 ) -> None:
-    z = _new_zswap(registry, page_size, compressor, zpool)
+    z = _new_zswap(registry, page_size, compressor, zpool, backend)
     try:
         z.init(1)
         z.init(2)

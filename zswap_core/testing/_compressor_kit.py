@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -12,6 +13,13 @@ import pytest
 from .._compressor import Compressor
 from .._params import ModuleParams
 from .._registry import LoadedModule
+from ._codec_ops import (
+    COMPRESS_ERRORS,
+    DECOMPRESS_ERRORS,
+    RawCodecOps,
+    codec_ops_of,
+    declares_codec_ops,
+)
 from ._common import (
     BUNDLED_COMPRESSORS,
     BUNDLED_ZPOOLS,
@@ -21,6 +29,7 @@ from ._common import (
     first_available,
     kit_registry,
     load_driver,
+    page_mix,
     run_threads,
     sample_pages,
     zswap_switch_check,
@@ -50,7 +59,8 @@ class CompressorConformance:
     The driver is looked up like ``zswap_core.crypto_has_comp`` does (the tests skip,
     saying why, when it is not installed); set ``compressor_class`` to test a class
     directly. Codec tests run at each of ``page_sizes``, the Zswap tests at each of
-    ``zswap_page_sizes``.
+    ``zswap_page_sizes``. The ``test_codec_ops_*`` tests check a driver's C codec ops
+    when it declares ``codec_ops`` (and pass when it does not).
     """
 
     #: The compressor's name (its entry point in ``zswap.compressors``).
@@ -484,6 +494,222 @@ class CompressorConformance:
                 mp.set(p.name, value, boot=True)
                 self.round_trip(self.new_compressor(mp), page, f"{p.name}={value!r}")
 
+    # -- C codec ops (codec_ops, zswap_ops.h) --------------------------------------------
+    # A driver that declares no codec_ops has nothing to check here: these tests pass.
+    # One whose instance returns None (its C extension is not built) skips them.
+
+    def codec_ops(self, comp: Compressor) -> Any:
+        """``zswap_core._core.CodecOps`` over the instance's ``codec_ops``, or None."""
+        return codec_ops_of(comp, self.module.name)
+
+    def codec_ops_pages(self, page_size: int) -> list[tuple[str, bytes]]:
+        pages = list(sample_pages(page_size, self.seed).items())
+        mix = page_mix(12, page_size, self.seed + 3)
+        return pages + [(f"mixed page {i}", page) for i, page in enumerate(mix)]
+
+    def test_codec_ops_round_trip(self, page_size: int) -> None:
+        """The C ops read their own output and the Python methods', and the methods read
+        theirs: one stream format, both ways; every output within ``bound(page_size)``."""
+        comp = self.new_compressor()
+        ops = self.codec_ops(comp)
+        if ops is None:
+            return
+        bound = ops.bound(page_size)
+        limit = min(2 * page_size, self.compressed_size_bound(page_size))
+        for kind, page in self.codec_ops_pages(page_size):
+            c = ops.compress(page)
+            assert 0 < len(c) <= bound, (
+                f"the C ops compressed a {kind} page to {len(c)} bytes; bound() says {bound}"
+            )
+            assert len(c) <= limit, f"the C ops compressed a {kind} page to {len(c)} bytes"
+            assert ops.decompress(c, page_size) == page, (
+                f"a {kind} page compressed by the C ops came back wrong from them"
+            )
+            try:
+                out = comp.decompress(c, page_size)
+            except Exception as exc:
+                raise AssertionError(
+                    f"decompress() (Python) refused the C ops' output for a {kind} page "
+                    f"({exc!r}): not the same stream format"
+                ) from exc
+            assert out == page, (
+                f"decompress() (Python) of the C ops' output for a {kind} page returned "
+                f"{len(out)} bytes{' that differ' if len(out) == page_size else ''}"
+            )
+            p = self.compressed(comp, page, kind)
+            assert len(p) <= bound, (
+                f"compress() (Python) gave {len(p)} bytes for a {kind} page, over the C "
+                f"ops' bound() of {bound}"
+            )
+            try:
+                out = ops.decompress(p, page_size)
+            except ValueError as exc:
+                raise AssertionError(
+                    f"the C ops refused compress()'s (Python) output for a {kind} page "
+                    f"({exc}): not the same stream format"
+                ) from exc
+            assert out == page, (
+                f"the C ops decoded compress()'s (Python) output for a {kind} page wrongly"
+            )
+
+    def test_codec_ops_bound(self, page_size: int) -> None:
+        """``bound(n)`` covers incompressible pages (and is at least ``n``)."""
+        comp = self.new_compressor()
+        ops = self.codec_ops(comp)
+        if ops is None:
+            return
+        bound = ops.bound(page_size)
+        assert bound >= page_size, f"bound({page_size}) is {bound}"
+        assert ops.bound(2 * page_size) >= bound, "bound() is not monotonic"
+        rng = random.Random(self.seed + 5)
+        for i in range(8):
+            c = ops.compress(rng.randbytes(page_size))
+            assert len(c) <= bound, f"random page {i}: {len(c)} bytes of output, bound {bound}"
+
+    def test_codec_ops_refuse_bad_input(self, page_size: int) -> None:
+        """Cut-off, extended and empty input, and a wrong ``dlen``, raise ValueError;
+        garbage raises as through the Python methods; flipped bits raise or decode to
+        exactly ``dlen`` bytes."""
+        comp = self.new_compressor()
+        ops = self.codec_ops(comp)
+        if ops is None:
+            return
+
+        def refused(data: bytes, dlen: int, what: str) -> None:
+            try:
+                out = ops.decompress(data, dlen)
+            except ValueError:
+                return
+            raise AssertionError(
+                f"the C ops decoded {what} to {len(out)} bytes instead of refusing it"
+                + (" (the page itself!)" if len(out) == page_size else "")
+            )
+
+        refused(b"", page_size, "empty input")
+        for kind, page in sample_pages(page_size, self.seed).items():
+            c = ops.compress(page)
+            n = len(c)
+            for cut in sorted({k for k in (1, 2, n // 3, n // 2, n - 2, n - 1) if 0 < k < n}):
+                refused(c[:cut], page_size, f"a {kind} page's output cut to {cut} of {n} bytes")
+            for tail in (b"\0", b"garbage", c):
+                refused(c + tail, page_size, f"a {kind} page's output + {len(tail)} bytes")
+            for dlen in (page_size - 1, page_size + 1):
+                refused(c, dlen, f"a {page_size}-byte {kind} page with dlen={dlen}")
+            assert ops.decompress(c, page_size) == page, (
+                f"after refusing bad input, the C ops no longer decode the {kind} page"
+            )
+        rng = random.Random(self.seed + page_size)
+        for n in (1, 7, 64, page_size // 2, page_size, 2 * page_size):
+            refused(rng.randbytes(n), page_size, f"{n} random bytes")
+        for n in (7, 64, page_size):
+            refused(b"\xff" * n, page_size, f"{n} 0xff bytes")
+        samples = sample_pages(page_size, self.seed)
+        for kind, count in (("text", 20), ("heap", 100), ("random", 20)):
+            c = ops.compress(samples[kind])
+            for _ in range(count):
+                bad = bytearray(c)
+                for _ in range(rng.randint(1, 4)):
+                    bad[rng.randrange(len(bad))] ^= 1 << rng.randrange(8)
+                try:
+                    out = ops.decompress(bytes(bad), page_size)
+                except ValueError:
+                    continue
+                assert len(out) == page_size, (
+                    f"the C ops decoded a {kind} page's output with flipped bits to "
+                    f"{len(out)} bytes"
+                )
+
+    def test_codec_ops_caller_buffers(self, page_size: int) -> None:
+        """The functions themselves, on buffers with guard bytes around them: compress()
+        into a short buffer returns ``-ENOSPC`` (or output that fits), never writing past
+        it; decompress() of bad input returns ``-EINVAL`` and writes only its ``dlen``
+        bytes."""
+        comp = self.new_compressor()
+        if self.codec_ops(comp) is None:
+            return
+        raw = RawCodecOps(comp.codec_ops)
+        try:
+            bound = raw.bound(page_size)
+            for kind, page in sample_pages(page_size, self.seed).items():
+                rc, c = raw.compress(page, bound, f"compress() of a {kind} page")
+                assert rc == 0, f"compress() of a {kind} page into bound() bytes returned {rc}"
+                n = len(c)
+                for cap in sorted({0, 1, n // 2, n - 1, n}):
+                    what = f"compress() of a {kind} page ({n} bytes) into {cap} bytes"
+                    rc, out = raw.compress(page, cap, what)
+                    if rc == 0:
+                        assert raw.decompress(out, page_size, what)[1] == page, (
+                            f"{what} returned output that does not decode to the page"
+                        )
+                    else:
+                        assert rc == -errno.ENOSPC and cap < n, (
+                            f"{what} returned {COMPRESS_ERRORS.get(rc, rc)}"
+                            + (", not ENOSPC" if cap < n else ", though the output fits")
+                        )
+                what = f"decompress() of a {kind} page"
+                assert raw.decompress(c, page_size, what) == (0, page), f"{what} failed"
+                for data, dlen, bad in (
+                    (c[: n // 2], page_size, "cut in half"),
+                    (c + b"\0", page_size, "with a byte appended"),
+                    (c, page_size - 1, "into one byte less"),
+                    (c, 1, "into one byte"),
+                    (c, 0, "into no bytes"),
+                    (b"", page_size, "of no input"),
+                ):
+                    rc, _out = raw.decompress(data, dlen, f"{what} {bad}")
+                    assert rc in DECOMPRESS_ERRORS, f"{what} {bad} returned {rc}, not -EINVAL"
+        finally:
+            raw.close()
+
+    def test_codec_ops_threads(self, page_size: int) -> None:
+        """``threads`` threads share one binding (the GIL released in every call) and
+        each gets what one thread alone gets."""
+        comp = self.new_compressor()
+        ops = self.codec_ops(comp)
+        if ops is None:
+            return
+        inputs = [
+            list(sample_pages(page_size, self.seed * 17 + t).values()) for t in range(self.threads)
+        ]
+        expected = [[ops.compress(page) for page in pages] for pages in inputs]
+
+        def work(t: int) -> None:
+            for r in range(3):
+                for i, (page, want) in enumerate(zip(inputs[t], expected[t], strict=True)):
+                    c = ops.compress(page)
+                    assert c == want, (
+                        f"thread {t} round {r}: the C ops compressed page {i} differently "
+                        "than on one thread (a context shared between threads?)"
+                    )
+                    assert ops.decompress(c, page_size) == page, (
+                        f"thread {t} round {r}: page {i} came back wrong from the C ops"
+                    )
+
+        run_threads(self.threads, work)
+
+    def test_codec_ops_withheld_from_overrides(self) -> None:
+        """A subclass that overrides compress() or decompress() in Python gets no C ops:
+        the native core would call the C functions and bypass the override."""
+        if not declares_codec_ops(self.driver):
+            return
+        base = self.driver
+
+        class OverridesCompress(base):  # type: ignore[valid-type, misc]
+            def compress(self, src: Buffer) -> bytes:
+                return super().compress(src)  # type: ignore[no-any-return]
+
+        class OverridesDecompress(base):  # type: ignore[valid-type, misc]
+            def decompress(self, src: Buffer, dlen: int) -> bytes:
+                return super().decompress(src, dlen)  # type: ignore[no-any-return]
+
+        for cls in (OverridesCompress, OverridesDecompress):
+            comp = cls(self.module.params)
+            self._instances.append(comp)
+            assert comp.codec_ops is None, (
+                f"a subclass of {base.__name__} that {cls.__name__.lower()} still exports "
+                "codec_ops: the native core would bypass the override"
+            )
+
     # -- inside Zswap --------------------------------------------------------------------
     def kit_registry(self) -> KitRegistry:
         return kit_registry(self.module)
@@ -521,4 +747,7 @@ class CompressorConformance:
             page_size=zswap_page_size,
             plugin_code=driver_code(self.driver, exclude=(Compressor,)),
             seed=self.seed,
+            # with C codec ops the native backend never runs the driver's Python code:
+            # the forced interleavings go through the Python backend, which does
+            interleave_backend="python" if declares_codec_ops(self.driver) else None,
         )

@@ -14,6 +14,7 @@ import pytest
 from .._compressor import Compressor
 from .._errors import ParamError, PluginError
 from .._registry import LoadedModule, Registry, default_registry
+from ._codec_ops import codec_ops_of
 from ._common import run_threads, sample_pages
 from ._interleave import Interleaver, driver_code, watch_locks
 
@@ -225,3 +226,92 @@ class LevelParameterTests:
         finally:
             stop.set()
             thread.join()
+
+    # -- C codec ops -------------------------------------------------------------------
+    # Nothing to check (the tests pass) for a driver that declares no codec_ops; they
+    # skip when its instance has none (its C extension is not built).
+
+    def test_codec_ops_follow_level(self) -> None:
+        """The C ops compress at the level the module parameter has now: a change
+        reaches an existing instance's ops on their next call, a new instance starts
+        at the current value, and every level's output decodes (C and Python)."""
+        params, p = self.module.params, self.parameter
+        comp = self.new_compressor()
+        ops = codec_ops_of(comp, self.compressor_name)
+        if ops is None:
+            return
+        page = sample_pages(65536, self.seed)["heap"]
+        params[p] = self.fast_level
+        fast = ops.compress(page)
+        params[p] = self.small_level
+        small = ops.compress(page)
+        assert small != fast, (
+            f"the C ops at {p}={self.small_level} give the output of {self.fast_level}: "
+            "does the parameter reach them?"
+        )
+        assert len(small) < len(fast), (
+            f"the C ops at {p}={self.small_level} gave {len(small)} bytes, at "
+            f"{self.fast_level} {len(fast)}"
+        )
+        later = self.new_compressor()
+        try:
+            at_small = codec_ops_of(later, self.compressor_name).compress(page)
+            assert at_small == small, (
+                f"an instance made at {p}={self.small_level} compresses in C as at another level"
+            )
+        finally:
+            later.close()
+        params[p] = self.fast_level
+        assert ops.compress(page) == fast, f"back at {p}={self.fast_level}: other output"
+        for data in (fast, small):
+            assert ops.decompress(data, 65536) == page
+            assert comp.decompress(data, 65536) == page
+        comp.close()
+
+    def test_codec_ops_threads_while_level_changes(self) -> None:
+        """Threads compress through the C ops (GIL released) while another flips the
+        level: every output decodes and is one level's output, whole (a level read
+        once per call)."""
+        params, p = self.module.params, self.parameter
+        comp = self.new_compressor()
+        ops = codec_ops_of(comp, self.compressor_name)
+        if ops is None:
+            return
+        levels = (self.fast_level, self.small_level, self.default)
+        page_size = 16384
+        inputs = [sample_pages(page_size, self.seed + t)["text"] for t in range(3)]
+        outputs: list[set[bytes]] = []
+        for page in inputs:
+            at_levels = set()
+            for level in levels:
+                params[p] = level
+                at_levels.add(ops.compress(page))
+            outputs.append(at_levels)
+        stop = threading.Event()
+
+        def flipper() -> None:
+            i = 0
+            while not stop.is_set():
+                params[p] = levels[i % len(levels)]
+                i += 1
+                time.sleep(0.0002)
+
+        def work(t: int) -> None:
+            for _ in range(20):
+                data = ops.compress(inputs[t])
+                assert ops.decompress(data, page_size) == inputs[t], (
+                    f"a page the C ops compressed while {p} changed does not decompress"
+                )
+                assert data in outputs[t], (
+                    f"a page the C ops compressed while {p} changed is the output of none "
+                    f"of the levels {levels}"
+                )
+
+        thread = threading.Thread(target=flipper, name="kit-level-flipper")
+        thread.start()
+        try:
+            run_threads(3, work)
+        finally:
+            stop.set()
+            thread.join()
+        comp.close()
