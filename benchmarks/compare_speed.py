@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
 """Wall time of ``zswap compare --pid`` on 100 MiB of a real process's memory.
 
-    python benchmarks/compare_speed.py [--baseline-zswap PATH] [--zswap PATH]
+    python benchmarks/compare_speed.py [--baseline-zswap PATH] [--zswap PATH] [--serial]
                                        [--pages N] [--heap-mib M] [-- EXTRA COMPARE ARGS]
 
 Starts a Python process that builds a realistic heap (dicts of records, English-like
 text, lists of numbers, byte strings of varied entropy; about ``--heap-mib`` MiB of
 RSS) and sleeps; runs ``zswap compare --pid PID --pages N --json`` on it with the
 current ``zswap`` (this tree's venv by default) and, if given, a baseline one (e.g. a
-clone at an older commit with its own ``python3 dev.py setup``). Both read the same
-process, which does not change while it sleeps. Prints each wall time, the speedup,
-and whether the non-timing results (everything but ``store_us``/``load_us``) agree.
-Page contents are never printed.
+clone at an older commit with its own ``python3 dev.py setup``), and with ``--serial``
+the current one with ``--jobs 1`` too. All read the same process, which does not
+change while it sleeps. Prints each run's wall and CPU time (its own and its workers'),
+the speedup of the current run over the others, and whether the non-timing results
+(everything but ``store_us``/``load_us``) agree. Page contents are never printed.
+
+On a machine shared with other work the wall times say little: the load average
+before each run is printed beside it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -44,7 +49,7 @@ def build_heap(mib: int, seed: int = 1) -> list[Any]:
 
     rnd = random.Random(seed)
     keep: list[Any] = []
-    unit = mib / 150  # the shares below add up to about 150 MiB
+    unit = mib / 230  # the shares below come to about 230 MiB of RSS
     # records: dicts with short strings, ints, floats, small lists (about 60 MiB)
     records = []
     for i in range(int(200_000 * unit)):
@@ -98,14 +103,20 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-def run_compare(zswap: str, pid: int, pages: int, extra: list[str]) -> tuple[float, dict[str, Any]]:
+def run_compare(
+    zswap: str, pid: int, pages: int, extra: list[str]
+) -> tuple[float, float, dict[str, Any]]:
+    """(wall seconds, CPU seconds of it and its workers, the JSON output) of one run."""
     cmd = [zswap, "compare", "--pid", str(pid), "--pages", str(pages), "--json", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if r.returncode != 0:
         raise SystemExit(f"{zswap} compare failed ({r.returncode}): {r.stderr.strip()}")
-    return wall, json.loads(r.stdout)
+    return wall, cpu, json.loads(r.stdout)
 
 
 def non_timing(out: dict[str, Any]) -> dict[str, Any]:
@@ -136,8 +147,18 @@ def main() -> int:
     ap.add_argument(
         "--zswap", default=str(ROOT / ".venv" / "bin" / "zswap"), help="the current zswap script"
     )
+    ap.add_argument(
+        "--serial", action="store_true", help="also run the current zswap with --jobs 1"
+    )
     ap.add_argument("--pages", type=int, default=25600, help="pages to compare (default 100 MiB)")
-    ap.add_argument("--heap-mib", type=int, default=150, help="size of the process's heap")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run each version this many times, alternating; the fastest run of each counts",
+    )
+    ap.add_argument("--save", metavar="DIR", help="write each run's JSON output into DIR")
+    ap.add_argument("--heap-mib", type=int, default=150, help="RSS of the process, about")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("extra", nargs="*", help="more `zswap compare` arguments (after --)")
     args = ap.parse_args()
@@ -155,26 +176,48 @@ def main() -> int:
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise SystemExit("the heap process did not start")
-        print(f"process {proc.pid}: {_rss_mib(proc.pid):.0f} MiB RSS; compare --pages {args.pages}")
-        runs: dict[str, tuple[float, dict[str, Any]]] = {}
+        rss = _rss_mib(proc.pid)
+        print(f"process {proc.pid}: {rss:.0f} MiB RSS; zswap compare --pages {args.pages}")
+        plan = []
         if args.baseline_zswap:
-            runs["baseline"] = run_compare(args.baseline_zswap, proc.pid, args.pages, args.extra)
-            print(f"baseline: {runs['baseline'][0]:.1f} s  ({args.baseline_zswap})", flush=True)
-        runs["current"] = run_compare(args.zswap, proc.pid, args.pages, args.extra)
-        print(f"current:  {runs['current'][0]:.1f} s  ({args.zswap})", flush=True)
-        print(f"source:   {runs['current'][1]['source']}")
-        if "baseline" not in runs:
-            return 0
-        base, cur = runs["baseline"], runs["current"]
-        print(f"speedup:  {base[0] / cur[0]:.2f}x")
-        diffs = differences(non_timing(base[1]), non_timing(cur[1]))
-        if diffs:
-            print(f"non-timing results differ ({len(diffs)}):")
-            for d in diffs[:20]:
-                print(f"  {d}")
-            return 1
-        print(f"non-timing results: equal ({len(cur[1]['results'])} pairs)")
-        return 0
+            plan.append(("baseline", args.baseline_zswap, args.extra))
+        if args.serial:
+            plan.append(("current --jobs 1", args.zswap, [*args.extra, "--jobs", "1"]))
+        plan.append(("current", args.zswap, args.extra))
+        runs: dict[str, tuple[float, float, dict[str, Any]]] = {}
+        for rnd in range(args.rounds):
+            for name, zswap, extra in plan:
+                load = os.getloadavg()[0]
+                run = run_compare(zswap, proc.pid, args.pages, extra)
+                if name not in runs or run[0] < runs[name][0]:
+                    runs[name] = run
+                print(
+                    f"{name + ':':<18}{run[0]:7.1f} s wall, {run[1]:6.1f} s CPU "
+                    f"(load average before: {load:.1f})  {zswap}",
+                    flush=True,
+                )
+                if args.save:
+                    out = Path(args.save) / f"{name.replace(' ', '').replace('-', '')}-{rnd}.json"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(json.dumps(run[2], indent=1))
+        if args.rounds > 1:
+            for name, run in runs.items():
+                print(f"{name + ':':<18}{run[0]:7.1f} s wall at best")
+        print(f"source: {runs['current'][2]['source']}")
+        ok = True
+        for name in ("baseline", "current --jobs 1"):
+            if name not in runs:
+                continue
+            print(f"speedup over {name}: {runs[name][0] / runs['current'][0]:.2f}x")
+            diffs = differences(non_timing(runs[name][2]), non_timing(runs["current"][2]))
+            if diffs:
+                ok = False
+                print(f"  non-timing results differ from {name} ({len(diffs)}):")
+                for d in diffs[:20]:
+                    print(f"    {d}")
+            else:
+                print(f"  non-timing results equal ({len(runs[name][2]['results'])} pairs)")
+        return 0 if ok else 1
     finally:
         if proc.stdin is not None:
             proc.stdin.close()

@@ -364,8 +364,11 @@ _HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 @contextlib.contextmanager
 def _signals_blocked() -> Iterator[None]:
-    """Block the signals that end a command, so a new worker cannot take one before it
-    has set itself to ignore them (it inherits the mask, through exec too)."""
+    """Block the signals that end a command while a worker starts.
+
+    The worker inherits the mask (through exec too) and unblocks them once it ignores
+    them, so none can reach it before: a fork would otherwise run this process's handler.
+    """
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
@@ -475,8 +478,8 @@ Examples:
     default=None,
     metavar="N",
     help="Worker processes that measure pairs side by side; 1: one pair after another "
-    "in this process.  [default: the CPUs this process may use; a run of a few "
-    "milliseconds stays in this process]",
+    "in this process.  [default: the CPUs this process may use; a run estimated under "
+    "half a second stays in this process]",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option(
@@ -509,7 +512,8 @@ def compare(
     The pairs are measured side by side in --jobs worker processes, each pair from start
     to end in one worker, one pair at a time per worker (so a pair's timings are its
     own); every figure but the timings is the same as with --jobs 1, which measures
-    them one after another in this process.
+    them one after another in this process. Pairs measured side by side share the CPU
+    caches and memory bandwidth: --jobs 1 gives the quietest timings.
     """
     if plot is not None:
         if not plot.strip():
