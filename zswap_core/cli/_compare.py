@@ -222,26 +222,30 @@ def run_compare(
 def _progress(enabled: bool, pair_tasks: list[Task]) -> Callable[[Task | None, Task | None], None]:
     """``show(finished, started)``: ``[k/total] c + zp ...`` on stderr; (None, None) clears."""
     total = len(pair_tasks)
-    state = {"finished": 0, "shown": 0}
+    finished_pairs = 0
+    shown = ""
     running: list[Task] = []
 
     def show(finished: Task | None, started: Task | None) -> None:
+        nonlocal finished_pairs, shown
         if not enabled:
             return
         if finished is not None and finished[0] == "pair":
-            state["finished"] += 1
+            finished_pairs += 1
             running.remove(finished)
         if started is not None and started[0] == "pair":
             running.append(started)
         if finished is None and started is None:
-            text = ""
-        else:
+            running.clear()  # the end
+        text = ""
+        if running:
             names = ", ".join(f"{c} + {zp}" for _, c, zp in running)
-            k = min(total, state["finished"] + 1)
-            text = f"[{k}/{total}] {names} ..."[:78] if names else f"[{k}/{total}] ..."
-        pad = " " * max(0, state["shown"] - len(text))
-        click.echo(f"\r{text}{pad}\r{text}" if text else f"\r{pad}\r", nl=False, err=True)
-        state["shown"] = len(text)
+            text = f"[{min(total, finished_pairs + 1)}/{total}] {names} ..."[:78]
+        if text == shown:
+            return
+        pad = " " * max(0, len(shown) - len(text))
+        click.echo(f"\r{text}{pad}\r{text}", nl=False, err=True)
+        shown = text
 
     return show
 
@@ -335,14 +339,11 @@ def _run_parallel(
                     if status != "ok":
                         raise value
                     results[task] = value
-                    show(task, None)
-                    if queue:
-                        nxt = queue.popleft()
-                        conn.send(nxt)
+                    nxt = queue.popleft() if queue else None
+                    conn.send(nxt)  # None: no more, the worker ends
+                    if nxt is not None:
                         busy[conn] = (proc, nxt)
-                        show(None, nxt)
-                    else:
-                        conn.send(None)  # no more: the worker ends
+                    show(task, nxt)
                 for proc, task in busy.values():
                     if proc.sentinel in ready and not proc.is_alive():
                         raise _died(proc, task)
