@@ -307,3 +307,48 @@ def test_jobs_is_documented_and_checked() -> None:
         assert r.returncode == 2
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "--jobs" in lines[0], r.stderr
+
+
+def test_default_jobs_keeps_a_tiny_run_here_and_spreads_a_big_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without --jobs: a run of a few pages stays in this process; a long one uses the CPUs,
+    with the tasks handed out longest first."""
+    from zswap_core.cli import _compare
+    from zswap_core.workload import SyntheticSource
+
+    calls: list[tuple[list[tuple[str, str, str]], int]] = []
+
+    def fake_parallel(tasks: Any, pages: Any, repeats: Any, workers: int, show: Any) -> Any:
+        calls.append((list(tasks), workers))
+        return {t: _compare._run_task(t, pages[:4], 1) for t in tasks}
+
+    monkeypatch.setattr(_compare, "_run_parallel", fake_parallel)
+    monkeypatch.setattr(_compare, "usable_cpus", lambda: 4)
+    src = SyntheticSource(1)
+    few = [src.page(i) for i in range(8)]
+    rows = _compare.run_compare(["lz4"], ["zbud"], few, 1)
+    assert not calls and len(rows) == 1 and rows[0]["stored_pages"] > 0
+    # an estimate is all that decides: pretend each page costs a tenth of a second
+    monkeypatch.setattr(
+        _compare,
+        "_estimated_costs",
+        lambda cs, zs, pages, repeats: {
+            **{("ratio", c, ""): 1e5 * len(pages) for c in cs},
+            **{("pair", c, z): (3e5 if c == "zstd" else 2e5) * len(pages) for c in cs for z in zs},
+        },
+    )
+    rows = _compare.run_compare(["lz4", "zstd"], ["zbud"], few, 1)
+    assert len(calls) == 1
+    tasks, workers = calls[0]
+    assert workers == 4
+    assert tasks == [
+        ("pair", "zstd", "zbud"),
+        ("pair", "lz4", "zbud"),
+        ("ratio", "lz4", ""),
+        ("ratio", "zstd", ""),
+    ]
+    assert [(r["compressor"], r["zpool"]) for r in rows] == [("lz4", "zbud"), ("zstd", "zbud")]
+    calls.clear()
+    _compare.run_compare(["lz4"], ["zbud"], few, 1, jobs=1)
+    assert not calls  # --jobs 1: always here
