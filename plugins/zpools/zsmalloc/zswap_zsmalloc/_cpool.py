@@ -3,7 +3,10 @@
 A thin shell over ``zswap_zsmalloc._zsmalloc.Pool``. The per-object methods (malloc,
 free, map, unmap, read, write, alloc_write) are the C pool's own bound methods, set
 on the instance, so a call costs no Python frame; the rest delegate. ``zpool_ops``
-gives zswap-core's native path the C ops table (``zswap_ops.h``).
+gives zswap-core's native path the C ops table (``zswap_ops.h``): version 2 with
+``ZSWAP_ZPOOL_NOGIL``, so the core calls it without the GIL, from several threads at
+once. The C pool locks per size class (the lock design is at the top of
+``_native/zsmalloc.c``); ``compact()`` runs without the GIL too.
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ class NativeZsmalloc(Zsmalloc):
     @property
     def zpool_ops(self) -> object:
         """A PyCapsule ``"zswap.zpool_ops"``: the C ops table, with this pool as context.
+
+        Version 2, flags ``ZSWAP_ZPOOL_NOGIL``: alloc_write, read and free may be called
+        without the GIL, concurrently.
 
         Not offered when a subclass overrides a per-object method: zswap-core would
         call the C functions and skip the override.
