@@ -105,6 +105,7 @@ VALID: dict[tuple[str, str], frozenset[str] | str] = {
     ("compare", "zpools"): frozenset(),
     ("compare", "pages"): frozenset(),
     ("compare", "repeats"): frozenset(),
+    ("compare", "jobs"): frozenset(),
     ("compare", "seed"): frozenset({"0"}),
     ("compare", "source"): frozenset(),
     ("compare", "files"): frozenset(),

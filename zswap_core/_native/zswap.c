@@ -1204,6 +1204,10 @@ static int store_native(CoreObject *c, struct zswap_tree *t, int pid, struct zsw
 	uint64_t handle = 0;
 	uint32_t stamp = 0;
 	int rc = -ENOMEM;
+	/* Read while our reference holds the slot: once the entry is in the tree, the
+	 * reference is the entry's, and writeback may free it and its pool (clearing
+	 * the slot) before we have the GIL back. */
+	const int nogil = s->nogil;
 
 	w->stat = 0;
 	w->inserted = -1;
@@ -1215,7 +1219,7 @@ static int store_native(CoreObject *c, struct zswap_tree *t, int pid, struct zsw
 	rc = codec_compress(zc, w->page, page_size, buf, &dlen);
 	if (rc != 0) {
 		w->stat = ST_REJECT_COMPRESS_FAIL;
-	} else if (s->nogil) {
+	} else if (nogil) {
 		w->stat = store_alloc_ops(s, buf, dlen, &handle);
 		if (w->stat == 0) {
 			stamp = next_stamp(c);
@@ -1228,8 +1232,8 @@ static int store_native(CoreObject *c, struct zswap_tree *t, int pid, struct zsw
 		}
 	}
 	Py_END_ALLOW_THREADS
-	if (rc != 0 || s->nogil)
-		return 0;
+	if (rc != 0 || nogil)
+		return 0; /* done: the slot may be gone by now */
 
 	/* An allocator that needs the GIL: its C ops with it, or its Python methods. */
 	if (s->ops != NULL) {
