@@ -67,6 +67,13 @@ THREAD_TESTS = (
     "tests/test_native_core.py::test_the_pin_goes_when_the_handler_raises_a_base_exception",
     "tests/test_native_core.py::test_hooks_can_call_back_into_the_same_zswap",
     "tests/test_backend_differential.py",
+    # the GIL-free paths: forced interleavings inside the codec, threads on two cores
+    # against a model, the C zsmalloc's pthreads without the GIL, the codec ops' threads
+    "tests/test_native_nogil.py",
+    "tests/test_native_threads.py",
+    "tests/test_native_fuzz.py",
+    "plugins/zpools/zsmalloc/tests/test_zsmalloc_threads.py",
+    "tests/test_codec_ops_plugins.py",
     # the core, the swap layer and the registry
     "tests/test_zswap_core.py::test_params_switch_at_every_line_of_store_load_invalidate",
     "tests/test_zswap_core.py::test_store_load_invalidate_at_every_line_of_a_switch",
