@@ -165,21 +165,24 @@ class DictCodec(Contender):
 
 
 def codec_floor(codec: str) -> DictCodec | None:
-    """The floor of ``codec`` ("lz4-system", "zstd", "lzo", "deflate"), or None."""
-    if codec == "lz4-system":
+    """The floor of ``codec`` ("zstd", "lzo", "deflate"; "<name>-system": through the
+    plugin's C ops, on the system library), or None."""
+    if codec.endswith("-system"):
+        name = codec.removesuffix("-system")
         try:
-            from zswap_lz4 import LZ4
-
+            from zswap_core import default_registry
             from zswap_core._core import CodecOps
         except ImportError:
             return None
-        cap = LZ4().codec_ops
+        mod = default_registry().request("compressor", name)
+        cap = mod.driver(mod.params).codec_ops if mod is not None else None
         if cap is None:
             return None
         ops = CodecOps(cap)
+        lib = {"lz4": "liblz4", "zstd": "libzstd", "lzo": "liblzo2", "deflate": "zlib"}[name]
         return DictCodec(
-            "dict+lz4 (system liblz4)",
-            "dict of the lz4 plugin's C ops output (the system liblz4), called from Python",
+            f"dict+{name} (system {lib})",
+            f"dict of the {name} plugin's C ops output (the system {lib}), called from Python",
             ops.compress,
             ops.decompress,
         )
@@ -204,7 +207,7 @@ def codec_floor(codec: str) -> DictCodec | None:
         return DictCodec(
             "dict+lzo",
             "dict of lzo.compress(page, 1, False) output (python-lzo, LZO1X-1)",
-            functools.partial(lzo.compress, level=1, header=False),
+            lambda page: lzo.compress(page, 1, False),
             lambda src, n: lzo.decompress(src, False, n),
         )
     if codec == "deflate":

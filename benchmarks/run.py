@@ -213,16 +213,19 @@ def run(pages_n: int, repeats: int, seed: int, quick: bool, say: Any) -> dict[st
             codecs[codec] = {"skipped": "not installed"}
             continue
         mine = ZswapRAM("zsmalloc", compressor=codec)
-        res = _bench.run_interleaved(
-            [(floor, 0), (mine, 0)], pages, repeats, progress=lambda m: say(f"    {m}")
-        )
-        f, o = res
+        same_lib = codec_floor(f"{codec}-system")
+        field = [(floor, 0), (mine, 0)] + ([(same_lib, 0)] if same_lib is not None else [])
+        res = _bench.run_interleaved(field, pages, repeats, progress=lambda m: say(f"    {m}"))
+        f, o = res[0], res[1]
         codecs[codec] = {
             "results": _results_dict(res),
             "store_vs_floor": _bench.ratio(f.store, o.store),
             "load_vs_floor": _bench.ratio(f.load, o.load),
             "codec_backend": o.info.get("codec_backend", ""),
         }
+        if same_lib is not None:
+            codecs[codec]["store_vs_floor_same_lib"] = _bench.ratio(res[2].store, o.store)
+            codecs[codec]["load_vs_floor_same_lib"] = _bench.ratio(res[2].load, o.load)
     report["codecs"] = codecs
 
     # 2. two threads ------------------------------------------------------------------
@@ -394,7 +397,7 @@ def human(report: dict[str, Any]) -> str:
     out.append("  (a refused page is not held, as in the kernel: its load is a miss)")
     rows = [["ours", "store vs floor", "load vs floor", "store vs zict", "load vs zict"]]
     for key, r in report["single_thread_ratios"].items():
-        if key in ("zict_vs_floor", "native_vs_python"):
+        if key in ("zict_vs_floor", "native_vs_python", "system_lz4_vs_floor"):
             continue
         rows.append(
             [
@@ -409,6 +412,13 @@ def human(report: dict[str, Any]) -> str:
     rows.append(["(zict LRU)", _rat(zf["store"]), _rat(zf["load"]), "", ""])
     out.append("")
     out.append(_table(rows, {1, 2, 3, 4}))
+    main_r = report["single_thread_ratios"]["lz4+zsmalloc"]
+    sl = report["single_thread_ratios"]["system_lz4_vs_floor"]
+    out.append(
+        f"  against the floor on the system liblz4 (the library the C ops link): store "
+        f"{_rat(main_r['store_vs_floor_same_lib'])}, load {_rat(main_r['load_vs_floor_same_lib'])}"
+        f"; that floor against python-lz4's: store {_rat(sl['store'])}, load {_rat(sl['load'])}"
+    )
     nv = report["single_thread_ratios"]["native_vs_python"]
     out.append(
         f"  native backend against the Python one (lz4+zsmalloc): store {_rat(nv['store'])}, "
@@ -420,6 +430,46 @@ def human(report: dict[str, Any]) -> str:
             f"    {zp}: alloc_write {c['alloc_write_us']:.2f}, read {c['read_us']:.2f}, "
             f"free {c['free_us']:.2f} (the gap to the floor is mostly this)"
         )
+
+    out.append("\n1b. other codecs on the native path against their own floor (a dict of the")
+    out.append("    codec's output, through its Python library's cheapest call)")
+    rows = [
+        [
+            "codec",
+            "floor store µs",
+            "floor load µs",
+            "ours store µs",
+            "ours load µs",
+            "store vs floor",
+            "load vs floor",
+            "vs system-lib floor",
+            "codec path",
+        ]
+    ]
+    for codec, c in report["codecs"].items():
+        if "results" not in c:
+            rows.append([codec, c.get("skipped", ""), "", "", "", "", "", "", ""])
+            continue
+        f, o = list(c["results"].values())[:2]
+        same = (
+            f"{_rat(c['store_vs_floor_same_lib'])} / {_rat(c['load_vs_floor_same_lib'])}"
+            if "store_vs_floor_same_lib" in c
+            else ""
+        )
+        rows.append(
+            [
+                codec,
+                _fig(f["store_us_per_page"]),
+                _fig(f["load_us_per_page"]),
+                _fig(o["store_us_per_page"]),
+                _fig(o["load_us_per_page"]),
+                _rat(c["store_vs_floor"]),
+                _rat(c["load_vs_floor"]),
+                same,
+                c["codec_backend"],
+            ]
+        )
+    out.append(_table(rows, {1, 2, 3, 4, 5, 6, 7}))
 
     out.append("\n2. threads: aggregate µs per page (wall time / pages) and scaling vs 1 thread")
     rows = [["contender", "threads", "store µs", "load µs", "store pages/s", "load pages/s"]]
