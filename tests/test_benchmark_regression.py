@@ -22,9 +22,9 @@ Measured when the native core landed (AMD EPYC, 2 cores, CPython 3.11.7, lz4 4.4
 1500 pages, 11 repeats), time ratios ours / floor: native store 1.06-1.08, load
 1.06-1.07; twice the work 2.08-2.10 / 2.09-2.12; Python backend store ~2.2, load ~2.7.
 With the codecs' C ops and the GIL released (issue 15): native store ~0.96, load
-~0.72; twice the work ~1.9 / ~1.37. The native bounds sit half-way between the two. When the hot path gets much faster,
-``test_bounds_catch_a_twice_as_slow_hot_path`` says so: lower the bounds then, so that
-they keep catching a 2x slowdown.
+~0.72; twice the work ~1.9 / ~1.37. The native bounds sit half-way between the two.
+When the hot path gets much faster, ``test_bounds_catch_a_twice_as_slow_hot_path``
+says so: lower the bounds then, so that they keep catching a 2x slowdown.
 """
 
 from __future__ import annotations
