@@ -112,6 +112,7 @@ NATIVE_TESTS_QUICK = {
         "tests/test_native_threads.py",
         "tests/test_backend_differential.py",
         "plugins/zpools/zsmalloc/tests/test_zsmalloc_native.py",
+        "plugins/zpools/zsmalloc/tests/test_zsmalloc_threads.py",
         "plugins/compressors/lz4/tests",
         "plugins/compressors/zstd/tests",
         "plugins/compressors/deflate/tests",
@@ -120,6 +121,8 @@ NATIVE_TESTS_QUICK = {
         "tests/test_native_nogil.py",
         "tests/test_native_threads.py",
         "plugins/zpools/zsmalloc/tests/test_zsmalloc_native.py",
+        "plugins/zpools/zsmalloc/tests/test_zsmalloc_threads.py",
+        "tests/test_codec_ops_plugins.py",
     ],
 }
 
