@@ -530,3 +530,49 @@ def test_the_core_installs_without_a_c_compiler(fresh: Venv, tmp_path: Path) -> 
     first, refused = run.stdout.strip().splitlines()
     assert first.startswith("1 zswap: using the Python backend")  # said once, not twice
     assert refused.startswith("refused: backend='native': the C extension")
+
+
+def test_a_codec_plugin_installs_without_its_c_ops(fresh: Venv, tmp_path: Path) -> None:
+    """No compiler (or no library headers): the lz4 plugin's sdist still installs, its
+    codec ops are missing, and its compressors run on their Python methods."""
+    dist = fresh.root.parent / "dist"
+    (core,) = dist.glob("zswap_core-*.tar.gz")
+    (plugin,) = dist.glob("zswap_lz4-*.tar.gz")
+    target = tmp_path / "site"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZSWAP_", "PYTHON"))}
+    env["CC"] = "false"  # every compile fails, as on a machine without gcc
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "-q", "--no-deps"),
+            *("--no-build-isolation", "--target", str(target), str(core), str(plugin)),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not list(target.glob("zswap_lz4/_ops*.so"))
+    deps = sysconfig.get_paths()["purelib"]
+    code = """
+        import warnings
+        warnings.simplefilter("ignore")  # the core's own "Python backend" notice
+        from zswap_lz4 import LZ4, LZ4HC, _codec
+        assert not _codec.HAVE_OPS
+        page = bytes(range(256)) * 16
+        for cls in (LZ4, LZ4HC):
+            c = cls()
+            assert c.codec_ops is None
+            assert c.decompress(c.compress(page), len(page)) == page
+        print("python path")
+        """
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "PYTHONPATH": f"{target}{os.pathsep}{deps}"},
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "python path"
