@@ -261,6 +261,7 @@ def checked_tests(rest: list[str]) -> int:
     tests = [t for t in tests if (ROOT / t.partition("::")[0]).exists()]
     e = env()
     e["ZSWAP_BACKEND"] = "native"
+    e["ZSWAP_CHECKER"] = mode.lstrip("-")  # timing checks stand down under a checker
     pytest = [str(PY), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, *rest]
     if mode == "--valgrind":
         build_native("debug")

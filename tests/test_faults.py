@@ -710,4 +710,6 @@ def test_cost_of_checksums() -> None:
         Path(out).write_text(json.dumps({"off_us": off, "on_us": on, "ratio": ratio}) + "\n")
     for z in zs.values():
         z.close()
+    if os.environ.get("ZSWAP_CHECKER"):  # dev.py test --sanitize / --valgrind
+        return  # instrumented C: its speed says nothing about the checksum's cost
     assert ratio < 2.0
