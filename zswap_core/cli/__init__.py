@@ -42,11 +42,13 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from ._advise import advise
     from ._compare import compare
+    from ._host import host
     from ._info import lsmod, modinfo, params, stats
     from ._run import run
 
-    for cmd in (run, compare, lsmod, modinfo, params, stats):
+    for cmd in (advise, run, compare, host, lsmod, modinfo, params, stats):
         cli.add_command(cmd)
 
 
