@@ -4,8 +4,9 @@
 Needs only Python 3.11+ and pip. It creates ``.venv``, installs the core and every
 plugin in editable mode with one pip command (pip satisfies each plugin's
 ``zswap-core`` requirement from the local path given in the same command), installs
-the system's LZO headers when it can (python-lzo builds from source), and then runs
-the command. Safe to run again: set-up is skipped while nothing it depends on changed.
+the system's codec headers when it can (python-lzo builds from source) and Debian's
+redis-server and redis-tools (the advise tests on real software start a redis-server),
+and then runs the command. Safe to run again: set-up is skipped while nothing it depends on changed.
 
     python3 dev.py run [zswap run options]   # the main job: `zswap run`
     python3 dev.py test [pytest options]     # ruff, mypy --strict, and every test
@@ -53,6 +54,12 @@ SYSTEM_HEADERS = {
     "liblz4-dev": "/usr/include/lz4.h",
     "libzstd-dev": "/usr/include/zstd.h",
     "zlib1g-dev": "/usr/include/zlib.h",
+}
+#: Debian packages of the real software the advise tests start (tests/realproc/), and
+#: the program each provides.
+SYSTEM_PROGRAMS = {
+    "redis-server": "redis-server",
+    "redis-tools": "redis-benchmark",
 }
 
 #: Members with a C extension, built in place next to their sources (their editable
@@ -135,6 +142,32 @@ def run(cmd: list[str], **kw: object) -> None:
     subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
 
 
+def apt_install(missing: list[str], why: str) -> None:
+    """Install Debian packages with apt-get, as root or through password-less sudo.
+
+    Says why when it cannot (no apt-get, not root and no sudo, apt-get failed); the
+    caller checks afterwards what is there.
+    """
+    apt = shutil.which("apt-get")
+    prefix: list[str] = []
+    if apt is None:
+        say(f"no apt-get: {', '.join(missing)} not installed ({why})")
+        return
+    if os.geteuid() != 0:
+        sudo = shutil.which("sudo")
+        if sudo is None or subprocess.run([sudo, "-n", "true"], capture_output=True).returncode:
+            say(f"not root and no password-less sudo: {', '.join(missing)} not installed")
+            return
+        prefix = [sudo, "-n"]
+    say(f"installing {' '.join(missing)} ({why})")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        run([*prefix, apt, "-qq", "update"], env=env, stdout=subprocess.DEVNULL)
+        run([*prefix, apt, "-qq", "install", "-y", *missing], env=env, stdout=subprocess.DEVNULL)
+    except subprocess.CalledProcessError:
+        say(f"could not install {' '.join(missing)}")
+
+
 def ensure_system_headers() -> bool:
     """Install the codec libraries' headers that are missing; True when LZO's exist.
 
@@ -143,35 +176,25 @@ def ensure_system_headers() -> bool:
     A plugin whose headers stay missing installs without its ops (Python path only).
     """
     missing = [pkg for pkg, header in SYSTEM_HEADERS.items() if not Path(header).exists()]
-    if not missing:
-        return True
-    apt = shutil.which("apt-get")
-    prefix: list[str] = []
-    if apt is None:
-        say(f"no apt-get: {', '.join(missing)} not installed (codec ops fall back to Python)")
-    elif os.geteuid() != 0:
-        sudo = shutil.which("sudo")
-        if sudo is None or subprocess.run([sudo, "-n", "true"], capture_output=True).returncode:
-            say(f"not root and no password-less sudo: {', '.join(missing)} not installed")
-            apt = None
-        else:
-            prefix = [sudo, "-n"]
-    if apt is not None:
-        say(f"installing {' '.join(missing)} (the codec plugins build against them)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        try:
-            run([*prefix, apt, "-qq", "update"], env=env, stdout=subprocess.DEVNULL)
-            run(
-                [*prefix, apt, "-qq", "install", "-y", *missing],
-                env=env,
-                stdout=subprocess.DEVNULL,
-            )
-        except subprocess.CalledProcessError:
-            say(f"could not install {' '.join(missing)}")
+    if missing:
+        apt_install(missing, "the codec plugins build against them")
     if not LZO_HEADER.exists():
         say("no liblzo2 headers: the lzo plugin is skipped")
         return False
     return True
+
+
+def ensure_redis() -> bool:
+    """Install Debian's redis-server and redis-tools when missing; True when both run.
+
+    The advise tests on real software (tests/realproc/) start a redis-server of their
+    own on 127.0.0.1 and load it with redis-benchmark. Without them those tests skip,
+    except in CI (CI=true), where they fail.
+    """
+    missing = [pkg for pkg, prog in SYSTEM_PROGRAMS.items() if shutil.which(prog) is None]
+    if missing:
+        apt_install(missing, "the advise tests on real software start a redis-server")
+    return all(shutil.which(prog) is not None for prog in SYSTEM_PROGRAMS.values())
 
 
 def fingerprint(members: list[str]) -> str:
@@ -186,6 +209,7 @@ def fingerprint(members: list[str]) -> str:
 
 def setup() -> None:
     have_lzo = ensure_system_headers()
+    ensure_redis()
     members = [m for m in MEMBERS if (ROOT / m / "pyproject.toml").exists()]
     if not have_lzo:
         members = [m for m in members if not m.endswith("/lzo")]
