@@ -9,12 +9,14 @@ import click
 from ._common import (
     SEED,
     CliError,
+    build_source,
     check_option_names,
     echo_json,
     log_warnings,
     make_zswap,
     name_value,
     section,
+    source_options,
     table,
 )
 
@@ -328,6 +330,8 @@ def params(cmdline: str, as_json: bool) -> None:
 
     One /sys/module/MODULE/parameters/NAME: VALUE line each: the zswap module, then the
     compressor and allocator of the current pool and any other module named in --cmdline.
+    A parameter that no kernel has (checksums_enabled, codec levels, zsmalloc's
+    chain_size) is marked "(simulator only)"; `zswap host` shows the real kernel's.
     """
     z = make_zswap(cmdline, ram_bytes=1 << 30)
     try:
@@ -342,7 +346,8 @@ def params(cmdline: str, as_json: bool) -> None:
         return
     for module, values in out.items():
         for pname, value in values.items():
-            click.echo(f"/sys/module/{module}/parameters/{pname}: {value}")
+            line = f"/sys/module/{module}/parameters/{pname}: {value}"
+            click.echo(line + _simulator_only(module, pname))
 
 
 def _all_params(z: Zswap, cmdline: str) -> dict[str, dict[str, str]]:
@@ -373,59 +378,94 @@ Examples:
   zswap stats
   zswap stats --cmdline "zswap.compressor=zstd zswap.zpool=zsmalloc" --pages 20000
   zswap stats --all-classes
+  zswap stats /usr/lib/python3*/ --pages 2000     # the pages of real files
+  zswap stats --pid 1234                          # a live process's memory
 """,
 )
+@click.argument("paths", nargs=-1, type=click.Path(), metavar="[PATH]...")
+@source_options
 @click.option("--cmdline", default="", metavar="STRING", help=_CMDLINE_HELP)
 @click.option(
     "--pages",
     type=click.IntRange(1, 1 << 22),
     default=4096,
     show_default=True,
-    help="Synthetic pages to store.",
+    help="Pages to store (at most: files and processes give what they have).",
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of synthetic pages.")
 @click.option("--all-classes", is_flag=True, help="Show empty zsmalloc size classes too.")
 @click.option("--json", "as_json", is_flag=True, help="Print counters and pool stats as JSON.")
-def stats(cmdline: str, pages: int, seed: int, all_classes: bool, as_json: bool) -> None:
-    """Store a small synthetic workload and show the debugfs counters.
+def stats(
+    paths: tuple[str, ...],
+    source: str | None,
+    files: tuple[str, ...],
+    pid: int | None,
+    cmdline: str,
+    pages: int,
+    seed: int,
+    all_classes: bool,
+    as_json: bool,
+) -> None:
+    """Store a workload's pages and show the debugfs counters.
 
-    Prints /sys/kernel/debug/zswap/* like `grep -r . /sys/kernel/debug/zswap/`, and
-    for an allocator with statistics (zsmalloc) its per-class table like
-    /sys/kernel/debug/zsmalloc/POOL/classes.
+    The pages come from the same sources as `zswap run`: synthetic (default), files
+    (PATH... or --file) or a live process (--pid). Prints /sys/kernel/debug/zswap/*
+    like `grep -r . /sys/kernel/debug/zswap/`, and for an allocator with statistics
+    (zsmalloc) its per-class table like /sys/kernel/debug/zsmalloc/POOL/classes.
+    Whatever no kernel shows there is marked "(simulator only)".
     """
     from zswap_core.workload import SyntheticSource
 
-    src = SyntheticSource(seed)
-    z = make_zswap(cmdline, ram_bytes=max(1 << 30, 8 * pages * src.page_size))
+    src = build_source(source, files, paths, pid, seed, max_pages=pages)
+    # A synthetic source makes as many pages as asked; files and processes give what
+    # they have and are never padded with made-up pages.
+    n = pages if isinstance(src, SyntheticSource) else min(pages, src.nr_base)
+    if n < pages and not as_json:
+        click.echo(f"zswap: note: {src.describe()}: storing {n} pages, not {pages}", err=True)
+    z = make_zswap(cmdline, ram_bytes=max(1 << 30, 8 * n * src.page_size))
     try:
         z.init(0)
-        for off in range(pages):
+        for off in range(n):
             z.store(0, off, src.page(off))
         counters = z.stats
         pools = _zpool_stats(z)
     finally:
         z.close()
     if as_json:
-        echo_json({"stats": counters, "pools": pools})
+        echo_json({"source": src.describe(), "pages": n, "stats": counters, "pools": pools})
         return
     for k, v in counters.items():
-        click.echo(f"/sys/kernel/debug/zswap/{k}:{v}")
+        click.echo(f"/sys/kernel/debug/zswap/{k}:{v}" + _simulator_only("zswap", k))
     for p in pools:
         st = p["stats"]
         if not st:
             continue
         classes = st.get("classes") if isinstance(st, dict) else None
+        mark = _simulator_only(p["zpool"], "debugfs")
         if isinstance(classes, list) and classes:
+            # The classes table is the kernel's; what follows it is ours (marked).
             section(f"/sys/kernel/debug/{p['zpool']}/{p['name']}/classes")
             _print_classes(classes, st.get("total"), all_classes)
             rest = {k: v for k, v in st.items() if k not in ("classes", "total")}
         else:
-            section(f"/sys/kernel/debug/{p['zpool']}/{p['name']}/")
+            section(f"/sys/kernel/debug/{p['zpool']}/{p['name']}/" + mark)
             rest = st if isinstance(st, dict) else {"stats": st}
         if rest:
             if classes:
                 click.echo()
+                click.echo(f" {p['zpool']} figures of zswap_core" + mark)
             name_value(rest.items(), " ")
+
+
+#: How a path that no kernel has is marked, after the value.
+SIMULATOR_ONLY_MARK = "   (simulator only)"
+
+
+def _simulator_only(module: str, name: str) -> str:
+    """The mark for ``module``'s parameter or counter ``name`` if no kernel has it, else ""."""
+    from zswap_core.kernels import simulator_only_note
+
+    return SIMULATOR_ONLY_MARK if simulator_only_note(module, name) is not None else ""
 
 
 def _zpool_stats(z: Zswap) -> list[dict[str, Any]]:
