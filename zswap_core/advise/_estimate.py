@@ -1,0 +1,638 @@
+"""From compressed sizes of sampled pages to population estimates with intervals.
+
+Everything here works on small per-page arrays (a kind byte per page and, per codec,
+its compressed size), never on page contents, so it runs in the parent process after
+the workers have compressed the sample.
+
+**Store policy.** What zswap does with a page follows the kernel profile:
+zero/same-filled pages are kept in the entry (``same_filled="zswap"``; ``"zswap-zero"``:
+zero pages only), left to the swap core (``"swapcore-zero"``: zero pages never reach
+zswap; other same-filled pages are compressed) or compressed like any page
+(``"none"``); older kernels put a header in front of each object in allocators that
+could evict (``header_bytes``, part of the object's size); a page whose compressed size
+is a page or more is refused (``incompressible="reject"``, it goes to the swap device)
+or kept raw as a page-sized object (``"store-raw"``, 6.18). An object the allocator
+refuses (``ENOSPC``, e.g. zbud above 3968 bytes) is refused as zswap refuses it
+(``reject_compress_poor``). Every page zswap holds costs ``entry_bytes`` of metadata.
+
+**Pool bytes without sample-size bias, in bounded memory.** Storing a sample of n
+pages for real would leave partly filled zspages (zsmalloc) or unpaired pages
+(zbud/z3fold) that a population of N pages amortizes, so the pool per page of a
+sample is biased upwards; storing the population is not bounded in memory. Instead:
+
+* *segregated-fit allocators* (zsmalloc): objects of one size class share granules
+  (zspages) of ``B`` bytes holding ``m`` objects, and nothing else. For every object
+  size in the sample the real allocator is asked, in a scratch pool, for ``(m, B)``
+  (allocate until the pool grows a second time) and whether neighbouring sizes share
+  a granule (one object of each: the pool grows or not). The population's pool is
+  ``sum over groups of ceil(N_g / m_g) * B_g`` with ``N_g`` the group's estimated
+  object count: a steady-state cost ``B/m`` per object plus the one partly filled
+  granule per group that the population really has. With the whole population
+  (``--sample all``) this is exactly what storing every page in one pool gives.
+* *pairing allocators* (zbud, z3fold): an object's cost depends on which others it
+  shares a page with, and so on the order of the stores. The real allocator replays a
+  stream of object sizes over page accounting without page memory (their bookkeeping
+  lives outside the pages): the sampled sizes in a seeded random order, as many as
+  the population holds (up to ``REPLAY_MAX``). With the whole population, its sizes in
+  address order (exact, as storing them). The interval attributes the pool to objects
+  in proportion to their size; it does not cover the store order's own effect.
+* any other allocator: the same replay over real pages, at most ``REPLAY_REAL_MAX``
+  objects.
+
+**Intervals.** Simple random sampling without replacement of n of N candidate pages:
+the codec ratio and the pool density are ratio estimators (linearized variance, with
+the finite population correction ``1 - n/N``); saved bytes is a total estimator with
+the same correction. A normal quantile gives the ``confidence`` level. With the whole
+population the correction is 0 and low == high == value.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import random
+import statistics
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "KIND_NORMAL",
+    "KIND_SAME",
+    "KIND_ZERO",
+    "REPLAY_MAX",
+    "REPLAY_REAL_MAX",
+    "CodecSample",
+    "Estimate",
+    "Interval",
+    "PoolModel",
+    "ProfileLike",
+    "Sample",
+    "StorePolicy",
+    "estimate_pair",
+    "interval_dict",
+    "page_kind",
+    "spread",
+]
+
+KIND_NORMAL = 0
+KIND_ZERO = 1
+KIND_SAME = 2  # same-filled with a non-zero word
+
+#: Objects replayed through a pairing allocator (zbud, z3fold): their pages cost no memory.
+REPLAY_MAX = 1 << 20
+#: Objects replayed through an allocator of unknown kind, over real pages (<= 64 MiB at 4K).
+REPLAY_REAL_MAX = 1 << 14
+
+#: Allocators that keep objects of one size class in granules of their own.
+SEGREGATED = frozenset({"zsmalloc"})
+#: Pairing allocators whose bookkeeping lives outside their pages (replayed without memory).
+PAIRING = frozenset({"zbud", "z3fold"})
+
+
+def page_kind(page: bytes, zero: bytes) -> int:
+    """KIND_ZERO, KIND_SAME (one 8-byte word repeated) or KIND_NORMAL."""
+    first = page[:8]
+    if page[-8:] != first:
+        return KIND_NORMAL
+    if page == zero:
+        return KIND_ZERO
+    if first * (len(page) // 8) == page:
+        return KIND_SAME
+    return KIND_NORMAL
+
+
+class ProfileLike(Protocol):
+    """What the estimate needs of a kernel profile (``zswap_core.kernels.KernelProfile``)."""
+
+    @property
+    def same_filled(self) -> str: ...
+    @property
+    def incompressible(self) -> str: ...
+    @property
+    def entry_bytes(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class StorePolicy:
+    """What zswap does with a page, as the kernel profile says (see the module doc)."""
+
+    page_size: int = 4096
+    same_filled: str = "zswap"  # "none" | "zswap" | "zswap-zero" | "swapcore-zero"
+    incompressible: str = "reject"  # "reject" | "store-raw"
+    entry_bytes: int = 64
+    header_bytes: int = 0  # zswap's header in front of each object (old kernels)
+
+    @classmethod
+    def from_profile(cls, profile: ProfileLike, zpool: str, page_size: int = 4096) -> StorePolicy:
+        header = getattr(profile, "header_bytes", None)
+        return cls(
+            page_size,
+            profile.same_filled,
+            profile.incompressible,
+            profile.entry_bytes,
+            int(header(zpool)) if header is not None else 0,
+        )
+
+    def handled_apart(self, kind: int) -> str | None:
+        """ "entry" (kept in zswap's entry), "swapcore" (never reaches zswap) or None."""
+        if kind == KIND_NORMAL:
+            return None
+        if self.same_filled == "zswap" or (self.same_filled == "zswap-zero" and kind == KIND_ZERO):
+            return "entry"
+        if self.same_filled == "swapcore-zero" and kind == KIND_ZERO:
+            return "swapcore"
+        return None
+
+    def object_size(self, size: int) -> int | None:
+        """The pool object for a compressed size, None when zswap refuses the page."""
+        if size >= self.page_size and self.incompressible == "store-raw":
+            return self.page_size + self.header_bytes
+        if size > self.page_size:  # a page-sized output may fit (zsmalloc takes a page)
+            return None
+        return size + self.header_bytes
+
+
+# -- samples -------------------------------------------------------------------------------
+
+
+@dataclass
+class CodecSample:
+    """One compressor's results on the sampled pages (aligned with ``Sample.kinds``)."""
+
+    compressor: str
+    backend: str  #: "c" (its C ops through _core.CodecOps) or "python" (its methods)
+    sizes: array[int] = field(default_factory=lambda: array("I"))
+    compress_ns: list[int] = field(default_factory=list)  #: CPU time per batch
+    decompress_ns: list[int] = field(default_factory=list)
+    batch_bytes: list[int] = field(default_factory=list)  #: bytes compressed per batch
+
+
+@dataclass
+class Sample:
+    """The sampled pages of a population of ``population`` candidate pages."""
+
+    population: int
+    page_size: int
+    kinds: bytearray = field(default_factory=bytearray)
+    codecs: dict[str, CodecSample] = field(default_factory=dict)
+    full: bool = False  #: every candidate was read (no sampling error)
+
+    @property
+    def n(self) -> int:
+        return len(self.kinds)
+
+    def subset(self, keep: Sequence[int], population: int) -> Sample:
+        """The pages at indexes ``keep`` as a sample of a sub-population (the cold part)."""
+        out = Sample(population, self.page_size, bytearray(self.kinds[i] for i in keep))
+        out.full = self.full
+        for name, cs in self.codecs.items():
+            sub = CodecSample(name, cs.backend, array("I", (cs.sizes[i] for i in keep)))
+            sub.compress_ns, sub.decompress_ns = cs.compress_ns, cs.decompress_ns
+            sub.batch_bytes = cs.batch_bytes
+            out.codecs[name] = sub
+        return out
+
+
+# -- intervals -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float
+    low: float | None
+    high: float | None
+
+
+def interval_dict(iv: Interval | None, digits: int | None) -> dict[str, Any] | None:
+    """``{"value", "low", "high"}`` rounded (ints when ``digits`` is None); None stays null."""
+    if iv is None:
+        return None
+
+    def r(x: float | None) -> float | int | None:
+        if x is None:
+            return None
+        return round(x) if digits is None else round(x, digits)
+
+    return {"value": r(iv.value), "low": r(iv.low), "high": r(iv.high)}
+
+
+def _z(confidence: float) -> float:
+    return statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+# Weighted sums over distinct (a, b) values: a sample of 262144 pages has a few
+# thousand distinct compressed sizes, so the sums run over a histogram.
+Weighted = Iterable[tuple[float, float, int]]  # (a, b, count)
+
+
+def ratio_interval(
+    rows: Weighted, n: int, population: int, z: float, extra_den: float = 0.0
+) -> Interval | None:
+    """Ratio estimator ``sum(a) / (sum(b) + extra_den)`` over the population, with FPC.
+
+    ``extra_den`` is a population-level constant added to the denominator (the pool's
+    partly filled granules). None when the denominator is 0 (n/a).
+    """
+    rows = list(rows)
+    if n <= 0:
+        return None
+    scale = population / n
+    sa = sum(a * w for a, b, w in rows) * scale
+    sb = sum(b * w for a, b, w in rows) * scale + extra_den
+    if sb <= 0:
+        return None
+    r = sa / sb
+    se_total = _se_total([(a - r * b, w) for a, b, w in rows], n, population)
+    if se_total is None:
+        return Interval(r, None, None)
+    se = se_total / sb
+    return Interval(r, max(0.0, r - z * se), r + z * se)
+
+
+def total_interval(
+    rows: Iterable[tuple[float, int]], n: int, population: int, z: float, minus: float = 0.0
+) -> Interval:
+    """Total estimator ``population * mean(y) - minus``, with FPC."""
+    rows = list(rows)
+    total = (sum(y * w for y, w in rows) * population / n if n else 0.0) - minus
+    se = _se_total(rows, n, population)
+    if se is None:
+        return Interval(total, None, None)
+    return Interval(total, total - z * se, total + z * se)
+
+
+def _se_total(rows: list[tuple[float, int]], n: int, population: int) -> float | None:
+    """Standard error of ``population * mean(y)`` (simple random sample, no replacement)."""
+    if n >= population:
+        return 0.0
+    if n < 2:
+        return None
+    mean = sum(y * w for y, w in rows) / n
+    ss = sum(w * (y - mean) ** 2 for y, w in rows)
+    var_y = ss / (n - 1)
+    return population * math.sqrt((1 - n / population) * var_y / n)
+
+
+def spread(ns: Sequence[int], nbytes: Sequence[int]) -> dict[str, float] | None:
+    """p10 / median / p90 of CPU seconds per GiB over batches (None: nothing timed)."""
+    per = sorted(
+        t / 1e9 / (b / (1 << 30)) for t, b in zip(ns, nbytes, strict=True) if b > 0 and t >= 0
+    )
+    if not per:
+        return None
+
+    def q(p: float) -> float:
+        k = (len(per) - 1) * p
+        lo = math.floor(k)
+        hi = min(lo + 1, len(per) - 1)
+        return per[lo] + (per[hi] - per[lo]) * (k - lo)
+
+    return {"p10": round(q(0.1), 4), "median": round(q(0.5), 4), "p90": round(q(0.9), 4)}
+
+
+# -- allocator cost models -----------------------------------------------------------------
+
+
+class _NoMemoryPages:
+    """Page accounting for a replay: every page handed out is one shared, unused buffer.
+
+    Only for allocators whose bookkeeping lives outside their pages (zbud, z3fold):
+    a replay only allocates, never writes or reads an object.
+    """
+
+    def __new__(cls, page_size: int) -> Any:
+        from zswap_core import PageAllocator, ZpoolError
+
+        class NoMemory(PageAllocator):
+            def __init__(self) -> None:
+                super().__init__(page_size, backend="python")
+                self._shared = bytearray(page_size)
+                self.count = 0
+
+            def alloc_page(self) -> bytearray:
+                self.count += 1
+                if self.count > (1 << 31):  # pragma: no cover - a runaway replay
+                    raise ZpoolError(errno.ENOMEM, "replay: too many pages")
+                return self._shared
+
+            def free_page(self, page: bytearray) -> None:
+                self.count -= 1
+
+        return NoMemory()
+
+
+class PoolModel:
+    """The pool cost of one allocator, measured from the real allocator (see module doc)."""
+
+    def __init__(self, zpool: str, page_size: int = 4096, seed: int = 0) -> None:
+        from zswap_core import default_registry
+
+        self.zpool = zpool
+        self.page_size = page_size
+        self.seed = seed
+        self._mod = default_registry().require("zpool", zpool)
+        if zpool in SEGREGATED:
+            self.method = "segregated"
+        elif zpool in PAIRING:
+            self.method = "replay"
+        else:
+            self.method = "replay-real"
+        self._accepts: dict[int, bool] = {}
+        self._granule: dict[int, tuple[int, int]] = {}
+        self._shares: dict[tuple[int, int], bool] = {}
+
+    # scratch pools
+    def _new_pool(self, memoryless: bool = False) -> Any:
+        from zswap_core import PageAllocator
+
+        pages = _NoMemoryPages(self.page_size) if memoryless else PageAllocator(self.page_size)
+        return self._mod.driver(f"advise-{self.zpool}", pages, self._mod.params)
+
+    def accepts(self, size: int) -> bool:
+        """Whether the allocator takes an object of ``size`` bytes (not ENOSPC)."""
+        got = self._accepts.get(size)
+        if got is None:
+            from zswap_core import ZpoolError
+
+            pool = self._new_pool()
+            try:
+                pool.malloc(size)
+                got = True
+            except ZpoolError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                got = False
+            finally:
+                pool.destroy()
+            self._accepts[size] = got
+        return got
+
+    def granule(self, size: int) -> tuple[int, int]:
+        """``(objects, bytes)`` of the granule objects of ``size`` fill (segregated)."""
+        got = self._granule.get(size)
+        if got is None:
+            pool = self._new_pool()
+            try:
+                pool.malloc(size)
+                nbytes = pool.total_size()
+                m = 1
+                while m < 1 << 16:
+                    pool.malloc(size)
+                    if pool.total_size() > nbytes:
+                        break
+                    m += 1
+            finally:
+                pool.destroy()
+            got = self._granule[size] = (m, nbytes)
+        return got
+
+    def shares(self, a: int, b: int) -> bool:
+        """Whether objects of sizes ``a`` and ``b`` share granules (one size class)."""
+        key = (a, b)
+        got = self._shares.get(key)
+        if got is None:
+            pool = self._new_pool()
+            try:
+                pool.malloc(a)
+                before = pool.total_size()
+                pool.malloc(b)
+                got = pool.total_size() == before
+            finally:
+                pool.destroy()
+            self._shares[key] = got
+        return got
+
+    def replay(self, sizes: Iterable[int]) -> tuple[int, int]:
+        """Allocate ``sizes`` in order in a fresh pool: (objects, pool bytes)."""
+        pool = self._new_pool(memoryless=self.method == "replay")
+        count = 0
+        try:
+            malloc = pool.malloc
+            for s in sizes:
+                malloc(s)
+                count += 1
+            return count, pool.total_size()
+        finally:
+            pool.destroy()
+
+    def costs(
+        self, objects: Mapping[int, int], scale: float, ordered: Sequence[int] | None
+    ) -> tuple[dict[int, float], float, bool]:
+        """Per-object cost by size (bytes) and a fixed tail, for the population.
+
+        ``objects``: object size -> count in the sample; ``scale`` = N / n; ``ordered``:
+        the sample's object sizes in address order when the sample is the population.
+        Returns (cost by size, tail bytes, exact).
+        """
+        if not objects:
+            return {}, 0.0, True
+        if self.method == "segregated":
+            return self._segregated(objects, scale)
+        return self._replayed(objects, scale, ordered)
+
+    def _segregated(
+        self, objects: Mapping[int, int], scale: float
+    ) -> tuple[dict[int, float], float, bool]:
+        sizes = sorted(objects)
+        cost: dict[int, float] = {}
+        groups: list[list[int]] = []
+        for s in sizes:
+            m, b = self.granule(s)
+            cost[s] = b / m
+            prev = groups[-1][-1] if groups else None
+            if prev is not None and self.granule(prev) == (m, b) and self.shares(prev, s):
+                groups[-1].append(s)
+            else:
+                groups.append([s])
+        tail = 0.0
+        for g in groups:
+            m, b = self.granule(g[0])
+            count = sum(objects[s] for s in g) * scale
+            granules = math.ceil(count / m - 1e-9)
+            tail += granules * b - count * b / m
+        return cost, tail, scale == 1.0
+
+    def _replayed(
+        self, objects: Mapping[int, int], scale: float, ordered: Sequence[int] | None
+    ) -> tuple[dict[int, float], float, bool]:
+        n_obj = sum(objects.values())
+        mean_size = sum(s * c for s, c in objects.items()) / n_obj
+        limit = REPLAY_MAX if self.method == "replay" else REPLAY_REAL_MAX
+        exact = False
+        if ordered is not None and scale == 1.0 and len(ordered) <= limit:
+            count, nbytes = self.replay(ordered)
+            exact = True
+        else:
+            want = max(1, min(limit, round(n_obj * scale)))
+            rng = random.Random(self.seed)
+            values = list(objects)
+            weights = [objects[s] for s in values]
+            count, nbytes = self.replay(rng.choices(values, weights, k=want))
+        per_object = nbytes / count
+        return {s: per_object * s / mean_size for s in objects}, 0.0, exact
+
+
+# -- one compressor x zpool ----------------------------------------------------------------
+
+
+@dataclass
+class Estimate:
+    """The population figures of one compressor x zpool pair."""
+
+    compressor: str
+    zpool: str
+    codec_backend: str
+    codec_ratio: Interval | None
+    pool_density: Interval | None
+    saved_bytes: Interval
+    saved_percent: Interval
+    pool_bytes: Interval
+    stored_pages: float  #: pages zswap holds (same-filled in entries included)
+    same_filled_pages: float  #: of those, kept in the entry without pool memory
+    swapcore_pages: float  #: zero pages the swap core keeps (never reach zswap)
+    rejected_pages: float  #: refused (incompressible, or the allocator's ENOSPC)
+    raw_pages: float  #: stored raw (a page each; profiles with store-raw)
+    saved_same_bytes: float  #: saved by pages that need no pool memory
+    compress: dict[str, float] | None
+    decompress: dict[str, float] | None
+    pool_method: str
+    exact_pool: bool
+
+    @property
+    def cpu_s_per_gib(self) -> float | None:
+        """Median compress + decompress CPU seconds per GiB (a store and a load)."""
+        if self.compress is None or self.decompress is None:
+            return None
+        return self.compress["median"] + self.decompress["median"]
+
+
+def estimate_pair(
+    sample: Sample,
+    compressor: str,
+    model: PoolModel,
+    policy: StorePolicy,
+    confidence: float,
+    ordered: Sequence[int] | None = None,
+) -> Estimate:
+    """Population estimates for ``compressor`` x ``model.zpool`` from ``sample``.
+
+    ``ordered`` (full mode): indexes of the sample's pages in address order (default:
+    the sample's own order).
+    """
+    cs = sample.codecs[compressor]
+    n, big_n, ps = sample.n, sample.population, sample.page_size
+    z = _z(confidence)
+    scale = big_n / n if n else 0.0
+    hist = Counter(zip(sample.kinds, cs.sizes, strict=True))
+    # classify every distinct (kind, size)
+    entry = policy.entry_bytes
+    objects: Counter[int] = Counter()
+    apart: dict[tuple[int, int], str] = {}
+    obj_of: dict[tuple[int, int], int | None] = {}
+    for (kind, size), count in hist.items():
+        how = policy.handled_apart(kind)
+        if how is not None:
+            apart[(kind, size)] = how
+            continue
+        obj = policy.object_size(size)
+        if obj is not None and not model.accepts(obj):
+            obj = None
+        obj_of[(kind, size)] = obj
+        if obj is not None:
+            objects[obj] += count
+    order: list[int] | None = None
+    if sample.full and n == big_n:
+        idx = range(n) if ordered is None else ordered
+        order = []
+        for i in idx:
+            key = (sample.kinds[i], cs.sizes[i])
+            if key in obj_of:
+                obj = obj_of[key]
+                if obj is not None:
+                    order.append(obj)
+    cost, tail, exact = model.costs(objects, scale, order)
+
+    codec_rows: list[tuple[float, float, int]] = []
+    density_rows: list[tuple[float, float, int]] = []
+    saved_rows: list[tuple[float, int]] = []
+    pool_rows: list[tuple[float, int]] = []
+    stored = same = swapcore = rejected = raw = 0
+    saved_same = 0.0
+    for key, count in hist.items():
+        kind, size = key
+        how = apart.get(key)
+        if how == "entry":
+            saved_rows.append((ps - entry, count))
+            codec_rows.append((0, 0, count))
+            density_rows.append((0, 0, count))
+            stored += count
+            same += count
+            saved_same += (ps - entry) * count
+            continue
+        if how == "swapcore":
+            saved_rows.append((ps, count))
+            codec_rows.append((0, 0, count))
+            density_rows.append((0, 0, count))
+            swapcore += count
+            saved_same += ps * count
+            continue
+        # zswap compresses it: the codec ratio counts it if it shrinks (or is kept raw)
+        if size < ps or policy.incompressible == "store-raw":
+            codec_rows.append((ps, min(size, ps), count))
+        else:
+            codec_rows.append((0, 0, count))
+        obj = obj_of[key]
+        if obj is None:
+            rejected += count
+            saved_rows.append((0, count))
+            density_rows.append((0, 0, count))
+            pool_rows.append((0, count))
+            continue
+        c = cost[obj]
+        stored += count
+        if size >= ps and policy.incompressible == "store-raw":
+            raw += count
+        saved_rows.append((ps - c - entry, count))
+        density_rows.append((1, c / ps, count))
+        pool_rows.append((c, count))
+
+    saved = total_interval(saved_rows, n, big_n, z, minus=tail)
+    pool = total_interval(pool_rows, n, big_n, z, minus=-tail)
+    pop_bytes = big_n * ps
+
+    def pct(iv: Interval) -> Interval:
+        def p(x: float | None) -> float | None:
+            return None if x is None else 100.0 * x / pop_bytes
+
+        return Interval(100.0 * iv.value / pop_bytes, p(iv.low), p(iv.high))
+
+    density = ratio_interval(density_rows, n, big_n, z, extra_den=tail / ps)
+    return Estimate(
+        compressor=compressor,
+        zpool=model.zpool,
+        codec_backend=cs.backend,
+        codec_ratio=ratio_interval(codec_rows, n, big_n, z),
+        pool_density=density,
+        saved_bytes=saved,
+        saved_percent=pct(saved),
+        pool_bytes=Interval(
+            max(0.0, pool.value), _max0(pool.low), None if pool.high is None else pool.high
+        ),
+        stored_pages=stored * scale,
+        same_filled_pages=same * scale,
+        swapcore_pages=swapcore * scale,
+        rejected_pages=rejected * scale,
+        raw_pages=raw * scale,
+        saved_same_bytes=saved_same * scale,
+        compress=spread(cs.compress_ns, cs.batch_bytes),
+        decompress=spread(cs.decompress_ns, cs.batch_bytes),
+        pool_method=model.method,
+        exact_pool=exact,
+    )
+
+
+def _max0(x: float | None) -> float | None:
+    return None if x is None else max(0.0, x)
