@@ -177,8 +177,10 @@ def _debugfs(root: str) -> tuple[dict[str, int] | None, str | None]:
         parent = os.path.dirname(d)
         try:
             mounted = bool(os.listdir(parent))
-        except OSError as exc:
-            return None, f"/{os.path.dirname(DEBUGFS_DIR)}: {_why(exc)} (debugfs needs root)"
+        except PermissionError:
+            return None, f"/{DEBUGFS_DIR}: permission denied (debugfs needs root)"
+        except OSError:
+            mounted = False
         if not mounted:
             return None, f"/{DEBUGFS_DIR}: absent (debugfs is not mounted)"
         return None, f"/{DEBUGFS_DIR}: absent (zswap has not set up its debugfs directory)"
