@@ -153,7 +153,8 @@ def _watch(first: HostState, interval: float, count: int | None, as_json: bool) 
     sizes = [k for k in _SIZES if k in first.meminfo]
     if not as_json:
         head = [f"{k + '/s':>10}" for k in names]
-        head += [f"{k + ' KiB':>14}{'d' + k + ' KiB/s':>18}" for k in sizes]
+        # one word per column, so that `awk` and `split()` find each
+        head += [f"{k + '_KiB':>14}{'d' + k + '_KiB/s':>18}" for k in sizes]
         click.echo(f"{'seconds':>8}" + "".join(head))
     prev, start, lines = first, first.monotonic, 0
     while count is None or lines < count:
