@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import random
+import re
+import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +25,9 @@ SMALL = ["--pages", "600", "--resident", "150", "--accesses", "4000"]
 
 
 def zswap(
-    *args: str, code: str | None = None, timeout: float = 60
+    *args: str, code: str | None = None, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZSWAP_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ZSWAP_")}, **(env or {})}
     cmd = [sys.executable, "-m", "zswap_core.cli", *args]
     if code is not None:  # run `code`, then the CLI with args, in one interpreter
         cmd = [
@@ -29,8 +38,8 @@ def zswap(
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def run_json(*args: str) -> dict[str, Any]:
-    r = zswap("run", *args, "--json")
+def run_json(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    r = zswap("run", *args, "--json", env=env)
     assert r.returncode == 0, r.stderr
     out: dict[str, Any] = json.loads(r.stdout)
     return out
@@ -66,8 +75,14 @@ def test_default_run_json() -> None:
     assert r["stats"]["written_back_pages"] > 0 and r["vmstat"]["zswpwb"] > 0
     assert r["params"]["compressor"] == "lz4" and r["params"]["enabled"] == "Y"
     pool = r["pools"][0]
-    assert pool["current"] and pool["entries"] > 0 and pool["density"] > 0
-    assert r["compression_ratio"] > 0  # tiny pools: allocator overhead can exceed the gain
+    assert pool["current"] and pool["entries"] > 0 and pool["pool_density"] > 0
+    assert "compression_ratio" not in r  # one vocabulary: codec ratio, pool density, saved
+    assert r["codec_ratio"] > 1 and r["pool_density"] > 0
+    # tiny pools: allocator overhead can exceed the gain, so saved may be negative
+    assert isinstance(r["saved_bytes"], int) and isinstance(r["saved_percent"], float)
+    assert r["metadata_bytes_per_entry"] > 0
+    assert r["workload"]["writeback"] == "sync" and r["interrupted"] is False
+    assert r["workload"]["accesses_done"] == r["workload"]["accesses"] == 4000
     lat = r["latency_us"]
     assert lat["store"]["count"] > 0 and 0 < lat["store"]["p50"] <= lat["store"]["p99"]
     assert lat["load"]["count"] > 0 and 0 < lat["load"]["p50"] <= lat["load"]["p99"]
@@ -75,10 +90,33 @@ def test_default_run_json() -> None:
     assert r["workload"]["compact_every"] == 0 and "pages_compacted" in r["stats"]
 
 
-def test_run_is_deterministic_in_its_counts() -> None:
-    args = [*SMALL, "--ram", "1G", "--seed", "3"]
-    a, b = run_json(*args), run_json(*args)
-    assert a["stats"] == b["stats"] and a["faults"] == b["faults"]
+COUNTS = ("stats", "vmstat", "faults", "pools", "codec_ratio", "pool_density", "saved_bytes")
+
+
+@pytest.mark.parametrize("backend", ["native", "python"])
+def test_the_same_seed_gives_the_same_counters(backend: str) -> None:
+    """With the pool limit hit and writeback running: the writeback is synchronous in the
+    command (between two accesses), so nothing depends on when a thread runs."""
+    args = [*SMALL, "--seed", "3"]
+    env = {"ZSWAP_BACKEND": backend}
+    a, b = run_json(*args, env=env), run_json(*args, env=env)
+    assert a["stats"]["written_back_pages"] > 0 and a["stats"]["pool_limit_hit"] > 0
+    for key in COUNTS:
+        a_value = [{**p, "name": ""} for p in a[key]] if key == "pools" else a[key]
+        b_value = [{**p, "name": ""} for p in b[key]] if key == "pools" else b[key]
+        assert a_value == b_value, key
+    assert a["vmstat"]["zswpwb"] == a["stats"]["written_back_pages"]
+    # another seed, other counters: the comparison above can fail
+    c = run_json(*SMALL, "--seed", "4", env=env)
+    assert c["stats"] != a["stats"]
+
+
+def test_async_writeback_is_a_flag() -> None:
+    r = run_json(*SMALL, "--seed", "3", "--async-writeback")
+    assert r["workload"]["writeback"] == "async"
+    assert r["stats"]["pool_limit_hit"] > 0 and r["vmstat"]["zswpwb"] > 0
+    assert r["pages_verified"] > 0
+    assert "--async-writeback" in zswap("run", "--help").stdout
 
 
 def test_human_report() -> None:
@@ -90,10 +128,11 @@ def test_human_report() -> None:
         "/sys/kernel/debug/zswap/",
         "/proc/vmstat",
         "pools",
-        "summary",
+        "summary (the pages zswap holds)",
     ):
         assert f"\n{head}\n" in out
     assert "pages_verified" in out and "store_p99_us" in out
+    assert "codec_ratio" in out and "pool_density" in out and "saved " in out
     assert "\x1b[" not in out  # no progress bar or colours when stdout is not a terminal
 
 
@@ -253,3 +292,273 @@ def test_pid_permission_denied_for_real_user(child_pid: int) -> None:
     if "zswap: error:" not in r.stderr:
         pytest.skip(f"the CLI cannot run as user nobody here: {r.stderr.strip()[-200:]}")
     assert_one_line_error(r, f"pid {child_pid}", "permission denied")
+
+
+# -- edge cases: figures that are undefined are n/a (null), never a division by zero -------
+
+
+def page_file(tmp_path: Path, kind: str, pages: int) -> Path:
+    f = tmp_path / f"{kind}.bin"
+    data = random.Random(7).randbytes(pages * 4096) if kind == "random" else bytes(pages * 4096)
+    f.write_bytes(data)
+    return f
+
+
+EDGE = ["--pages", "64", "--resident", "16", "--accesses", "640", "--writes", "0"]
+
+
+def summary_lines(out: str) -> dict[str, str]:
+    """The human report's summary section, name -> value text."""
+    tail = out.split("\nsummary", 1)[1].splitlines()[1:]
+    return {line.split()[0]: line.split(None, 1)[1] for line in tail if line.startswith("  ")}
+
+
+def test_all_pages_random_gives_na_not_a_division_by_zero(tmp_path: Path) -> None:
+    f = page_file(tmp_path, "random", 64)
+    r = run_json("--file", str(f), *EDGE)
+    assert r["stats"]["stored_pages"] == 0 and r["stats"]["reject_compress_poor"] > 0
+    assert r["vmstat"]["zswpin"] == 0 and r["vmstat"]["pswpin"] > 0 and r["pages_verified"] > 0
+    assert r["codec_ratio"] is None and r["pool_density"] is None
+    assert r["saved_bytes"] == 0 and r["saved_percent"] is None
+    assert r["latency_us"]["load"] == {"count": 0, "p50": None, "p99": None}
+    assert r["latency_us"]["store"] == {"count": 0, "p50": None, "p99": None}
+    human = zswap("run", "--file", str(f), *EDGE)
+    assert human.returncode == 0, human.stderr
+    s = summary_lines(human.stdout)
+    assert s["codec_ratio"] == s["pool_density"] == s["load_p50_us"] == s["load_p99_us"] == "n/a"
+    assert s["saved"] == "0 B (n/a)"
+
+
+def test_all_pages_zero_saves_everything(tmp_path: Path) -> None:
+    f = page_file(tmp_path, "zero", 64)
+    r = run_json("--file", str(f), *EDGE)
+    st = r["stats"]
+    assert st["stored_pages"] == st["same_filled_pages"] > 0 and st["pool_total_size"] == 0
+    assert r["codec_ratio"] is None and r["pool_density"] is None  # nothing was compressed
+    # the newest kernel keeps zero pages in the swap core (no zswap entry): 100% saved
+    assert r["zero_pages_cost_metadata"] is False
+    assert r["saved_bytes"] == st["stored_pages"] * 4096 and r["saved_percent"] == 100.0
+    s = summary_lines(zswap("run", "--file", str(f), *EDGE).stdout)
+    assert s["saved"].endswith("(100.0%)") and s["codec_ratio"] == "n/a"
+
+
+def test_same_filled_pages_that_are_not_zero_pay_their_metadata(tmp_path: Path) -> None:
+    f = tmp_path / "ones.bin"
+    f.write_bytes(b"\x01" * 64 * 4096)
+    r = run_json("--file", str(f), *EDGE)
+    stored = r["stats"]["same_filled_pages"]
+    assert stored > 0 and r["stats"]["stored_pages"] == stored
+    meta = r["metadata_bytes_per_entry"]
+    assert r["saved_bytes"] == stored * (4096 - meta)
+    assert r["saved_percent"] == round(100 * (4096 - meta) / 4096, 2)
+
+
+def test_zswap_disabled_gives_na() -> None:
+    r = run_json(*SMALL, "--cmdline", "zswap.enabled=0")
+    assert r["params"]["enabled"] == "N"
+    assert r["stats"]["stored_pages"] == 0 and r["vmstat"]["zswpout"] == 0
+    assert r["codec_ratio"] is None and r["pool_density"] is None
+    assert r["saved_bytes"] == 0 and r["saved_percent"] is None
+    assert r["latency_us"]["load"]["p50"] is None
+    s = summary_lines(zswap("run", *SMALL, "--cmdline", "zswap.enabled=0").stdout)
+    assert s["codec_ratio"] == "n/a" and s["saved"] == "0 B (n/a)"
+
+
+def test_saved_is_what_the_pool_and_the_entries_cost() -> None:
+    """saved = stored pages' bytes - pool - metadata of the entries (zero pages free)."""
+    r = run_json(*SMALL, "--ram", "1G", "--seed", "5")
+    st, meta = r["stats"], r["metadata_bytes_per_entry"]
+    cost = st["pool_total_size"] + st["stored_pages"] * meta
+    held = st["stored_pages"] * 4096
+    # zero pages (a tenth of the synthetic mix) cost no entry: saved is at least this
+    assert held - cost <= r["saved_bytes"] <= held - st["pool_total_size"]
+    assert r["saved_percent"] == round(100 * r["saved_bytes"] / held, 2)
+    assert r["pool_density"] == round(
+        (st["stored_pages"] - st["same_filled_pages"]) / (st["pool_total_size"] // 4096), 3
+    )
+    assert 1.5 < r["codec_ratio"] < 5
+
+
+# -- --cmdline: every name and value is checked ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "needles"),
+    [
+        ("zwsap.compressor=zstd", ["zwsap.compressor=zstd", "no module named 'zwsap'", "'zswap'"]),
+        ("zswap.compresor=lz4", ["no parameter 'compresor'"]),
+        ("lz4.levle=3", ["lz4.levle=3", "no parameter 'levle'"]),
+        # zstd is not the compressor here: nothing would load it, yet its value is checked
+        ("zstd.level=abc", ["zstd.level=abc", "not an integer"]),
+        ("zstd.level=99", ["zstd.level=99", "above 22"]),
+        ("zstd.levle=3", ["zstd.levle=3", "no parameter 'levle'"]),
+        ("zbud.nosuch=1", ["zbud.nosuch=1", "no parameter 'nosuch'"]),
+    ],
+)
+def test_cmdline_names_and_values_are_checked(cmdline: str, needles: list[str]) -> None:
+    r = zswap("run", "--pages", "16", "--accesses", "16", "--cmdline", cmdline)
+    assert_one_line_error(r, "--cmdline", *needles)
+    assert r.stdout == ""
+
+
+def test_cmdline_words_of_the_kernel_proper_are_ignored_and_good_values_apply() -> None:
+    r = run_json(*SMALL, "--cmdline", "quiet root=/dev/sda1 zstd.level=5 zswap.compressor=zstd")
+    assert r["params"]["compressor"] == "zstd"
+    r = zswap("params", "--cmdline", "zstd.level=7", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["zstd"]["level"] == "7"  # loaded with the option in force
+
+
+# -- progress, Ctrl-C and SIGTERM, on a real terminal ------------------------------------------
+
+# The entry point with SIGINT and SIGTERM at their defaults, even where this test runs
+# with them ignored (a background job ignores SIGINT), as in an interactive shell.
+ENTRY = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+    "from zswap_core.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+class OnTerminal:
+    """The command with its stderr on a pseudo-terminal and its stdout on a pipe."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 150, 0, 0))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ENTRY, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env={**env, "TERM": "xterm-256color"},
+            start_new_session=True,  # its own process group, which Ctrl-C signals
+        )
+        os.close(slave)
+        self.master = master
+        self.seen = bytearray()
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:  # EIO: the last writer closed the terminal
+                return
+            if not data:
+                return
+            with self.lock:
+                self.seen += data
+
+    def text(self) -> str:
+        with self.lock:
+            return self.seen.decode(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.text())
+            if m:
+                return m
+            assert self.proc.poll() is None, f"ended early: {self.text()[-400:]!r}"
+            assert time.monotonic() < deadline, f"no {pattern!r} in {self.text()[-400:]!r}"
+            time.sleep(0.02)
+
+    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+        out, _ = self.proc.communicate(timeout=timeout)
+        self.reader.join(timeout=10)
+        os.close(self.master)
+        return self.proc.returncode, out.decode(), self.text()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZSWAP_")}
+    return {**env, "TMPDIR": str(tmp_path)}
+
+
+def last_line(terminal_text: str) -> str:
+    """The last line written to the terminal, without rich's cursor and erase codes."""
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal_text).replace("\r", "\n")
+    return [line for line in plain.splitlines() if line.strip()][-1].strip()
+
+
+def test_progress_with_eta_on_a_terminal_also_with_json(tmp_path: Path) -> None:
+    term = OnTerminal(
+        ["run", "--pages", "4000", "--accesses", "200000", "--json"], clean_env(tmp_path)
+    )
+    try:
+        m = term.wait_for(r"zswap run.*?(\d+)/200000 accesses.*?ETA")
+        assert int(m.group(1)) >= 1024
+        rc, out, _ = term.finish(timeout=120)
+    finally:
+        term.kill()
+    assert rc == 0
+    r = json.loads(out)  # stdout is the report alone: the bar went to the terminal
+    assert r["interrupted"] is False and r["workload"]["accesses_done"] == 200000
+
+
+def test_no_progress_when_stderr_is_not_a_terminal() -> None:
+    r = zswap("run", *SMALL)
+    assert r.returncode == 0 and r.stderr == ""
+
+
+def test_ctrl_c_prints_the_report_so_far(tmp_path: Path) -> None:
+    # 2**40 accesses: the run is still going whenever the signal comes; it comes once the
+    # bar shows accesses done, as a person would press Ctrl-C while watching it
+    term = OnTerminal(
+        ["run", "--pages", "512", "--accesses", str(1 << 40), "--json"], clean_env(tmp_path)
+    )
+    try:
+        term.wait_for(r"[1-9]\d*/\d+ accesses")
+        os.killpg(term.proc.pid, signal.SIGINT)
+        rc, out, err = term.finish()
+    finally:
+        term.kill()
+    assert rc == 130
+    assert last_line(err) == "zswap: interrupted"
+    assert "Traceback" not in err
+    r = json.loads(out)
+    assert r["interrupted"] is True
+    done = r["workload"]["accesses_done"]
+    assert 1024 <= done < 1 << 40 and r["workload"]["accesses"] == 1 << 40
+    assert r["faults"]["faults"] > 0 and r["pages_verified"] > 0
+    assert r["vmstat"]["zswpout"] > 0 and r["stats"]["stored_pages"] >= 0
+    assert r["final_check_pages"] is None  # not done: the user asked to stop
+    assert list(tmp_path.iterdir()) == []  # the swap file is gone
+
+
+def test_ctrl_c_human_report_says_interrupted(tmp_path: Path) -> None:
+    term = OnTerminal(["run", "--pages", "512", "--accesses", str(1 << 40)], clean_env(tmp_path))
+    try:
+        term.wait_for(r"[1-9]\d*/\d+ accesses")
+        os.killpg(term.proc.pid, signal.SIGINT)
+        rc, out, _ = term.finish()
+    finally:
+        term.kill()
+    assert rc == 130
+    assert f"{1 << 40} accesses (interrupted after " in out
+    assert "(interrupted: the figures are those of the run so far)" in out
+    assert "\nsummary" in out and list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_on_a_terminal_removes_the_swap_file_and_prints_no_report(tmp_path: Path) -> None:
+    term = OnTerminal(["run", "--pages", "512", "--accesses", str(1 << 40)], clean_env(tmp_path))
+    try:
+        term.wait_for(r"[1-9]\d*/\d+ accesses")
+        assert list(tmp_path.glob("zswap-run-*/swapfile"))
+        term.proc.send_signal(signal.SIGTERM)
+        rc, out, err = term.finish()
+    finally:
+        term.kill()
+    assert rc == 128 + signal.SIGTERM
+    assert last_line(err) == "zswap: terminated (SIGTERM)"
+    assert out == "" and list(tmp_path.iterdir()) == []

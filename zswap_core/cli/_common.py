@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import sys
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -18,22 +19,32 @@ if TYPE_CHECKING:
     from zswap_core.workload import PageSource
 
 __all__ = [
+    "NA",
+    "SAME_FILLED",
     "SEED",
     "CliError",
     "FiniteFloatRange",
+    "Metadata",
+    "Progress",
     "SizeType",
     "VerifyError",
     "build_source",
     "check_option_names",
     "check_plugin",
+    "complete_names",
     "echo_json",
+    "entry_sizes",
     "log_warnings",
     "make_zswap",
+    "metadata_per_entry",
     "name_value",
     "parse_size",
     "percentile",
+    "progress",
+    "saved_figures",
     "section",
     "source_options",
+    "stderr_is_tty",
 ]
 
 
@@ -128,10 +139,14 @@ def check_plugin(kind: str, name: str) -> None:
 
 
 def make_zswap(cmdline: str, *, ram_bytes: int, **overrides: object) -> Zswap:
-    """A Zswap from a boot string; unavailable compressors or zpools are errors here.
+    """A Zswap from a boot string; every name and value in it is checked.
 
-    (The library falls back to the defaults with a warning, as the kernel does at boot;
-    someone who names a compressor on the command line wants that one or an error.)
+    Unavailable compressors or zpools are errors here (the library falls back to the
+    defaults with a warning, as the kernel does at boot; someone who names a compressor
+    on the command line wants that one or an error). So are modules that do not exist
+    (``zwsap.compressor=zstd``), parameters a module does not declare
+    (``lz4.levle=3``) and values a module refuses, also for a plugin that nothing
+    loaded yet: it is loaded here, with the string's options in force, to check them.
     """
     from zswap_core import ParamError, Zswap, default_registry, parse_cmdline
 
@@ -139,6 +154,7 @@ def make_zswap(cmdline: str, *, ram_bytes: int, **overrides: object) -> Zswap:
         parsed = parse_cmdline(cmdline)
     except ParamError as exc:
         raise CliError(f"--cmdline: {exc.strerror}") from None
+    check_module_names(parsed)  # before anything changes: a typo changes nothing
     ours = parsed.get("zswap", {})
     wanted = {
         kind: str(overrides.get(kind, ours.get(kind, default))).strip()
@@ -158,26 +174,73 @@ def make_zswap(cmdline: str, *, ram_bytes: int, **overrides: object) -> Zswap:
             raise CliError(f"--cmdline: {exc.strerror}") from None
         except TypeError as exc:
             raise CliError(f"--cmdline: {exc}") from None
-    try:
-        for kind, name in wanted.items():
-            if z.params[kind] != name:  # it fell back: say why, instead of the warning
-                check_plugin(kind, name)
-                raise CliError(f"{kind} {name!r} was not used; zswap fell back to another")
-        check_option_names(parsed)
-    except BaseException:
-        z.close()
-        raise
+        try:
+            for kind, name in wanted.items():
+                if z.params[kind] != name:  # it fell back: say why, instead of the warning
+                    check_plugin(kind, name)
+                    raise CliError(f"{kind} {name!r} was not used; zswap fell back to another")
+            load_named_modules(parsed)
+            check_option_names(parsed)
+        except BaseException:
+            z.close()
+            raise
     for message in [*(str(w.message) for w in caught), *logged]:
         click.echo(f"zswap: warning: {message}", err=True)
     return z
+
+
+def check_module_names(parsed: dict[str, dict[str, str]]) -> None:
+    """Every module named in --cmdline is zswap or an installed plugin (imports nothing).
+
+    The kernel keeps options of modules it does not know for a module that may load
+    later; here no module can appear later, so ``zwsap.compressor=zstd`` is a typo.
+    """
+    import difflib
+
+    from zswap_core import list_plugins
+
+    known = {p.name for p in list_plugins()}
+    for module, opts in parsed.items():
+        if module == "zswap" or module in known:
+            continue
+        name, value = next(iter(opts.items()))
+        close = difflib.get_close_matches(module, ["zswap", *sorted(known)], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise CliError(
+            f"--cmdline: {module}.{name}={value}: no module named {module!r}{hint}; "
+            "see `zswap lsmod`"
+        )
+
+
+def load_named_modules(parsed: dict[str, dict[str, str]]) -> None:
+    """Load every plugin named in --cmdline, so that its options meet its declarations.
+
+    Called once the options are in force (after ``Zswap.from_cmdline``): the plugin
+    loads with them, as a module loads with its boot options, and a value it refuses
+    fails the load. Plugins carry their declarations in their class, so there is no
+    way to check a value without importing the plugin.
+    """
+    from zswap_core import PluginError, default_registry
+    from zswap_core._registry import GROUPS
+
+    reg = default_registry()
+    installed = {(p.kind, p.name) for p in reg.plugins()}
+    for module, opts in parsed.items():
+        for kind in GROUPS if module != "zswap" else ():
+            if (kind, module) not in installed:
+                continue
+            try:
+                reg.require(kind, module)  # type: ignore[arg-type]
+            except PluginError as exc:
+                first = ", ".join(f"{module}.{k}={v}" for k, v in opts.items())
+                raise CliError(f"--cmdline: {first}: {exc}") from None
 
 
 def check_option_names(parsed: dict[str, dict[str, str]]) -> None:
     """--cmdline options that a loaded plugin does not declare are errors.
 
     A plugin that loads ignores (and logs) options it does not declare, as a kernel
-    module does; a name typed on the command line for a plugin that is now loaded is
-    a typo the user should see, as it was when such a plugin was loaded beforehand.
+    module does; a name typed on the command line is a typo the user should see.
     """
     from zswap_core import ParamError, default_registry
     from zswap_core._registry import GROUPS
@@ -335,6 +398,8 @@ def name_value(rows: Iterable[tuple[str, object]], indent: str = "") -> None:
 
 
 def _fmt(value: object) -> str:
+    if value is None:
+        return NA
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
@@ -349,7 +414,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str 
             widths[i] = max(widths[i], len(c))
     numeric = [
         any(isinstance(r[i], (int, float)) for r in rows)
-        and all(isinstance(r[i], (int, float)) or r[i] in ("", "Total") for r in rows)
+        and all(isinstance(r[i], (int, float)) or r[i] in ("", "Total", None) for r in rows)
         for i in range(len(headers))
     ]
 
@@ -376,5 +441,209 @@ def percentile(sorted_values: Sequence[int], p: float) -> float:
     return float(sorted_values[k])
 
 
-def is_tty() -> bool:
-    return sys.stdout.isatty()
+def stderr_is_tty() -> bool:
+    """Progress goes to stderr, so it is shown when stderr is a terminal (with --json too:
+    stdout stays clean for a pipe while the person at the terminal sees how far it is)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
+
+
+class Progress:
+    """A progress bar with ETA on stderr (rich), or nothing when ``enabled`` is false.
+
+    ``auto_refresh=False`` draws only on :meth:`update` and :meth:`refresh`: rich's
+    refresh thread would otherwise be alive when ``zswap compare`` forks its workers.
+    """
+
+    def __init__(self, label: str, total: float, unit: str, *, auto_refresh: bool = True) -> None:
+        self.label = label
+        self.total = total
+        self.unit = unit
+        self.auto_refresh = auto_refresh
+        self._prog: Any = None
+        self._task: Any = None
+
+    def update(self, completed: float, *, done: int | None = None, of: int | None = None) -> None:
+        if self._prog is None:
+            return
+        count = f"{done}/{of} {self.unit}" if done is not None and of is not None else ""
+        self._prog.update(self._task, completed=completed, count=count)
+        if not self.auto_refresh:
+            self._prog.refresh()
+
+    def refresh(self) -> None:
+        if self._prog is not None:
+            self._prog.refresh()
+
+
+@contextlib.contextmanager
+def progress(
+    label: str, total: float, unit: str, *, enabled: bool, auto_refresh: bool = True
+) -> Iterator[Progress]:
+    """A :class:`Progress` on stderr for the block; cleared when the block ends, however."""
+    bar = Progress(label, total, unit, auto_refresh=auto_refresh)
+    if not enabled:
+        yield bar
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress as RichProgress
+
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.fields[count]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with RichProgress(
+        *columns,
+        console=Console(stderr=True),
+        transient=True,
+        auto_refresh=auto_refresh,
+    ) as prog:
+        bar._prog = prog
+        bar._task = prog.add_task(label, total=total, count="")
+        try:
+            yield bar
+        finally:
+            bar._prog = None
+
+
+# -- the vocabulary: codec ratio, pool density, saved -------------------------------------
+
+NA = "n/a"  # what None prints as: a figure that is undefined (no page to divide by)
+
+
+@dataclasses.dataclass(frozen=True)
+class Metadata:
+    """What zswap's bookkeeping costs per stored page, for ``saved``."""
+
+    entry_bytes: int  # per stored entry
+    zero_pages_free: bool  # zero pages never reach zswap: the swap core marks them
+    basis: str  # where the figures come from, as the output states it
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "metadata_bytes_per_entry": self.entry_bytes,
+            "zero_pages_cost_metadata": not self.zero_pages_free,
+            "metadata_basis": self.basis,
+        }
+
+
+def metadata_per_entry() -> Metadata:
+    """zswap's metadata per stored page, after the newest kernel profile.
+
+    Its estimate of struct zswap_entry and its index's share (the simulator's own
+    entries are smaller: saved is meant as a kernel's would be), and whether zero
+    pages cost an entry at all (from 6.12 the swap core keeps them, one bit a slot).
+    """
+    from zswap_core.kernels import PROFILES, kernel_profile
+
+    p = kernel_profile(PROFILES[-1])
+    zero_free = p.same_filled == "swapcore-zero"
+    zero = "; zero pages none, the swap core keeps them" if zero_free else ""
+    return Metadata(
+        int(p.entry_bytes), zero_free, f"kernel {p.name}: {p.entry_bytes} B an entry{zero}"
+    )
+
+
+SAME_FILLED = -1  # entry_sizes(): a same-filled entry (one word, no pool memory)
+
+
+def entry_sizes(z: Zswap, slots: Iterable[tuple[int, int]]) -> list[int | None]:
+    """Per slot (type, offset): None if zswap holds nothing there, :data:`SAME_FILLED`
+    for a same-filled entry, else the entry's compressed length.
+
+    Read from zswap's own entries: the codec ratio is that of what zswap holds,
+    exactly, with no second compression.
+    """
+    # The entry layout is the core's (identical on both backends): zswap_core has no
+    # public accessor for a stored entry's length yet.
+    from zswap_core._zswap import _LEN_MASK, _LEN_SHIFT, _PRESENT, _SAME
+
+    entry = z._entry
+    out: list[int | None] = []
+    for type, offset in slots:
+        e = entry(type, offset)
+        if not e & _PRESENT:
+            out.append(None)
+        elif e & _SAME:
+            out.append(SAME_FILLED)
+        else:
+            out.append((e >> _LEN_SHIFT) & _LEN_MASK)
+    return out
+
+
+def saved_figures(
+    *,
+    page_size: int,
+    sizes: Sequence[int | None],
+    is_zero: Callable[[int], bool],
+    pool_bytes: int,
+    considered_pages: int,
+    meta: Metadata,
+) -> dict[str, float | int | None]:
+    """codec_ratio, pool_density, saved_bytes and saved_percent; None where undefined.
+
+    ``sizes`` are :func:`entry_sizes`; ``is_zero(i)`` says whether the page of slot ``i``
+    (a same-filled one) is all zeros.
+
+    - codec ratio: original / compressed bytes of the compressed entries (the codec);
+    - pool density: compressed entries per pool page (codec and allocator together);
+    - saved: bytes of the stored pages minus what holding them costs (the pool pages
+      and ``meta``'s bytes per entry), in percent of ``considered_pages``' bytes.
+    """
+    stored = compressed = compressed_bytes = zero = 0
+    for i, n in enumerate(sizes):
+        if n is None:
+            continue
+        stored += 1
+        if n == SAME_FILLED:
+            zero += is_zero(i)
+        else:
+            compressed += 1
+            compressed_bytes += n
+    entries = stored - zero if meta.zero_pages_free else stored
+    saved = stored * page_size - pool_bytes - entries * meta.entry_bytes
+    pool_pages = pool_bytes // page_size
+    return {
+        "codec_ratio": round(compressed * page_size / compressed_bytes, 3) if compressed else None,
+        "pool_density": round(compressed / pool_pages, 3) if pool_pages else None,
+        "saved_bytes": saved,
+        "saved_percent": (
+            round(100 * saved / (considered_pages * page_size), 2) if considered_pages else None
+        ),
+    }
+
+
+# -- shell completion -------------------------------------------------------------------
+
+
+def complete_names(kind: str) -> Any:
+    """click ``shell_complete`` for a comma-separated list of installed ``kind`` names.
+
+    Completes the last name of ``lz4,zs`` (imports no plugin: names come from the
+    installed distributions' entry points).
+    """
+    from click.shell_completion import CompletionItem
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from zswap_core import list_plugins
+
+        head, _, last = incomplete.rpartition(",")
+        given = set(head.split(",")) if head else set()
+        prefix = f"{head}," if head else ""
+        names = sorted(
+            {
+                p.name
+                for p in list_plugins()
+                if p.kind == kind and p.state in ("available", "loaded")
+            }
+        )
+        return [CompletionItem(prefix + n) for n in names if n.startswith(last) and n not in given]
+
+    return complete

@@ -6,11 +6,11 @@ import os
 import random
 import re
 import shutil
+import signal
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +26,17 @@ from ._common import (
     build_source,
     check_plugin,
     echo_json,
+    entry_sizes,
     human_bytes,
-    is_tty,
     make_zswap,
+    metadata_per_entry,
     name_value,
     percentile,
+    progress,
+    saved_figures,
     section,
     source_options,
+    stderr_is_tty,
     table,
 )
 
@@ -40,7 +44,7 @@ if TYPE_CHECKING:
     from zswap_core import Zswap
     from zswap_core.workload import PageSource
 
-__all__ = ["SetPoint", "Simulation", "parse_set", "pool_rows", "run"]
+__all__ = ["SetPoint", "Simulation", "SyncWriteback", "parse_set", "pool_rows", "run"]
 
 _SET_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*%\s*:\s*([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)=(.*)$")
 
@@ -136,14 +140,16 @@ class Latencies:
     swap_in: list[int] = field(default_factory=list)
     recording: bool = True
 
-    def summary(self) -> dict[str, dict[str, float]]:
-        out = {}
+    def summary(self) -> dict[str, dict[str, float | None]]:
+        """count, p50 and p99 (µs) per operation; the percentiles are None (n/a) when
+        nothing was timed, as loads when every page was incompressible."""
+        out: dict[str, dict[str, float | None]] = {}
         for name in ("store", "load", "swap_out", "swap_in"):
             values = sorted(getattr(self, name))
             out[name] = {
                 "count": len(values),
-                "p50": round(percentile(values, 50) / 1000, 2),
-                "p99": round(percentile(values, 99) / 1000, 2),
+                "p50": round(percentile(values, 50) / 1000, 2) if values else None,
+                "p99": round(percentile(values, 99) / 1000, 2) if values else None,
             }
         return out
 
@@ -177,6 +183,36 @@ def instrument(z: Zswap, lat: Latencies) -> None:
 
 def _no_poll() -> None:
     pass
+
+
+class SyncWriteback:
+    """zswap's pool-limit writeback in the command's own thread, between two accesses.
+
+    A store that finds the pool full wakes zswap's shrink worker, a thread; how much it
+    has written back by the next store depends on the scheduler, so the same seed gave
+    different counters from run to run. Installed on a Zswap, this records the wake-up
+    instead, and :meth:`run` (called after each access) does the worker's work (compact,
+    then write back down to the accept threshold) at once. The order of events is then
+    a function of the seed alone.
+    """
+
+    def __init__(self, z: Zswap) -> None:
+        self.z = z
+        self.wanted = False
+        self.runs = 0
+        # zswap_core has no public switch for its worker: the wake-up is a method that
+        # both backends call on the instance (the native core looks it up by name),
+        # so an instance attribute replaces it for this Zswap only.
+        setattr(z, "_wake_worker", self._wake)  # noqa: B010
+
+    def _wake(self) -> None:
+        self.wanted = True
+
+    def run(self) -> None:
+        if self.wanted:
+            self.wanted = False
+            self.runs += 1
+            self.z._shrink(until_accept=True)
 
 
 class Simulation:
@@ -313,35 +349,35 @@ def pool_rows(z: Zswap) -> list[dict[str, Any]]:
                 "entries": p.nr_entries,
                 "size": p.total_size,
                 "pages": pool_pages,
-                "density": round(p.nr_entries / pool_pages, 3) if pool_pages else 0.0,
+                "pool_density": round(p.nr_entries / pool_pages, 3) if pool_pages else None,
             }
         )
     return rows
 
 
-def compression_ratio(z: Zswap, stats: dict[str, int]) -> float:
-    """Original bytes of the stored pages that needed compression / pool bytes."""
-    orig = (stats["stored_pages"] - stats["same_filled_pages"]) * z.page_size
-    pool = stats["pool_total_size"]
-    return round(orig / pool, 3) if pool else 0.0
+def summary_figures(z: Zswap, sim: Simulation, stats: dict[str, int]) -> dict[str, Any]:
+    """codec ratio, pool density and saved, over the pages zswap holds now.
 
+    saved_percent is of the bytes of those pages: what holding them in zswap saves
+    against holding them in RAM (None, n/a, when zswap holds nothing).
+    """
+    meta = metadata_per_entry()
+    held = [(pid, e) for pid, e in enumerate(sim.entries) if e is not None]
+    sizes = entry_sizes(z, [(e.type, e.offset) for _, e in held])
+    zero = bytes(z.page_size)
 
-@contextmanager
-def _progress(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    def is_zero(i: int) -> bool:
+        return sim.source.page(sim.cids[held[i][0]]) == zero
 
-    with Progress(
-        TextColumn("zswap run"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} accesses"),
-        TimeRemainingColumn(),
-        transient=True,
-    ) as prog:
-        task = prog.add_task("run", total=total)
-        yield lambda n: prog.update(task, completed=n)
+    figures = saved_figures(
+        page_size=z.page_size,
+        sizes=sizes,
+        is_zero=is_zero,
+        pool_bytes=stats["pool_total_size"],
+        considered_pages=sum(1 for n in sizes if n is not None),
+        meta=meta,
+    )
+    return {**figures, **meta.as_json()}
 
 
 PAGE_SIZE = 4096  # the workload sources' page size; a --pid source has the system's
@@ -426,6 +462,15 @@ Examples:
     help="Also compact the pools every N accesses (0: only when the pool limit is hit, "
     "which zswap does by itself before writing back).",
 )
+@click.option(
+    "--async-writeback",
+    "async_writeback",
+    is_flag=True,
+    help="Write back in zswap's own worker thread, as the kernel's shrink worker runs "
+    "beside the program. Counters then depend on thread timing.  [default: write back "
+    "between two accesses, in the command's thread, so the same --seed gives the same "
+    "counters]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def run(
     paths: tuple[str, ...],
@@ -442,6 +487,7 @@ def run(
     ram: int | None,
     sets: tuple[str, ...],
     compact_every: int,
+    async_writeback: bool,
     as_json: bool,
 ) -> None:
     """Run a program-like workload through swap + zswap and report what happened.
@@ -451,6 +497,18 @@ def run(
     first, the swap file in a temporary directory behind it); pages coming back are
     swapped in and compared byte for byte with what was written. Exits 3 if any page
     comes back wrong.
+
+    \b
+    The summary, over the pages zswap holds at the end:
+      codec_ratio    original / compressed bytes of its compressed pages (the codec)
+      pool_density   compressed pages per pool page (codec and allocator together)
+      saved          their bytes minus the pool and zswap's metadata per entry, and
+                     that in percent of their bytes
+    n/a where a figure is undefined (zswap holds nothing, nothing was loaded...).
+
+    Progress with ETA goes to stderr when it is a terminal (with --json too). Ctrl-C
+    stops the run and prints the report so far, marked interrupted (exit 130); SIGTERM
+    or SIGHUP end it after removing the swap file.
     """
     from zswap_core.workload import ZipfTrace
 
@@ -472,17 +530,25 @@ def run(
         raise CliError(f"the swap layer is not available: {exc}") from None
 
     z = make_zswap(cmdline, ram_bytes=ram_bytes)
+    interrupted: _signals.Terminated | None = None
     try:
         validate_sets(z, points)
+        sync = None if async_writeback else SyncWriteback(z)
         lat = Latencies()
         instrument(z, lat)
         trace = ZipfTrace(pages, alpha=alpha, seed=seed)
         wrng = random.Random(seed ^ 0x77)
-        report: dict[str, Any]
+        report: dict[str, Any] = {}
         # From creating the swap file's folder to removing it, signals (Ctrl-C, SIGTERM)
         # are held back and taken only at poll(), between two accesses: never inside a
         # swap-out, never between creating the folder and the try that removes it.
         with _signals.at_safe_points() as poll:
+
+            def step() -> None:  # between two accesses (and two pages of the final check)
+                if sync is not None:
+                    sync.run()
+                poll()
+
             tmp = tempfile.mkdtemp(prefix="zswap-run-")
             try:
                 swap = Swap(z, close_zswap=False)  # z is reported on, then closed below
@@ -490,72 +556,55 @@ def run(
                     swap_pages = pages + pages // 8 + 16
                     swap.swapon(os.path.join(tmp, "swapfile"), swap_pages)
                     sim = Simulation(swap, src, pages=pages, resident=resident, lat=lat)
-                    sim.poll = poll
+                    sim.poll = step
                     marks = [(int(sp.percent / 100 * accesses), sp) for sp in points]
                     t0 = time.perf_counter()
-                    with _progress(accesses, is_tty() and not as_json) as tick:
-                        i = 0
-                        rand = wrng.random
-                        for pg in trace.draw(accesses):
-                            while marks and marks[0][0] <= i:
-                                sp = marks.pop(0)[1]
+                    i = 0
+                    try:
+                        with progress(
+                            "zswap run", accesses, "accesses", enabled=stderr_is_tty()
+                        ) as bar:
+                            rand = wrng.random
+                            for pg in trace.draw(accesses):
+                                while marks and marks[0][0] <= i:
+                                    sp = marks.pop(0)[1]
+                                    apply_set(z, sp)
+                                    sp.applied_at = i
+                                sim.access(pg, rand() < writes)
+                                i += 1
+                                if compact_every and not i % compact_every:
+                                    z.compact()
+                                step()
+                                if not i & 1023:
+                                    bar.update(i, done=i, of=accesses)
+                            for _, sp in marks:  # 100%: after the last access
                                 apply_set(z, sp)
                                 sp.applied_at = i
-                            sim.access(pg, rand() < writes)
-                            poll()
-                            i += 1
-                            if compact_every and not i % compact_every:
-                                z.compact()
-                            if not i & 1023:
-                                tick(i)
-                        for _, sp in marks:  # 100%: after the last access
-                            apply_set(z, sp)
-                            sp.applied_at = i
+                    except _signals.Terminated as exc:
+                        if exc.signum != signal.SIGINT:
+                            raise  # SIGTERM, SIGHUP: clean up and go
+                        interrupted = exc  # Ctrl-C: report what was done
                     elapsed = time.perf_counter() - t0
                     lat.recording = False
-                    stats = z.stats
-                    report = {
-                        "workload": {
-                            "source": src.describe(),
-                            "pages": pages,
-                            "resident": resident,
-                            "accesses": accesses,
-                            "alpha": alpha,
-                            "writes": writes,
-                            "seed": seed,
-                            "compact_every": compact_every,
-                            "page_size": page_size,
-                            "ram_bytes": ram_bytes,
-                            "pool_limit_pages": z.pool_limit_pages,
-                        },
-                        "params": z.params.as_sysfs(),
-                        "stats": stats,
-                        "vmstat": dict(swap.vmstat),
-                        "pools": pool_rows(z),
-                        "compression_ratio": compression_ratio(z, stats),
-                        "latency_us": lat.summary(),
-                        "faults": {
-                            "faults": sim.faults,
-                            "first_touch": sim.first_touch,
-                            "ram_hits": sim.hits,
-                            "writes": sim.writes,
-                            "evictions": sim.evictions,
-                            "clean_drops": sim.clean_drops,
-                        },
-                        "sets": [
-                            {
-                                "set": sp.text,
-                                "param": sp.key,
-                                "value": sp.value,
-                                "at_access": sp.applied_at,
-                            }
-                            for sp in points
-                        ],
-                        "elapsed_s": round(elapsed, 3),
-                    }
-                    checked = sim.check_all()
+                    report = _report(
+                        z, swap, sim, src.describe(), lat, points,
+                        pages=pages, resident=resident, accesses=accesses, done=i,
+                        alpha=alpha, writes=writes, seed=seed, compact_every=compact_every,
+                        page_size=page_size, ram_bytes=ram_bytes,
+                        writeback="async" if async_writeback else "sync",
+                        elapsed=elapsed,
+                    )  # fmt: skip
+                    checked = None
+                    if interrupted is None:
+                        try:
+                            checked = sim.check_all()
+                        except _signals.Terminated as exc:
+                            if exc.signum != signal.SIGINT:
+                                raise
+                            interrupted = exc
                     report["pages_verified"] = sim.verified
-                    report["final_check_pages"] = checked
+                    report["final_check_pages"] = checked  # None: not done (interrupted)
+                    report["interrupted"] = interrupted is not None
                     sim.free_all()
                 finally:
                     swap.close()
@@ -567,17 +616,83 @@ def run(
         echo_json(report)
     else:
         print_run_report(report)
+    if interrupted is not None:
+        raise interrupted  # main() says "zswap: interrupted" and exits 130
+
+
+def _report(
+    z: Zswap,
+    swap: Any,
+    sim: Simulation,
+    source: str,
+    lat: Latencies,
+    points: list[SetPoint],
+    *,
+    pages: int,
+    resident: int,
+    accesses: int,
+    done: int,
+    alpha: float,
+    writes: float,
+    seed: int,
+    compact_every: int,
+    page_size: int,
+    ram_bytes: int,
+    writeback: str,
+    elapsed: float,
+) -> dict[str, Any]:
+    stats = z.stats
+    return {
+        "workload": {
+            "source": source,
+            "pages": pages,
+            "resident": resident,
+            "accesses": accesses,
+            "accesses_done": done,
+            "alpha": alpha,
+            "writes": writes,
+            "seed": seed,
+            "compact_every": compact_every,
+            "page_size": page_size,
+            "ram_bytes": ram_bytes,
+            "pool_limit_pages": z.pool_limit_pages,
+            "writeback": writeback,
+        },
+        "params": z.params.as_sysfs(),
+        "stats": stats,
+        "vmstat": dict(swap.vmstat),
+        "pools": pool_rows(z),
+        **summary_figures(z, sim, stats),
+        "latency_us": lat.summary(),
+        "faults": {
+            "faults": sim.faults,
+            "first_touch": sim.first_touch,
+            "ram_hits": sim.hits,
+            "writes": sim.writes,
+            "evictions": sim.evictions,
+            "clean_drops": sim.clean_drops,
+        },
+        "sets": [
+            {"set": sp.text, "param": sp.key, "value": sp.value, "at_access": sp.applied_at}
+            for sp in points
+        ],
+        "elapsed_s": round(elapsed, 3),
+    }
 
 
 def print_run_report(r: dict[str, Any]) -> None:
     w = r["workload"]
+    done = (
+        "" if w["accesses_done"] == w["accesses"] else f" (interrupted after {w['accesses_done']})"
+    )
     click.echo(
         f"zswap run: {w['source']}\n"
         f"  {w['pages']} pages ({human_bytes(w['pages'] * w['page_size'])}) working set, "
-        f"{w['resident']} resident, {w['accesses']} accesses, zipf alpha {w['alpha']}, "
+        f"{w['resident']} resident, {w['accesses']} accesses{done}, zipf alpha {w['alpha']}, "
         f"{w['writes']:.0%} writes, seed {w['seed']}, compact every {w['compact_every']}\n"
         f"  ram {human_bytes(w['ram_bytes'])}, pool limit {w['pool_limit_pages']} pages "
-        f"(max_pool_percent={r['params']['max_pool_percent']}), {r['elapsed_s']:.2f} s"
+        f"(max_pool_percent={r['params']['max_pool_percent']}), {w['writeback']} writeback, "
+        f"{r['elapsed_s']:.2f} s"
     )
     for sp in r["sets"]:
         click.echo(f"  set {sp['param']}={sp['value']} at access {sp['at_access']}")
@@ -589,7 +704,7 @@ def print_run_report(r: dict[str, Any]) -> None:
     name_value(r["vmstat"].items(), "  ")
     section("pools")
     table(
-        ["name", "compressor", "zpool", "entries", "size", "density", ""],
+        ["name", "compressor", "zpool", "entries", "size", "pool_density", ""],
         [
             [
                 p["name"],
@@ -597,19 +712,31 @@ def print_run_report(r: dict[str, Any]) -> None:
                 p["zpool"],
                 p["entries"],
                 p["size"],
-                p["density"],
+                p["pool_density"],
                 "current" if p["current"] else "",
             ]
             for p in r["pools"]
         ],
         "  ",
     )
-    section("summary")
+    section("summary (the pages zswap holds)")
+    saved = r["saved_bytes"]
+    rows: list[tuple[str, object]] = [
+        ("codec_ratio", r["codec_ratio"]),
+        ("pool_density", r["pool_density"]),
+        ("saved", f"{human_bytes(saved)} ({_percent(r['saved_percent'])})"),
+        ("metadata", r["metadata_basis"]),
+    ]
     lat = r["latency_us"]
-    rows: list[tuple[str, object]] = [("compression_ratio", r["compression_ratio"])]
     for name in ("store", "load", "swap_out", "swap_in"):
         rows.append((f"{name}_p50_us", lat[name]["p50"]))
         rows.append((f"{name}_p99_us", lat[name]["p99"]))
     rows += list(r["faults"].items())
     rows.append(("pages_verified", r["pages_verified"]))
     name_value(rows, "  ")
+    if r["interrupted"]:
+        click.echo("\n(interrupted: the figures are those of the run so far)")
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
