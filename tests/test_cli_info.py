@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +170,106 @@ def test_lsmod_and_modinfo_label_an_alias() -> None:
     info = json.loads(zswap("modinfo", "lzo-rle", "--json").stdout)
     assert info["alias_of"].startswith("lzo ")
     assert "alias_of" not in json.loads(zswap("modinfo", "lzo", "--json").stdout)
+
+
+# -- simulator-only knobs are marked; stats takes run's sources (issue 16) ---------------
+
+MARK = "   (simulator only)"
+
+
+def test_params_mark_what_no_kernel_has() -> None:
+    r = zswap("params", "--cmdline", "zswap.compressor=zstd zstd.level=5")
+    assert r.returncode == 0, r.stderr
+    marked = {
+        line.removesuffix(MARK).split(":")[0] for line in r.stdout.splitlines() if MARK in line
+    }
+    assert marked == {
+        "/sys/module/zswap/parameters/checksums_enabled",
+        "/sys/module/zstd/parameters/level",
+        "/sys/module/zsmalloc/parameters/chain_size",
+    }
+    # kernel parameters (of some release) are not marked, and keep their plain form
+    lines = r.stdout.splitlines()
+    assert "/sys/module/zswap/parameters/compressor: zstd" in lines
+    assert "/sys/module/zswap/parameters/exclusive_loads: N" in lines
+    assert "/sys/module/zstd/parameters/level: 5" + MARK in lines
+    # JSON keeps {module: {param: value}}
+    js = json.loads(zswap("params", "--json").stdout)
+    assert js["zswap"]["checksums_enabled"] == "N"
+
+
+def test_stats_marks_counters_no_kernel_has() -> None:
+    r = zswap("stats", "--pages", "64", "--cmdline", "zswap.zpool=zbud")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    counters = [line for line in lines if line.startswith("/sys/kernel/debug/zswap/")]
+    assert [c for c in counters if c.endswith(MARK)] == [
+        next(c for c in counters if c.startswith("/sys/kernel/debug/zswap/pages_compacted:"))
+    ]
+    assert "/sys/kernel/debug/zswap/stored_pages:" in r.stdout
+    # the kernel's zbud has no debugfs directory
+    assert any(line.startswith("/sys/kernel/debug/zbud/") and line.endswith(MARK) for line in lines)
+
+
+def _stored(js: dict[str, object]) -> int:
+    st = js["stats"]
+    assert isinstance(st, dict)
+    return int(st["stored_pages"]) + int(st["reject_compress_poor"])
+
+
+def test_stats_takes_files_as_run_does(tmp_path: Path) -> None:
+    """A 5-page file gives 5 pages, never padded to --pages with made-up ones."""
+    f = tmp_path / "five.bin"
+    f.write_bytes((b"hello zswap " * 4096)[: 4 * 4096 + 100])  # the last page partly
+    assert -(-f.stat().st_size // 4096) == 5
+    for args in ([str(f)], ["--file", str(f)], ["--source", "files", str(f)]):
+        r = zswap("stats", "--json", "--pages", "100", *args)
+        assert r.returncode == 0, r.stderr
+        js = json.loads(r.stdout)
+        assert js["pages"] == 5 and _stored(js) == 5, js
+        assert js["source"].startswith("files: 5 pages")
+    r = zswap("stats", "--pages", "100", str(f))
+    assert r.returncode == 0 and "storing 5 pages, not 100" in r.stderr
+    js = json.loads(zswap("stats", "--json", "--pages", "3", str(f)).stdout)
+    assert js["pages"] == 3 and _stored(js) == 3
+
+
+def test_stats_takes_a_live_process() -> None:
+    code = (
+        "import mmap, sys\n"
+        "m = mmap.mmap(-1, 64 * 4096)\n"
+        "for i in range(64): m[i * 4096:(i + 1) * 4096] = bytes([i + 1]) * 2048 + b'x' * 2048\n"
+        "print('ready', flush=True); sys.stdin.read()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        r = zswap("stats", "--json", "--pid", str(child.pid), "--pages", "50")
+        if r.returncode != 0 and "permission" in r.stderr.lower():
+            pytest.skip(r.stderr.strip())
+        assert r.returncode == 0, r.stderr
+        js = json.loads(r.stdout)
+        assert js["pages"] == 50 and _stored(js) == 50
+        assert str(child.pid) in js["source"]
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--source", "synthetic", "README.md"], "--source synthetic takes no files"),
+        (["--source", "files"], "needs at least one PATH"),
+        (["--source", "pid"], "--pid"),
+        (["--pid", "1", "README.md"], "--pid takes no files"),
+        (["/nonexistent/zswap-file"], "/nonexistent/zswap-file"),
+    ],
+)
+def test_stats_bad_sources_are_one_line_errors(args: list[str], needle: str) -> None:
+    r = zswap("stats", *args)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zswap: error: ") and needle in lines[0], lines
