@@ -34,9 +34,13 @@ def test_compare_json_has_every_pair() -> None:
     pairs = {(x["compressor"], x["zpool"]) for x in out["results"]}
     want = {(c, z) for c in installed("compressor") for z in installed("zpool")}
     assert pairs == want and len(out["results"]) == len(want)
+    assert out["interrupted"] is False and out["pairs"] == len(want)
+    assert out["metadata_bytes_per_entry"] > 0
     for x in out["results"]:
         assert x["stored_pages"] > 0 and x["pool_total_size"] > 0
-        assert x["ratio"] > 1 and x["density"] > 0
+        assert "ratio" not in x and "density" not in x  # one vocabulary, as run's
+        assert x["codec_ratio"] > 1 and x["pool_density"] > 0
+        assert isinstance(x["saved_bytes"], int) and isinstance(x["saved_percent"], float)
         assert x["store_us"] > 0 and x["load_us"] > 0
         assert x["rejects"] >= 0
 
@@ -57,7 +61,16 @@ def test_compare_selected_pairs_table() -> None:
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     header = next(line for line in lines if line.startswith("compressor"))
-    for col in ("ratio", "density", "pool_size", "store_us", "load_us", "rejects"):
+    for col in (
+        "codec_ratio",
+        "pool_density",
+        "saved",
+        "saved_%",
+        "pool_size",
+        "store_us",
+        "load_us",
+        "rejects",
+    ):
         assert col in header
     rows = [line for line in lines if line.startswith(("lz4 ", "lz4hc "))]
     assert len(rows) == 2 * len(zpools)
@@ -72,7 +85,7 @@ def test_compare_file_source(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["source"].startswith("files:") and out["pages"] == 16
-    assert all(x["ratio"] > 5 for x in out["results"])
+    assert all(x["codec_ratio"] > 5 for x in out["results"])
 
 
 def test_compare_plot_writes_a_png(tmp_path: Path) -> None:
@@ -137,7 +150,7 @@ def test_an_alias_is_labelled_not_presented_as_another_codec() -> None:
     assert r.returncode == 0, r.stderr
     rows = {x["compressor"]: x for x in json.loads(r.stdout)["results"]}
     assert rows["lzo-rle"]["alias_of"] == "lzo" and rows["lzo"]["alias_of"] is None
-    assert rows["lzo-rle"]["ratio"] == rows["lzo"]["ratio"]  # the same streams
+    assert rows["lzo-rle"]["codec_ratio"] == rows["lzo"]["codec_ratio"]  # the same streams
     table = zswap(*args, "--repeats", "1").stdout.splitlines()
     assert any(line.startswith("lzo-rle (= lzo) ") for line in table)
     assert not any(line.startswith("lzo-rle  ") for line in table)
@@ -295,7 +308,11 @@ def test_a_signal_ends_the_workers_too(signum: int) -> None:
             p.wait()
     assert p.returncode == 128 + signum
     want = "zswap: interrupted" if signum == signal.SIGINT else "zswap: terminated (SIGTERM)"
-    assert err.strip() == want and out == ""
+    assert err.strip() == want
+    if signum == signal.SIGINT:  # the pairs done so far (none yet, 0.3 s in)
+        assert "(interrupted: 0 of " in out and "pairs measured)" in out
+    else:
+        assert out == ""
     assert all(_gone(w) for w in workers)
 
 
@@ -317,11 +334,13 @@ def test_default_jobs_keeps_a_tiny_run_here_and_spreads_a_big_one(
     from zswap_core.cli import _compare
     from zswap_core.workload import SyntheticSource
 
-    calls: list[tuple[list[tuple[str, str, str]], int]] = []
+    calls: list[tuple[list[tuple[str, str]], int]] = []
 
-    def fake_parallel(tasks: Any, pages: Any, repeats: Any, workers: int, show: Any) -> Any:
+    def fake_parallel(
+        tasks: Any, pages: Any, repeats: Any, workers: int, show: Any, done: Any
+    ) -> None:
         calls.append((list(tasks), workers))
-        return {t: _compare._run_task(t, pages[:4], 1) for t in tasks}
+        done.update({t: _compare._run_task(t, pages[:4], 1) for t in tasks})
 
     monkeypatch.setattr(_compare, "_run_parallel", fake_parallel)
     monkeypatch.setattr(_compare, "usable_cpus", lambda: 4)
@@ -334,21 +353,20 @@ def test_default_jobs_keeps_a_tiny_run_here_and_spreads_a_big_one(
         _compare,
         "_estimated_costs",
         lambda cs, zs, pages, repeats: {
-            **{("ratio", c, ""): 1e5 * len(pages) for c in cs},
-            **{("pair", c, z): (3e5 if c == "zstd" else 2e5) * len(pages) for c in cs for z in zs},
+            (c, z): (3e5 if c == "zstd" else 2e5) * len(pages) for c in cs for z in zs
         },
     )
-    rows = _compare.run_compare(["lz4", "zstd"], ["zbud"], few, 1)
+    rows = _compare.run_compare(["lz4", "zstd"], ["zbud", "zsmalloc"], few, 1)
     assert len(calls) == 1
     tasks, workers = calls[0]
     assert workers == 4
-    assert tasks == [
-        ("pair", "zstd", "zbud"),
-        ("pair", "lz4", "zbud"),
-        ("ratio", "lz4", ""),
-        ("ratio", "zstd", ""),
+    assert tasks == [("zstd", "zbud"), ("zstd", "zsmalloc"), ("lz4", "zbud"), ("lz4", "zsmalloc")]
+    assert [(r["compressor"], r["zpool"]) for r in rows] == [
+        ("lz4", "zbud"),
+        ("lz4", "zsmalloc"),
+        ("zstd", "zbud"),
+        ("zstd", "zsmalloc"),
     ]
-    assert [(r["compressor"], r["zpool"]) for r in rows] == [("lz4", "zbud"), ("zstd", "zbud")]
     calls.clear()
     _compare.run_compare(["lz4"], ["zbud"], few, 1, jobs=1)
     assert not calls  # --jobs 1: always here

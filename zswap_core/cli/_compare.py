@@ -23,17 +23,22 @@ from ._common import (
     VerifyError,
     build_source,
     check_plugin,
+    complete_names,
     echo_json,
+    entry_sizes,
     human_bytes,
-    is_tty,
+    metadata_per_entry,
+    progress,
+    saved_figures,
     source_options,
+    stderr_is_tty,
     table,
 )
 
 if TYPE_CHECKING:
     from zswap_core import Zswap
 
-__all__ = ["codec_ratio", "compare", "measure_pair", "run_compare"]
+__all__ = ["Interrupted", "compare", "measure_pair", "run_compare"]
 
 _REJECTS = (
     "reject_reclaim_fail",
@@ -43,10 +48,13 @@ _REJECTS = (
     "reject_compress_poor",
 )
 PLOT_MISSING = "matplotlib is needed for --plot: pip install 'zswap-core[plot]'"
+PLOT_FORMATS = ("png", "svg", "pdf")
 MAX_JOBS = 1024
 #: Below this much estimated work (seconds) a run without --jobs stays in this process:
 #: starting workers would cost more than it saves.
 SERIAL_BELOW_S = 0.5
+#: Pages stored or loaded between two checks for a signal in measure_pair().
+CHUNK = 256
 
 
 def _names(option: str | None, kind: str) -> list[str]:
@@ -68,97 +76,108 @@ def _names(option: str | None, kind: str) -> list[str]:
 
 
 def measure_pair(compressor: str, zpool: str, pages: list[bytes], repeats: int) -> dict[str, Any]:
-    """Store and load ``pages`` through a fresh Zswap ``repeats`` times; medians per page."""
+    """Store and load ``pages`` through a fresh Zswap ``repeats`` times; medians per page.
+
+    The figures of the first run: codec ratio (from the lengths of the entries zswap
+    stored: same-filled and incompressible pages left out), pool density, saved (in
+    percent of all the pages' bytes: a page zswap refused saves nothing), rejects.
+    load_us is None (n/a) when zswap stored no page to load.
+    """
     from zswap_core import Zswap
 
     from ._run import pool_rows
 
     clock = time.perf_counter_ns
+    poll = _signals.poll  # raises only inside at_safe_points(): never in a worker
     store_us: list[float] = []
     load_us: list[float] = []
     first: dict[str, Any] = {}
     n = len(pages)
     page_size = len(pages[0])
+    meta = metadata_per_entry()
+    zero = bytes(page_size)
     for rep in range(repeats):
         # RAM so large that the pool limit never rejects anything
         z: Zswap = Zswap(compressor=compressor, zpool=zpool, ram_bytes=1 << 50)
         try:
             z.init(0)
             store = z.store
-            t0 = clock()
-            for off, page in enumerate(pages):
-                store(0, off, page)
-            t1 = clock()
+            # Timed in chunks, with a signal check between two (a Ctrl-C taken in the
+            # middle of a store could leave a lock of the core held): one call per
+            # CHUNK pages, outside the timed part.
+            spent = 0
+            for lo in range(0, n, CHUNK):
+                t0 = clock()
+                for off in range(lo, min(n, lo + CHUNK)):
+                    store(0, off, pages[off])
+                spent += clock() - t0
+                poll()
+            if rep == 0:  # before the loads: with exclusive loads they drop the entries
+                st = z.stats
+                sizes = entry_sizes(z, [(0, o) for o in range(n)])
+                first = {
+                    "stored_pages": st["stored_pages"],
+                    "same_filled_pages": st["same_filled_pages"],
+                    "pool_total_size": st["pool_total_size"],
+                    "pool_pages": st["pool_total_size"] // page_size,
+                    **saved_figures(
+                        page_size=page_size,
+                        sizes=sizes,
+                        is_zero=lambda i: pages[i] == zero,
+                        pool_bytes=st["pool_total_size"],
+                        considered_pages=n,
+                        meta=meta,
+                    ),
+                    "rejects": sum(st[k] for k in _REJECTS),
+                    "pools": pool_rows(z),
+                }
             load = z.load
-            out = [load(0, off) for off in range(n)]
-            t2 = clock()
+            out: list[bytes | None] = []
+            load_ns = 0
+            for lo in range(0, n, CHUNK):
+                t0 = clock()
+                out += [load(0, off) for off in range(lo, min(n, lo + CHUNK))]
+                load_ns += clock() - t0
+                poll()
             for off, page in enumerate(pages):
                 got = out[off]
                 if got is not None and got != page:
                     raise VerifyError(f"{compressor}/{zpool}: page {off} read back wrong")
             stored = sum(1 for o in out if o is not None)
-            store_us.append((t1 - t0) / n / 1000)
-            load_us.append((t2 - t1) / max(1, stored) / 1000)
-            if rep == 0:
-                st = z.stats
-                pool = st["pool_total_size"]
-                compressed_pages = st["stored_pages"] - st["same_filled_pages"]
-                pool_pages = pool // page_size
-                first = {
-                    "stats": st,
-                    "stored_pages": st["stored_pages"],
-                    "same_filled_pages": st["same_filled_pages"],
-                    "pool_total_size": pool,
-                    "pool_pages": pool_pages,
-                    "density": round(compressed_pages / pool_pages, 3) if pool_pages else 0.0,
-                    "rejects": sum(st[k] for k in _REJECTS),
-                    "pools": pool_rows(z),
-                }
+            store_us.append(spent / n / 1000)
+            if stored:
+                load_us.append(load_ns / stored / 1000)
         finally:
             z.close()
-    first.pop("stats")
     return {
         "compressor": compressor,
         "zpool": zpool,
         **first,
         "store_us": round(statistics.median(store_us), 2),
-        "load_us": round(statistics.median(load_us), 2),
+        "load_us": round(statistics.median(load_us), 2) if load_us else None,
     }
-
-
-def codec_ratio(compressor: str, pages: list[bytes]) -> float:
-    """Original / compressed bytes of the pages zswap would compress and could keep.
-
-    Same-filled pages (never compressed) and pages that do not shrink below a page
-    (always rejected, ``reject_compress_poor``) are left out, so this is the codec's
-    ratio on what the pool holds and density can be compared with it.
-    """
-    from zswap_core import default_registry
-    from zswap_core.workload import is_same_filled
-
-    mod = default_registry().require("compressor", compressor)
-    comp = mod.driver(mod.params)
-    orig = packed = 0
-    try:
-        for p in pages:
-            if is_same_filled(p):
-                continue
-            n = len(comp.compress(p))
-            if n < len(p):
-                orig += len(p)
-                packed += n
-    finally:
-        comp.close()
-    return round(orig / packed, 3) if packed else 0.0
 
 
 # -- running the measurements -----------------------------------------------------------
 #
-# A task is ("ratio", compressor, "") -> codec_ratio(), or ("pair", compressor, zpool)
-# -> measure_pair(). Either runs whole in one process, and a worker runs one at a time,
-# so each pair's timings are its own: the parallelism is across pairs, never within one.
+# A task is a (compressor, zpool) pair -> measure_pair(). It runs whole in one process,
+# and a worker runs one at a time, so each pair's timings are its own: the parallelism
+# is across pairs, never within one.
 
-Task = tuple[str, str, str]
+Task = tuple[str, str]
+
+
+class Interrupted(BaseException):
+    """Ctrl-C during :func:`run_compare`: ``rows`` are the pairs finished before it.
+
+    A BaseException, as the signal's own :class:`~._signals.Terminated` is: nothing on
+    the way may take it for an error.
+    """
+
+    def __init__(self, rows: list[dict[str, Any]], signal: _signals.Terminated) -> None:
+        super().__init__("interrupted")
+        self.rows = rows
+        self.signal = signal
 
 
 def usable_cpus() -> int:
@@ -170,9 +189,7 @@ def usable_cpus() -> int:
 
 
 def _run_task(task: Task, pages: list[bytes], repeats: int) -> Any:
-    kind, compressor, zpool = task
-    if kind == "ratio":
-        return codec_ratio(compressor, pages)
+    compressor, zpool = task
     return measure_pair(compressor, zpool, pages, repeats)
 
 
@@ -185,77 +202,72 @@ def run_compare(
     jobs: int | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """One row per compressor x zpool (in that order): :func:`measure_pair` plus ``ratio``.
+    """One row per compressor x zpool (in that order): :func:`measure_pair`.
 
-    ``jobs`` worker processes measure the pairs (and the codec ratios) side by side;
-    ``1`` measures them one after another in this process; None is :func:`usable_cpus`,
-    but in this process when the whole run is estimated to take under
-    ``SERIAL_BELOW_S``. Every figure but the timings is the same whichever way it ran.
+    ``jobs`` worker processes measure the pairs side by side; ``1`` measures them one
+    after another in this process; None is :func:`usable_cpus`, but in this process
+    when the whole run is estimated to take under ``SERIAL_BELOW_S``. Every figure but
+    the timings is the same whichever way it ran. ``progress``: a bar with ETA on
+    stderr. Ctrl-C raises :class:`Interrupted` with the rows of the pairs done.
     """
-    ratio_tasks: list[Task] = [("ratio", c, "") for c in compressors]
-    pair_tasks: list[Task] = [("pair", c, zp) for c in compressors for zp in zpools]
-    tasks = ratio_tasks + pair_tasks
+    tasks: list[Task] = [(c, zp) for c in compressors for zp in zpools]
     workers = min(usable_cpus() if jobs is None else jobs, len(tasks))
+    cost = _estimated_costs(compressors, zpools, pages, repeats)
     done: dict[Task, Any] = {}
-    if workers > 1:
-        cost = _estimated_costs(compressors, zpools, pages, repeats)
-        if jobs is not None or sum(cost.values()) >= SERIAL_BELOW_S * 1e6:
-            order = sorted(tasks, key=lambda t: -cost[t])  # longest first: an even finish
-            done = _run_parallel(order, pages, repeats, workers, _progress(progress, pair_tasks))
-    if not done:
-        show = _progress(progress, pair_tasks)
-        last: Task | None = None
-        for task in tasks:
-            if task[0] == "pair":
-                show(last, task)
-                last = task
-            done[task] = _run_task(task, pages, repeats)
+    total = sum(cost.values())
+    try:
+        with _progress_bar(progress, tasks, cost) as show:
+            if workers > 1 and (jobs is not None or total >= SERIAL_BELOW_S * 1e6):
+                order = sorted(tasks, key=lambda t: -cost[t])  # longest first: an even finish
+                _run_parallel(order, pages, repeats, workers, show, done)
+            else:
+                # Signals are taken where measure_pair polls, between two chunks of pages.
+                with _signals.at_safe_points():
+                    for task in tasks:
+                        show(None, task)
+                        done[task] = _run_task(task, pages, repeats)
+                        show(task, None)
+    except _signals.Terminated as exc:
+        if exc.signum != signal.SIGINT:
+            raise
+        raise Interrupted([done[t] for t in tasks if t in done], exc) from None
+    return [done[t] for t in tasks]
+
+
+Show = Callable[[Task | None, Task | None], None]
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, tasks: list[Task], cost: dict[Task, float]) -> Iterator[Show]:
+    """``show(finished, started)``: a bar on stderr, advanced by each pair's estimated
+    cost (so its ETA weighs a slow codec's pairs as such), with ``k/total pairs``.
+
+    Drawn only when called (no refresh thread: workers are forked while it is shown);
+    show(None, None) redraws, for the elapsed time and ETA to move.
+    """
+    total = sum(cost.values()) or 1.0
+    finished = 0
+    completed = 0.0
+    with progress("zswap compare", total, "pairs", enabled=enabled, auto_refresh=False) as bar:
+
+        def show(ended: Task | None, started: Task | None) -> None:
+            nonlocal finished, completed
+            if ended is not None:
+                finished += 1
+                completed += cost[ended]
+            bar.update(completed, done=finished, of=len(tasks))
+
         show(None, None)
-    rows = []
-    for task in pair_tasks:
-        row = dict(done[task])
-        row["ratio"] = done[("ratio", task[1], "")]
-        rows.append(row)
-    return rows
-
-
-def _progress(enabled: bool, pair_tasks: list[Task]) -> Callable[[Task | None, Task | None], None]:
-    """``show(finished, started)``: ``[k/total] c + zp ...`` on stderr; (None, None) clears."""
-    total = len(pair_tasks)
-    finished_pairs = 0
-    shown = ""
-    running: list[Task] = []
-
-    def show(finished: Task | None, started: Task | None) -> None:
-        nonlocal finished_pairs, shown
-        if not enabled:
-            return
-        if finished is not None and finished[0] == "pair":
-            finished_pairs += 1
-            running.remove(finished)
-        if started is not None and started[0] == "pair":
-            running.append(started)
-        if finished is None and started is None:
-            running.clear()  # the end
-        text = ""
-        if running:
-            names = ", ".join(f"{c} + {zp}" for _, c, zp in running)
-            text = f"[{min(total, finished_pairs + 1)}/{total}] {names} ..."[:78]
-        if text == shown:
-            return
-        pad = " " * max(0, len(shown) - len(text))
-        click.echo(f"\r{text}{pad}\r{text}", nl=False, err=True)
-        shown = text
-
-    return show
+        yield show
 
 
 def _estimated_costs(
     compressors: Sequence[str], zpools: Sequence[str], pages: list[bytes], repeats: int
 ) -> dict[Task, float]:
-    """Microseconds each task should take, from each codec's time on a sample of pages.
+    """Microseconds each pair should take, from each codec's time on a sample of pages.
 
-    Only the order of the tasks depends on it (longest first), never a result.
+    Only the order of the tasks (longest first) and the progress bar depend on it,
+    never a result.
     """
     from zswap_core import default_registry
 
@@ -275,13 +287,8 @@ def _estimated_costs(
         except Exception:  # the task itself will say what is wrong
             per_page[c] = 50.0
     n = len(pages)
-    costs: dict[Task, float] = {}
-    for c in compressors:
-        costs[("ratio", c, "")] = per_page[c] * n
-        for zp in zpools:
-            # a store compresses; a load costs a fraction of that; the rest is per page
-            costs[("pair", c, zp)] = repeats * (per_page[c] * 1.2 + 5.0) * n
-    return costs
+    # a store compresses; a load costs a fraction of that; the rest is per page
+    return {(c, zp): repeats * (per_page[c] * 1.2 + 5.0) * n for c in compressors for zp in zpools}
 
 
 def _run_parallel(
@@ -289,9 +296,11 @@ def _run_parallel(
     pages: list[bytes],
     repeats: int,
     workers: int,
-    show: Callable[[Task | None, Task | None], None],
-) -> dict[Task, Any]:
-    """Run ``tasks`` (in this order) in ``workers`` processes; their results by task.
+    show: Show,
+    results: dict[Task, Any],
+) -> None:
+    """Run ``tasks`` (in this order) in ``workers`` processes; their results by task
+    go into ``results`` as they come (what is there stays, should a signal end it).
 
     Each worker gets the pages once (inherited by fork; pickled once where forking is
     unsafe, with other threads running), then takes one task at a time. A failed task
@@ -306,7 +315,6 @@ def _run_parallel(
         method = "spawn"
     ctx: Any = multiprocessing.get_context(method)
     queue = deque(tasks)
-    results: dict[Task, Any] = {}
     procs: list[Any] = []
     busy: dict[Any, tuple[Any, Task]] = {}  # connection -> (process, its task)
     try:
@@ -347,10 +355,9 @@ def _run_parallel(
                 for proc, task in busy.values():
                     if proc.sentinel in ready and not proc.is_alive():
                         raise _died(proc, task)
-        show(None, None)
+                show(None, None)  # the clock moves on
         for proc, _ in procs:
             proc.join()
-        return results
     finally:
         for proc, _ in procs:
             if proc.is_alive():
@@ -384,8 +391,7 @@ def _died(proc: Any, task: Task) -> CliError:
     proc.join()
     code = proc.exitcode
     how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"status {code}"
-    what = task[1] if task[0] == "ratio" else f"{task[1]}/{task[2]}"
-    return CliError(f"{what}: the worker process measuring it ended with {how}")
+    return CliError(f"{task[0]}/{task[1]}: the worker process measuring it ended with {how}")
 
 
 def _worker(conn: Any, pages: list[bytes], repeats: int, parent: int) -> None:
@@ -439,7 +445,11 @@ Examples:
   zswap compare
   zswap compare --compressors lz4,zstd --zpools zbud,zsmalloc --pages 4096
   zswap compare --source files /usr/bin --json
-  zswap compare --pid 1234 --plot compare.png
+  zswap compare --pid 1234 --plot compare.svg
+
+\b
+Shell completion (click's; --compressors and --zpools complete installed names):
+  eval "$(_ZSWAP_COMPLETE=bash_source zswap)"    # bash; zsh_source, fish_source
 """
 
 
@@ -449,12 +459,14 @@ Examples:
     "--compressors",
     default=None,
     metavar="A,B,...",
+    shell_complete=complete_names("compressor"),
     help="Compressors to compare.  [default: every installed one]",
 )
 @click.option(
     "--zpools",
     default=None,
     metavar="A,B,...",
+    shell_complete=complete_names("zpool"),
     help="Allocators to compare.  [default: every installed one]",
 )
 @click.option(
@@ -486,8 +498,9 @@ Examples:
 @click.option(
     "--plot",
     default=None,
-    metavar="FILE.png",
-    help="Also draw ratio, density and speed per pair (needs matplotlib).",
+    metavar="FILE.{png,svg,pdf}",
+    help="Also draw saved MiB against store time, and each pair's figures (needs "
+    "matplotlib). The format is the file's extension.",
 )
 def compare(
     paths: tuple[str, ...],
@@ -505,20 +518,28 @@ def compare(
 ) -> None:
     """Store the same pages through every compressor x allocator pair and compare.
 
-    For each pair: ratio (original / compressed bytes of the pages that are compressed
-    and fit in a page: the codec alone), density (those pages per pool page: the codec and
-    the allocator together), pool size, store and load time per page (median of
-    --repeats runs) and rejected pages (the sum of the reject_* counters).
+    \b
+    For each pair:
+      codec_ratio    original / compressed bytes of the pages zswap compressed and kept
+                     (same-filled and incompressible pages left out): the codec alone
+      pool_density   those pages per pool page: the codec and the allocator together
+      saved          the pages' bytes minus the pool and zswap's metadata per entry, and
+                     that in percent of all the pages' bytes (a refused page saves nothing)
+      store_us, load_us   time per page, median of --repeats runs
+      rejects        the sum of the reject_* counters
+    n/a where a figure is undefined (no page compressed, no page to load).
 
     The pairs are measured side by side in --jobs worker processes, each pair from start
     to end in one worker, one pair at a time per worker (so a pair's timings are its
     own); every figure but the timings is the same as with --jobs 1, which measures
     them one after another in this process. Pairs measured side by side share the CPU
     caches and memory bandwidth: --jobs 1 gives the quietest timings.
+
+    Progress with ETA goes to stderr when it is a terminal (with --json too). Ctrl-C
+    prints the pairs finished so far, marked interrupted (exit 130).
     """
     if plot is not None:
-        if not plot.strip():
-            raise CliError("--plot: the file name is empty")
+        _check_plot_name(plot)
         try:
             import matplotlib  # noqa: F401
         except ImportError:
@@ -527,35 +548,52 @@ def compare(
     zps = _names(zpools, "zpool")
     src = build_source(source, files, paths, pid, seed, max_pages=pages)
     page_list = [src.page(i) for i in range(pages)]
-    show = is_tty() and not as_json
     aliases = {c: _alias_of(c) for c in comps}
-    results = run_compare(comps, zps, page_list, repeats, jobs=jobs, progress=show)
+    stopped: _signals.Terminated | None = None
+    try:
+        results = run_compare(comps, zps, page_list, repeats, jobs=jobs, progress=stderr_is_tty())
+    except Interrupted as exc:
+        results, stopped = exc.rows, exc.signal
     for row in results:
         row["alias_of"] = aliases[row["compressor"]] or None
-    out = {
+    out: dict[str, Any] = {
         "source": src.describe(),
         "pages": pages,
         "page_size": src.page_size,
         "repeats": repeats,
+        **metadata_per_entry().as_json(),
+        "pairs": len(comps) * len(zps),
         "results": [{k: v for k, v in r.items() if k != "pools"} for r in results],
+        "interrupted": stopped is not None,
     }
-    if plot is not None:
-        _plot(results, plot, src.describe())
+    if plot is not None and stopped is None:
+        _plot(results, plot, f"{src.describe()}; {pages} pages", src.page_size)
         out["plot"] = plot
     if as_json:
         echo_json(out)
-        return
+    else:
+        _print_table(out, results)
+        if plot is not None and stopped is None:
+            click.echo(f"\nplot written to {plot}")
+    if stopped is not None:
+        raise stopped  # main() says "zswap: interrupted" and exits 130
+
+
+def _print_table(out: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    pages, page_size = out["pages"], out["page_size"]
     click.echo(
         f"zswap compare: {out['source']}; {pages} pages "
-        f"({human_bytes(pages * src.page_size)}), median of {repeats}"
+        f"({human_bytes(pages * page_size)}), median of {out['repeats']}"
     )
     click.echo()
     table(
         [
             "compressor",
             "zpool",
-            "ratio",
-            "density",
+            "codec_ratio",
+            "pool_density",
+            "saved",
+            "saved_%",
             "pool_size",
             "store_us",
             "load_us",
@@ -566,8 +604,10 @@ def compare(
             [
                 _label(r),
                 r["zpool"],
-                r["ratio"],
-                r["density"],
+                r["codec_ratio"],
+                r["pool_density"],
+                human_bytes(r["saved_bytes"]),
+                r["saved_percent"],
                 human_bytes(r["pool_total_size"]),
                 r["store_us"],
                 r["load_us"],
@@ -577,10 +617,24 @@ def compare(
             for r in results
         ],
     )
+    click.echo(
+        f"\nsaved: the stored pages' bytes minus the pool and zswap's metadata "
+        f"({out['metadata_basis']}); saved_%: of all {pages} pages"
+    )
     if any(r["alias_of"] for r in results):
-        click.echo("\n(= X): an alias of compressor X, the same streams byte for byte")
-    if plot is not None:
-        click.echo(f"\nplot written to {plot}")
+        click.echo("(= X): an alias of compressor X, the same streams byte for byte")
+    if out["interrupted"]:
+        click.echo(f"(interrupted: {len(results)} of {out['pairs']} pairs measured)")
+
+
+def _check_plot_name(path: str) -> None:
+    """The image format is the extension: png, svg or pdf; checked before any work."""
+    if not path.strip():
+        raise CliError("--plot: the file name is empty")
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in PLOT_FORMATS:
+        what = f"extension .{ext}" if ext else "no extension"
+        raise CliError(f"--plot {path}: {what}; the format comes from it: .png, .svg or .pdf")
 
 
 def _alias_of(compressor: str) -> str:
@@ -597,56 +651,138 @@ def _label(row: dict[str, Any]) -> str:
     return f"{row['compressor']} (= {alias})" if alias else str(row["compressor"])
 
 
-def _plot(results: list[dict[str, Any]], path: str, title: str) -> None:
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def place_labels(
+    points: Sequence[tuple[float, float]], sizes: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Offsets (display units) for labels of ``sizes`` at ``points`` that do not overlap.
+
+    Greedy: each label takes the first of a ring of candidate offsets, tried nearest
+    first, whose box meets no label placed before it and no point; when none is free,
+    the one with the least overlap. Deterministic for the same input.
+    """
+    candidates = [
+        (dx * r, dy * r)
+        for r in (1, 2, 3, 4, 6)
+        for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.5), (0, -1.5), (1.5, 0), (-1.5, 0))
+    ]
+    placed: list[tuple[float, float, float, float]] = []
+    dots = [(x - 3, y - 3, x + 3, y + 3) for x, y in points]
+
+    def overlap(
+        a: tuple[float, float, float, float], b: tuple[float, float, float, float]
+    ) -> float:
+        w = min(a[2], b[2]) - max(a[0], b[0])
+        h = min(a[3], b[3]) - max(a[1], b[1])
+        return w * h if w > 0 and h > 0 else 0.0
+
+    out: list[tuple[float, float]] = []
+    for (x, y), (w, h) in zip(points, sizes, strict=True):
+        best: tuple[float, tuple[float, float], tuple[float, float, float, float]] | None = None
+        for cx, cy in candidates:
+            ox, oy = cx * 8, cy * 8
+            left = x + ox if ox >= 0 else x + ox - w
+            low = y + oy if oy >= 0 else y + oy - h
+            box = (left, low, left + w, low + h)
+            cost = sum(overlap(box, b) for b in placed) + sum(overlap(box, d) for d in dots)
+            if best is None or cost < best[0]:
+                best = (cost, (left - x, low - y), box)
+            if cost == 0:
+                break
+        assert best is not None
+        placed.append(best[2])
+        out.append(best[1])
+    return out
+
+
+def _plot(results: list[dict[str, Any]], path: str, title: str, page_size: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
+    fmt = os.path.splitext(path)[1].lower().lstrip(".")
     labels = [f"{_label(r)}\n{r['zpool']}" for r in results]
     x = list(range(len(results)))
     width = max(8.0, 0.6 * len(results) + 2)
-    fig, axes = plt.subplots(4, 1, figsize=(width, 15))
-    # 1. the trade-off a user picks from: density against store cost
+    fig, axes = plt.subplots(3, 1, figsize=(width, 13))
+    comps = list(dict.fromkeys(r["compressor"] for r in results))
+    zps = list(dict.fromkeys(r["zpool"] for r in results))
+    cmap = plt.get_cmap("tab10")
+    colour = {c: cmap(i % 10) for i, c in enumerate(comps)}
+    marker = {z: MARKERS[i % len(MARKERS)] for i, z in enumerate(zps)}
+    # 1. the trade-off a user picks from: memory saved against the time it costs
     ax = axes[0]
-    markers = {"zbud": "s", "z3fold": "^", "zsmalloc": "o"}
-    for r in results:
-        ax.scatter(r["store_us"], r["density"], marker=markers.get(r["zpool"], "D"), s=40)
-        ax.annotate(
-            f"{_label(r)}/{r['zpool']}",
-            (r["store_us"], r["density"]),
-            fontsize="x-small",
-            xytext=(4, 3),
-            textcoords="offset points",
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("store µs/page (log)")
-    ax.set_ylabel("stored pages per pool page")
-    ax.set_title("density against store cost (up and left is better)")
+    gib_pages = (1 << 30) // page_size
+    xs = [r["store_us"] * 1e-6 * gib_pages for r in results]
+    ys = [r["saved_bytes"] / (1 << 20) for r in results]
+    for r, xv, yv in zip(results, xs, ys, strict=True):
+        ax.scatter(xv, yv, color=colour[r["compressor"]], marker=marker[r["zpool"]], s=50)
+    ax.set_xlabel("store time, s per GiB of pages (the whole store path, wall clock)")
+    ax.set_ylabel("saved MiB (pages minus pool and metadata)")
+    ax.set_title("memory saved against store time (up and left is better)")
     ax.grid(True, alpha=0.3)
-    # 2-4. the figures per combination
+    ax.set_xlim(left=0)
+    fig.canvas.draw()  # the limits are final: labels are placed in display units
+    trans = ax.transData
+    pts = [tuple(trans.transform((xv, yv))) for xv, yv in zip(xs, ys, strict=True)]
+    texts = [f"{_label(r)}/{r['zpool']}" for r in results]
+    sizes = [(5.2 * len(t) + 4, 11.0) for t in texts]  # x-small text, in points ~ pixels
+    offsets = place_labels(pts, sizes)
+    for t, (xv, yv), (ox, oy) in zip(texts, zip(xs, ys, strict=True), offsets, strict=True):
+        ax.annotate(
+            t,
+            (xv, yv),
+            xytext=(ox, oy),
+            textcoords="offset pixels",
+            fontsize="x-small",
+            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"},
+        )
+    colour_legend = ax.legend(
+        handles=[Line2D([], [], color=colour[c], marker="o", linestyle="", label=c) for c in comps],
+        title="compressor (colour)",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize="small",
+    )
+    ax.add_artist(colour_legend)
+    ax.legend(
+        handles=[Line2D([], [], color="0.3", marker=marker[z], linestyle="", label=z) for z in zps],
+        title="zpool (marker)",
+        loc="lower left",
+        bbox_to_anchor=(1.01, 0.0),
+        fontsize="small",
+    )
+    # 2-3. the figures per combination (n/a drawn as nothing)
     ax = axes[1]
-    ax.bar([i - 0.2 for i in x], [r["ratio"] for r in results], 0.4, label="ratio (codec)")
+
+    def val(v: float | None) -> float:
+        return float("nan") if v is None else float(v)
+
+    ax.bar([i - 0.2 for i in x], [val(r["codec_ratio"]) for r in results], 0.4, label="codec ratio")
     ax.bar(
         [i + 0.2 for i in x],
-        [r["density"] for r in results],
+        [val(r["pool_density"]) for r in results],
         0.4,
-        label="density (pages/pool page)",
+        label="pool density (pages per pool page)",
     )
     ax.set_title("compression")
     ax.legend(fontsize="small")
-    axes[2].bar(x, [r["store_us"] for r in results], color="tab:orange")
-    axes[2].set_yscale("log")
-    axes[2].set_title("store µs/page (log)")
-    axes[3].bar(x, [r["load_us"] for r in results], color="tab:green")
-    axes[3].set_title("load µs/page")
+    ax = axes[2]
+    ax.bar([i - 0.2 for i in x], [r["store_us"] for r in results], 0.4, label="store")
+    ax.bar([i + 0.2 for i in x], [val(r["load_us"]) for r in results], 0.4, label="load")
+    ax.set_title("µs per page")
+    ax.legend(fontsize="small")
     for a in axes[1:]:
         a.set_xticks(x)
         a.set_xticklabels(labels, fontsize="x-small")
     fig.suptitle(title, fontsize="small")
     fig.tight_layout(rect=(0, 0, 1, 0.985))
     try:
-        fig.savefig(path, format="png", dpi=100)
+        fig.savefig(path, format=fmt, dpi=100)
     except OSError as exc:
         raise CliError(f"--plot {path}: {exc.strerror or exc}") from None
     finally:
