@@ -129,7 +129,9 @@ def test_stats_debugfs_and_zsmalloc_classes() -> None:
     assert js["stats"]["stored_pages"] > 0
 
 
-@pytest.mark.parametrize("cmd", ["", "run", "compare", "lsmod", "modinfo", "params", "stats"])
+@pytest.mark.parametrize(
+    "cmd", ["", "run", "compare", "host", "lsmod", "modinfo", "params", "stats"]
+)
 def test_help_with_examples(cmd: str) -> None:
     r = zswap(*([cmd] if cmd else []), "--help")
     assert r.returncode == 0, r.stderr
