@@ -608,6 +608,52 @@ def test_page_idle_with_a_bitmap(child: Child) -> None:
         assert cold[child.addr + i * PAGE] == 0, i  # written: not idle
 
 
+def _pfns(pid: int, addrs: list[int]) -> list[int]:
+    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    try:
+        out = []
+        for a in addrs:
+            e = int.from_bytes(os.pread(fd, 8, 8 * (a // PAGE)), sys.byteorder)
+            out.append(e & _scan.PFN_MASK)
+        return out
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not ROOT, reason="PFNs are visible to root only")
+def test_page_idle_logic_with_a_stand_in_bitmap(
+    child: Child, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This kernel may have no /sys/kernel/mm/page_idle: a plain file stands in for the
+    # bitmap (one bit per PFN, in 8-byte words), and "touching" a page is what the
+    # kernel does then: it clears that page's bit.
+    bitmap = tmp_path / "bitmap"
+    bitmap.write_bytes(b"")
+    monkeypatch.setattr(_scan, "PAGE_IDLE_BITMAP", str(bitmap))
+    written = [child.addr + i * PAGE for i in range(child.n)]
+    marked: list[int] = []
+
+    def touch_even() -> None:
+        fd = os.open(bitmap, os.O_RDWR)
+        try:
+            for pfn in _pfns(child.pid, expected_addrs(child)):
+                word = int.from_bytes(os.pread(fd, 8, 8 * (pfn >> 6)), sys.byteorder)
+                marked.append(word >> (pfn & 63) & 1)
+            for pfn in _pfns(child.pid, written[::2]):
+                word = int.from_bytes(os.pread(fd, 8, 8 * (pfn >> 6)), sys.byteorder)
+                word &= ~(1 << (pfn & 63))
+                os.pwrite(fd, word.to_bytes(8, sys.byteorder), 8 * (pfn >> 6))
+        finally:
+            os.close(fd)
+
+    c = census([child.target()], idle="page_idle", idle_interval=0, on_marked=touch_even)
+    assert marked == [1] * len(expected_addrs(child))  # every candidate marked idle
+    assert c.idle_method == "page_idle" and c.cold is not None
+    cold = dict(zip(c.pages[0], c.cold[0], strict=True))
+    assert [cold[a] for a in written] == [i % 2 for i in range(child.n)]
+    assert c.counts[0].cold == child.n // 2 + child.z
+
+
 # -------------------------------------------------------------------- reading
 
 
