@@ -132,9 +132,14 @@ def _print_state(state: HostState, profile: KernelProfile | None, why: str | Non
     if profile is None:
         click.echo(f"kernels.toml: {why}")
         return
+    loads = {
+        "none": "a load keeps the entry",
+        "param": "exclusive_loads says whether a load drops the entry",
+        "always": "a load drops the entry",
+    }
     click.echo(
-        f"kernels.toml ({profile.base} and later facts up to {state.release}): "
-        f"allocators {', '.join(profile.zpools)}; loads {profile.exclusive_loads}-exclusive; "
+        f"kernels.toml for {profile.version[0]}.{profile.version[1]} (profile {profile.base}): "
+        f"allocators {', '.join(profile.zpools)}; {loads.get(profile.exclusive_loads, '?')}; "
         f"same-filled pages: {profile.same_filled}; incompressible pages: "
         f"{profile.incompressible}; ~{profile.entry_bytes} bytes of metadata per entry; "
         "no codec levels"
