@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import random
+import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -370,3 +377,227 @@ def test_default_jobs_keeps_a_tiny_run_here_and_spreads_a_big_one(
     calls.clear()
     _compare.run_compare(["lz4"], ["zbud"], few, 1, jobs=1)
     assert not calls  # --jobs 1: always here
+
+
+# -- edge cases: n/a, never a division by zero -----------------------------------------------
+
+
+def pages_file(tmp_path: Path, content: bytes) -> Path:
+    f = tmp_path / "pages.bin"
+    f.write_bytes(content)
+    return f
+
+
+def test_random_pages_give_na(tmp_path: Path) -> None:
+    f = pages_file(tmp_path, random.Random(3).randbytes(32 * 4096))
+    args = ("compare", "--compressors", "lz4,zstd", "--pages", "32", "--repeats", "1", str(f))
+    r = zswap(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    for x in json.loads(r.stdout)["results"]:
+        assert x["stored_pages"] == 0 and x["rejects"] == 32
+        assert x["codec_ratio"] is None and x["pool_density"] is None and x["load_us"] is None
+        assert x["saved_bytes"] == 0 and x["saved_percent"] == 0.0  # 32 pages, none saved
+    table = zswap(*args).stdout
+    row = next(line for line in table.splitlines() if line.startswith("lz4 "))
+    assert row.split()[2:4] == ["n/a", "n/a"] and row.split()[-3] == "n/a"  # load_us
+
+
+def test_zero_pages_save_everything(tmp_path: Path) -> None:
+    f = pages_file(tmp_path, bytes(32 * 4096))
+    r = zswap(
+        "compare", "--compressors", "lz4", "--pages", "32", "--repeats", "1", "--json", str(f)
+    )
+    assert r.returncode == 0, r.stderr
+    for x in json.loads(r.stdout)["results"]:
+        assert x["same_filled_pages"] == x["stored_pages"] == 32 and x["pool_total_size"] == 0
+        assert x["codec_ratio"] is None and x["pool_density"] is None
+        assert x["saved_percent"] == 100.0 and x["saved_bytes"] == 32 * 4096
+
+
+def test_codec_ratio_is_the_codecs_on_the_pages_zswap_keeps() -> None:
+    """codec_ratio from zswap's entries = an independent lz4 on the same pages."""
+    lz4_frame = pytest.importorskip("lz4.block")
+    from zswap_core.workload import SyntheticSource, is_same_filled
+
+    r = zswap(
+        "compare", "--compressors", "lz4", "--zpools", "zsmalloc", "--pages", "200",
+        "--repeats", "1", "--seed", "9", "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)["results"]
+    src = SyntheticSource(9)
+    orig = packed = 0
+    for i in range(200):
+        page = src.page(i)
+        if is_same_filled(page):
+            continue
+        n = len(lz4_frame.compress(page, store_size=False))
+        if n < 4096:
+            orig, packed = orig + 4096, packed + n
+    assert row["codec_ratio"] == round(orig / packed, 3)
+
+
+# -- --plot ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ext", "magic"), [("svg", b"<?xml"), ("pdf", b"%PDF-")])
+def test_plot_format_comes_from_the_extension(tmp_path: Path, ext: str, magic: bytes) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / f"cmp.{ext.upper()}"  # the case of the extension does not matter
+    r = zswap(
+        "compare", "--compressors", "lz4", "--pages", "16", "--repeats", "1", "--plot", str(out)
+    )
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("name", ["cmp.jpg", "cmp", "cmp.png.txt"])
+def test_an_unknown_plot_extension_is_an_error_before_any_work(tmp_path: Path, name: str) -> None:
+    # the --pid names no process: had any work begun, that would be the error
+    r = zswap("compare", "--pid", str(2**22 + 77), "--plot", str(tmp_path / name))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"zswap: error: --plot {tmp_path / name}: ")
+    assert ".png, .svg or .pdf" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_labels_do_not_overlap() -> None:
+    from zswap_core.cli._compare import place_labels
+
+    # twelve points on top of one another, as pairs with the same figures are
+    points = [(100.0, 100.0)] * 6 + [(104.0, 101.0)] * 6
+    sizes = [(60.0, 11.0)] * 12
+    offsets = place_labels(points, sizes)
+    boxes = [
+        (x + ox, y + oy, x + ox + w, y + oy + h)
+        for (x, y), (ox, oy), (w, h) in zip(points, offsets, sizes, strict=True)
+    ]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert min(a[2], b[2]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[1], b[1])
+    assert place_labels(points, sizes) == offsets  # deterministic
+
+
+# -- shell completion ----------------------------------------------------------------------
+
+
+def completions(args: list[str], incomplete: str) -> list[str]:
+    from click.shell_completion import ShellComplete
+
+    from zswap_core.cli import cli
+
+    comp = ShellComplete(cli, {}, "zswap", "_ZSWAP_COMPLETE")
+    return [c.value for c in comp.get_completions(args, incomplete)]
+
+
+def test_compressor_and_zpool_names_complete() -> None:
+    comps = sorted(installed("compressor"))
+    assert completions(["compare", "--compressors"], "") == comps
+    assert completions(["compare", "--compressors"], "lz") == [
+        c for c in comps if c.startswith("lz")
+    ]
+    # the last name of a list; names already given are not offered again
+    assert completions(["compare", "--compressors"], "lz4,z") == ["lz4,zstd"]
+    assert "lz4,lz4" not in completions(["compare", "--compressors"], "lz4,")
+    assert completions(["compare", "--zpools"], "zs") == ["zsmalloc"]
+
+
+def test_completion_end_to_end_through_the_environment_variable() -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ZSWAP_")},
+        "_ZSWAP_COMPLETE": "bash_complete",
+        "COMP_WORDS": "zswap compare --zpools zb",
+        "COMP_CWORD": "3",
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "zswap_core.cli"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["plain,zbud"]
+    assert "_ZSWAP_COMPLETE=bash_source zswap" in zswap("compare", "--help").stdout
+
+
+# -- progress and Ctrl-C on a terminal ---------------------------------------------------------
+
+ENTRY = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+    "from zswap_core.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def on_terminal(args: list[str]) -> tuple[subprocess.Popen[bytes], int, bytearray]:
+    """The command with stderr on a pseudo-terminal (read into the bytearray by a thread)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 150, 0, 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZSWAP_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ENTRY, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env={**env, "TERM": "xterm-256color"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            seen.extend(data)
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, master, seen
+
+
+def wait_for(proc: subprocess.Popen[bytes], seen: bytearray, pattern: str) -> re.Match[str]:
+    deadline = time.monotonic() + 90
+    while True:
+        m = re.search(pattern, bytes(seen).decode(errors="replace"))
+        if m:
+            return m
+        assert proc.poll() is None, bytes(seen)[-400:]
+        assert time.monotonic() < deadline, bytes(seen)[-400:]
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_prints_the_pairs_done(jobs: str) -> None:
+    pairs = len(installed("compressor")) * len(installed("zpool"))
+    args = ["compare", "--pages", "3000", "--repeats", "2", "--jobs", jobs, "--json"]
+    proc, master, seen = on_terminal(args)
+    try:
+        # the bar, with its ETA, once a pair is done: then Ctrl-C, as a person would
+        wait_for(proc, seen, rf"zswap compare.*?[1-9]\d*/{pairs} pairs.*?ETA")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        time.sleep(0.1)
+        os.close(master)
+    assert proc.returncode == 130
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", bytes(seen).decode(errors="replace"))
+    assert text.replace("\r", "\n").strip().splitlines()[-1].strip() == "zswap: interrupted"
+    r = json.loads(out)
+    assert r["interrupted"] is True and r["pairs"] == pairs
+    assert 1 <= len(r["results"]) < pairs
+    order = [(c, z) for c in installed("compressor") for z in installed("zpool")]
+    got = [(x["compressor"], x["zpool"]) for x in r["results"]]
+    assert got == [p for p in order if p in got]  # in the table's order
+    for x in r["results"]:  # every row whole
+        assert x["codec_ratio"] > 1 and x["stored_pages"] > 0 and x["store_us"] > 0
