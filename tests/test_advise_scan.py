@@ -111,6 +111,10 @@ for line in sys.stdin:
     if cmd[0] == "dontneed":  # free pages i..j
         i, j = int(cmd[1]), int(cmd[2])
         libc.madvise(addr + i * PAGE, (j - i) * PAGE, 4)
+    elif cmd[0] == "munmap":  # unmap pages i..j: a hole in the middle of the mapping
+        i, j = int(cmd[1]), int(cmd[2])
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        libc.munmap(addr + i * PAGE, (j - i) * PAGE)
     elif cmd[0] == "rewrite":  # write pages i, i+step, ... below j
         i, j, step = int(cmd[1]), int(cmd[2]), int(cmd[3])
         for k in range(i, j, step):
@@ -679,6 +683,28 @@ def test_read_pages_counts_what_vanished(child: Child) -> None:
     assert got == [child.hashes[a] for a in left]
     assert vanished == [20]
     assert len(list(read_pages(t, []))) == 0
+
+
+def test_a_hole_in_a_run_loses_only_its_pages(child: Child) -> None:
+    # /proc/PID/mem returns what it read up to a page it cannot read: the pages after
+    # the hole are still read
+    t = child.target()
+    child.ask("munmap", 5, 7)
+    fd = os.open(f"/proc/{child.pid}/mem", os.O_RDONLY)
+    try:
+        got = list(_scan._read_run(child.pid, fd, child.addr, child.n))
+    finally:
+        os.close(fd)
+    assert [a for a, p in got] == [child.addr + i * PAGE for i in range(child.n)]
+    for a, p in got:
+        i = (a - child.addr) // PAGE
+        if 5 <= i < 7:
+            assert p is None
+        else:
+            assert p is not None and sha(p) == child.hashes[a]
+    vanished = [0]
+    pages = [sha(p) for p in read_pages(t, expected_addrs(child), vanished=vanished)]
+    assert vanished == [2] and len(pages) == len(expected_addrs(child)) - 2
 
 
 def test_read_pages_streams_in_bounded_runs(child: Child, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -494,6 +494,10 @@ class _Bitmap:
     def __init__(self) -> None:
         self.bits = bytearray()
 
+    def test(self, i: int) -> bool:
+        byte = i >> 3
+        return byte < len(self.bits) and bool(self.bits[byte] & (1 << (i & 7)))
+
     def test_and_set(self, i: int) -> bool:
         byte, bit = i >> 3, 1 << (i & 7)
         bits = self.bits
@@ -703,14 +707,19 @@ class _Scanner:
                         counts.zero_page += 1
                     continue
                 elif not e & EXCLUSIVE:
-                    # mapped more than once: the zero page, or shared (fork, KSM)
+                    # mapped more than once: the zero page, or shared (fork, KSM); a
+                    # shared page seen before was found not to be the zero page then
                     if pfn:
+                        if pfn in zero.pfns:
+                            counts.zero_page += 1
+                            continue
+                        if seen_pfn.test(pfn):
+                            counts.duplicates += 1
+                            continue
                         if zero.is_zero(pfn):
                             counts.zero_page += 1
                             continue
-                        if seen_pfn.test_and_set(pfn):
-                            counts.duplicates += 1
-                            continue
+                        seen_pfn.test_and_set(pfn)
                     elif content:
                         maybe_zero.append(len(addrs))
                 addrs.append(addr0 + i * PAGE)
@@ -890,26 +899,31 @@ def _read_run(pid: int, mem: int, addr: int, n: int) -> Iterator[tuple[int, byte
     """(address, page or None if it could not be read) for ``n`` pages from ``addr``.
 
     Raises :class:`_Gone` once the process's memory is gone (ESRCH or end of file),
-    where a page that is merely not mapped fails with EIO.
+    where a page that is merely not mapped fails with EIO. The kernel returns what it
+    read up to the first page it cannot read (EIO if that is the first): go on after it.
     """
-    try:
-        data = os.pread(mem, n * PAGE, addr)
-    except OSError as exc:
-        if exc.errno == errno.ESRCH:
-            raise _Gone from None
-        if exc.errno != errno.EIO or n == 1:
-            if exc.errno in (errno.EIO, errno.EFAULT):
-                yield addr, None
-                return
-            raise WorkloadError(f"pid {pid}: reading its memory: {exc.strerror}") from None
-        for k in range(n):  # some page went away: page by page
-            yield from _read_run(pid, mem, addr + k * PAGE, 1)
-        return
-    if not data:
-        raise _Gone
-    for k in range(n):
-        page = data[k * PAGE : (k + 1) * PAGE]
-        yield addr + k * PAGE, page if len(page) == PAGE else None
+    while n > 0:
+        try:
+            data = os.pread(mem, n * PAGE, addr)
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:
+                raise _Gone from None
+            if exc.errno not in (errno.EIO, errno.EFAULT):
+                raise WorkloadError(f"pid {pid}: reading its memory: {exc.strerror}") from None
+            yield addr, None  # the first page cannot be read: skip it
+            addr += PAGE
+            n -= 1
+            continue
+        if not data:
+            raise _Gone
+        full = len(data) // PAGE
+        for k in range(full):
+            yield addr + k * PAGE, data[k * PAGE : (k + 1) * PAGE]
+        if not full:  # cannot happen (pages are read whole); never loop on it
+            yield addr, None
+            full = 1
+        addr += full * PAGE
+        n -= full
 
 
 def census(
