@@ -14,6 +14,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from array import array
 from collections.abc import Iterator
@@ -223,6 +224,27 @@ def test_find_targets_sees_the_child_and_its_mapping(child: Child) -> None:
     assert any(r.kind == "stack" for r in t.regions)
 
 
+def test_a_thread_id_names_its_process() -> None:
+    started, stop = threading.Event(), threading.Event()
+    tid: list[int] = []
+
+    def run() -> None:
+        tid.append(threading.get_native_id())
+        started.set()
+        stop.wait(10)
+
+    th = threading.Thread(target=run)
+    th.start()
+    try:
+        started.wait(10)
+        assert tid[0] != os.getpid()
+        targets, skipped = find_targets(pids=[tid[0], os.getpid()])
+        assert skipped == [] and [t.pid for t in targets] == [os.getpid()]
+    finally:
+        stop.set()
+        th.join()
+
+
 def _kernel_thread() -> int | None:
     for name in sorted(os.listdir("/proc")):
         if name.isdigit():
@@ -422,6 +444,11 @@ def test_shared_memory_only_when_asked_and_counted_once(tmp_path: Path) -> None:
             for i in range(s)
         } | set(c.hashes.values())
         assert {sha(p) for p in pages} == want
+        # the tmpfs file named as a file too: its pages are the ones counted already
+        files, _ = find_targets(files=[str(path)])
+        both = census([*targets, *files])
+        assert both.counts[2] == TargetCounts(duplicates=s)
+        assert both.nr_candidates == got.nr_candidates
         # without include_shmem: no shared mappings at all
         plain, _ = find_targets(pids=[c.pid])
         assert not [r for r in plain[0].regions if r.kind in _scan.SHARED_KINDS]

@@ -423,6 +423,18 @@ def _read_regions(pid: int, include_shmem: bool, mounts: _Mounts) -> list[Region
     return regions
 
 
+def _tgid(pid: int) -> int:
+    """The process a thread id belongs to (/proc/TID exists, unlisted, for every thread)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return pid
+
+
 def _pid_target(pid: int, include_shmem: bool, mounts: _Mounts) -> Target:
     check_user_process(pid)
     st = _stat(pid)
@@ -460,7 +472,7 @@ def find_targets(
     for pid in pids:
         if int(pid) <= 0:
             raise WorkloadError(f"pid {pid}: not a valid process id")
-        wanted.append(int(pid))
+        wanted.append(_tgid(int(pid)))
     for cg in cgroups:
         wanted.extend(_cgroup_pids(cg))
     found_files, file_skips = file_targets(files)
@@ -1025,7 +1037,7 @@ def _census(
             if id(t) in gone:
                 continue
             if t.kind == "file":
-                _census_file(t, out, skipped)
+                _census_file(t, out, skipped, scanner)
                 continue
             assert t.pid is not None
             try:
@@ -1074,17 +1086,26 @@ def _wait(on_marked: Callable[[], None] | None, seconds: float) -> None:
         time.sleep(seconds)
 
 
-def _census_file(t: Target, out: Census, skipped: list[str]) -> None:
+def _census_file(t: Target, out: Census, skipped: list[str], scanner: _Scanner) -> None:
     assert t.path is not None
     try:
         n = file_pages(t.path)
+        st = os.stat(t.path)
     except OSError as exc:
         skipped.append(f"{t.path}: {exc.strerror or exc}")
         return
     t.regions = [Region(0, n * PAGE, "file")]
-    pages = array("Q", range(0, n * PAGE, PAGE))
-    counts = TargetCounts(candidates=n)
-    _add(out, t, pages, bytearray(b"\x01" * n) if out.cold is not None else None, counts)
+    counts = TargetCounts()
+    seen = scanner.seen_shared.get((st.st_dev, st.st_ino))
+    if seen is None:
+        pages = array("Q", range(0, n * PAGE, PAGE))
+    else:
+        # a tmpfs file some target maps shared: its pages counted there count once
+        pages = array("Q", (i * PAGE for i in range(n) if not seen.test(i)))
+        counts.duplicates = n - len(pages)
+    counts.candidates = len(pages)
+    cold = bytearray(b"\x01" * len(pages)) if out.cold is not None else None
+    _add(out, t, pages, cold, counts)
 
 
 def _add(
