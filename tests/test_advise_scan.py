@@ -116,6 +116,10 @@ for line in sys.stdin:
         i, j = int(cmd[1]), int(cmd[2])
         libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
         libc.munmap(addr + i * PAGE, (j - i) * PAGE)
+    elif cmd[0] == "mlock":  # lock pages i..j in RAM: never swapped
+        i, j = int(cmd[1]), int(cmd[2])
+        libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        reply["rc"] = libc.mlock(addr + i * PAGE, (j - i) * PAGE)
     elif cmd[0] == "rewrite":  # write pages i, i+step, ... below j
         i, j, step = int(cmd[1]), int(cmd[2]), int(cmd[3])
         for k in range(i, j, step):
@@ -222,6 +226,15 @@ def test_find_targets_sees_the_child_and_its_mapping(child: Child) -> None:
     assert len(ours) == 1 and ours[0].kind == "anon" and ours[0].shared_key is None
     assert any(r.kind == "heap" for r in t.regions)
     assert any(r.kind == "stack" for r in t.regions)
+
+
+def test_locked_memory_is_not_a_candidate(child: Child) -> None:
+    assert child.ask("mlock", 0, 8) == {"rc": 0}
+    targets, _ = find_targets(pids=[child.pid])
+    locked = (child.addr, child.addr + 8 * PAGE)
+    assert not [r for r in targets[0].regions if r.start < locked[1] and locked[0] < r.end]
+    rest = [r for r in targets[0].regions if r.start <= locked[1] < r.end]
+    assert len(rest) == 1 and rest[0].kind == "anon"
 
 
 def test_a_thread_id_names_its_process() -> None:

@@ -12,7 +12,8 @@ private anonymous mapping, or copied-on-write in a private file mapping), or, wi
 tmpfs files mapped shared), each physical page counted once across all targets.
 Not candidates: pages mapped to the shared zero page (reading never-written anonymous
 memory maps it: freeing them frees nothing), pages already swapped out (counted apart),
-file pages (the page cache is not swapped), pages not present.
+file pages (the page cache is not swapped), pages not present, and mappings whose pages
+are never swapped (mlocked, hugetlb, I/O).
 
 pagemap (Documentation/admin-guide/mm/pagemap.rst): bits 0-54 the PFN when present (0
 without CAP_SYS_ADMIN) or the swap type (0-4) and offset when swapped; 55 soft-dirty;
@@ -73,6 +74,10 @@ _RUN = (1 << 20) // PAGE  # pages per read of memory: at most 1 MiB held at once
 # nothing. smaps does not count zero-page mappings in Rss, so zero pages in a large
 # mapping that has nothing else resident are not counted either.
 _SMALL_REGION = 64 << 20
+
+# smaps VmFlags of mappings whose pages reclaim never swaps: hugetlb ("ht"), mlocked
+# ("lo": unevictable), I/O and raw PFN mappings ("io", "pf")
+_NEVER_SWAPPED = frozenset({"ht", "lo", "io", "pf"})
 
 PAGE_IDLE_BITMAP = "/sys/kernel/mm/page_idle/bitmap"
 _THP_SIZE = "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size"
@@ -350,12 +355,8 @@ def _classify(
     key = (dev, inode, offset // PAGE)
     if name.startswith("/SYSV"):
         return "sysv", key
-    if (
-        not name
-        or name.startswith(("/dev/zero", "/memfd:", "[anon_shmem:"))
-        or name == "/dev/shm"  # shared anonymous memory on some kernels
-    ):
-        return "shmem", key
+    if not name or name.startswith(("/dev/zero", "/memfd:", "[anon_shmem:")):
+        return "shmem", key  # shared anonymous memory shows as "/dev/zero (deleted)"
     if name.startswith("["):
         return None
     return "tmpfs", key  # kept only if ``dev`` is a tmpfs mount's
@@ -377,10 +378,11 @@ def _read_regions(pid: int, include_shmem: bool, mounts: _Mounts) -> list[Region
     tmpfs: frozenset[int] | None = None
     head: list[str] | None = None
     sizes: dict[str, int] = {}
+    flags: set[str] = set()
 
     def flush() -> None:
         nonlocal tmpfs
-        if head is None:
+        if head is None or flags & _NEVER_SWAPPED:
             return
         lo, _, hi = head[0].partition("-")
         start, end = int(lo, 16), int(hi, 16)
@@ -412,13 +414,16 @@ def _read_regions(pid: int, include_shmem: bool, mounts: _Mounts) -> list[Region
         if first.endswith(":"):
             if head is not None and len(first) > 1:
                 value = line[len(first) :].split()
-                if value and value[0].isdigit():
+                if first == "VmFlags:":
+                    flags = set(value)
+                elif value and value[0].isdigit():
                     sizes[first[:-1]] = int(value[0])
             continue
         if "-" in first:
             flush()
             head = line.split(None, 5)
             sizes = {}
+            flags = set()
     flush()
     return regions
 
@@ -679,13 +684,12 @@ class _Scanner:
         addr0: int,
         region: Region,
         counts: TargetCounts,
-        pfn_at: int = 0,
     ) -> tuple[array[int], bytearray, list[int], list[int]]:
         """Classify one run of pagemap entries for addresses ``addr0`` onwards.
 
         Returns (candidate addresses, soft-dirty cold bits aligned with them, indexes of
         the candidates whose content decides if they are the zero page, their PFNs for
-        page_idle marking). ``pfn_at``: the page index of ``addr0`` in the region.
+        page_idle marking).
         """
         addrs = array("Q")
         cold = bytearray()
