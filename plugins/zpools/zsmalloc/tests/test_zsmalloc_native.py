@@ -462,6 +462,53 @@ def test_fault_injection_matches_python() -> None:
     assert t.npa.nr_pages == t.ppa.nr_pages == 0
 
 
+def test_refused_malloc_into_an_empty_pool_keeps_no_handle_table() -> None:
+    """A malloc into an empty pool grows the handle table before charge(); refused,
+    it drops the table again (the flake of test_stress_with_a_python_fault_hook: a
+    stress thread's last malloc refused into the emptied pool kept 512 bytes). The
+    generations go on as the reference's: no old handle becomes valid again."""
+    from zswap_zsmalloc import _zsmalloc
+
+    t = Twin()
+    base = t.n.native_memory()
+
+    def refuse_next() -> None:
+        for pa in (t.npa, t.ppa):
+            pa.fail_next(1)
+
+    refuse_next()
+    t.malloc(3000)  # refused before any table existed
+    assert not t.live and t.n.native_memory() == base
+    for _ in range(3):
+        t.malloc(100)
+    first = sorted(t.live)
+    for h in first:
+        t.free(h)  # the last free drops the table
+    assert t.n.native_memory() == base
+    for size in (100, 4096):  # a class with pages before, a huge one
+        refuse_next()
+        t.malloc(size)
+        assert not t.live
+        assert t.n.native_memory() == base, size
+    t.check("refused into the emptied pool")
+    cap = t.n.zpool_ops
+    t.npa.limit = 0  # refused without the GIL, through the ops table
+    with pytest.raises(OSError) as info:
+        _zsmalloc._ops_alloc_write(cap, b"z" * 500)
+    assert info.value.errno == errno.ENOMEM
+    assert t.n.native_memory() == base
+    t.npa.limit = None
+    for _ in range(3):
+        t.malloc(100)
+    assert not set(first) & set(t.live)  # same handles on both, new generation
+    for h in first:  # stale, through both
+        t.both("free(stale)", lambda z, h=h: z.free(h))
+    for h in sorted(t.live):
+        t.free(h)
+    t.check("end")
+    assert t.n.native_memory() == base
+
+
 def test_fail_hook_may_use_the_pool() -> None:
     """charge() runs with no pool lock held: a fault hook can call into the pool."""
     z, pa = native_pool()

@@ -205,6 +205,34 @@ def test_stress_with_a_python_fault_hook() -> None:
     assert_empty(z, pa, baseline)
 
 
+@pytest.mark.parametrize("how", ["hook", "limit"])
+def test_stress_refused_into_an_emptied_pool_keeps_no_table(how: str) -> None:
+    """The flake of the test above, forced: the pool is emptied, then every charge is
+    refused (a Python hook: the threads take the GIL; a limit: no GIL), so each
+    thread's mallocs grow the dropped handle table and are refused, concurrently.
+    Whatever the interleaving, no table is left: the C memory is back at its
+    baseline, not just the pages."""
+    z, pa = native_pool()
+    baseline = z.native_memory()
+    stress(z, 4, 2000, seed=6)
+    assert_empty(z, pa, baseline)
+    before = pa.failures
+    if how == "hook":
+        pa.fail = lambda: True
+    else:
+        pa.limit = 0
+    try:
+        r = stress(z, 4, 300, seed=61)
+    finally:
+        pa.stop_failing()
+        pa.limit = None
+    assert r["allocs"] == r["frees"] == 0
+    assert r["enomem"] == pa.failures - before >= 4 * 300
+    assert_empty(z, pa, baseline)
+    stress(z, 2, 1000, seed=62)  # and the pool works on, from an empty table
+    assert_empty(z, pa, baseline)
+
+
 def test_stress_hook_that_uses_the_pool() -> None:
     """The hook calls into the pool (Python methods) from a stress thread: no lock of
     the pool is held across charge()."""
@@ -228,6 +256,31 @@ def test_stress_hook_that_uses_the_pool() -> None:
         pa.stop_failing()
     assert r["enomem"] == 0 and calls[0] >= 7
     assert_empty(z, pa, baseline)
+
+
+def _mappings_of(size: int) -> int:
+    """Mappings of exactly ``size`` bytes in this process (an arena's size)."""
+    with open("/proc/self/maps") as maps:
+        spans = (line.split()[0].split("-") for line in maps)
+        return sum(int(end, 16) - int(start, 16) == size for start, end in spans)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_stress_unmaps_the_arenas_mapped_in_vain() -> None:
+    """Two mallocs that find no free page both map an arena (with no lock held); the
+    one that comes second uses the other's and must unmap its own. A malloc that
+    succeeded used to forget it (mapped for good, counted nowhere). 64 KiB pages:
+    64 to a 4 MiB arena, so the threads keep mapping new ones, often together."""
+    arena = 4 << 20
+    for seed in range(5):
+        z, pa = native_pool(65536)
+        before = _mappings_of(arena)
+        live = stress(z, 8, 3000, seed=seed, keep=True)["live"]
+        assert z.native_memory()["arenas"] >= 2
+        for handle, _, _ in live:
+            z.free(handle)
+        assert pa.nr_pages == z.nr_pages == z.native_memory()["arenas"] == 0
+        assert _mappings_of(arena) <= before, seed
 
 
 def test_stress_alongside_python_methods() -> None:

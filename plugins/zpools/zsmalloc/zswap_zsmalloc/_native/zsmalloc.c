@@ -233,7 +233,9 @@ struct zs_arena {
  *   bits 32..63 the zspage id; for a free slot, the next free slot (a stack)
  * A handle is accepted only when its slot is live with the handle's generation.
  * When the last handle is freed the table is dropped; new slots then start one
- * generation above the highest seen, so no old handle becomes valid again.
+ * generation above the highest seen, so no old handle becomes valid again. A
+ * malloc into an empty pool grows the table before charge(); refused, it drops
+ * the table again (handle_unreserve), so a pool with no object holds no table.
  * Slots not handed out yet read as 0 (not live): the table's tail is zeroed.
  *
  * map() hands out a private copy (a bytearray) and records it; unmap() copies it
@@ -1001,10 +1003,15 @@ static int handle_reserve(struct zs_pool *pool, unsigned *shard)
 	}
 }
 
-static void handle_unreserve(struct zs_pool *pool)
+/* Withdraw a promise (read side held). When that leaves a table with no handle
+ * and no promise, *d says it may be dropped: a malloc that then fails (a refused
+ * charge) must not keep the table its promise grew. */
+static void handle_unreserve(struct zs_pool *pool, struct zs_defer *d)
 {
 	pthread_mutex_lock(&pool->handle_lock);
 	pool->reserved--;
+	if (pool->handle_cap && !zs_nr_handles(pool) && !pool->reserved)
+		d->drop_handles = true;
 	pthread_mutex_unlock(&pool->handle_lock);
 }
 
@@ -1056,7 +1063,10 @@ static void zs_drop_empty_tables(struct zs_pool *pool, const struct zs_defer *d)
 		for (uint32_t s = 0; s < pool->nr_slots_used; s++)
 			if (he_gen(pool->handles[s]) > top)
 				top = he_gen(pool->handles[s]);
-		pool->gen_base = top + 1 > ZS_GEN_MAX ? 1 : top + 1;
+		/* a table that never handed out a slot (grown for a malloc that was
+		 * refused) leaves gen_base as it was, as the reference does */
+		if (pool->nr_slots_used)
+			pool->gen_base = top + 1 > ZS_GEN_MAX ? 1 : top + 1;
 		free(pool->handles);
 		pool->handles = NULL;
 		pool->handle_cap = pool->nr_slots_used = pool->nr_free_slots = 0;
@@ -1230,7 +1240,7 @@ static uint32_t zs_new_zspage(struct zs_pool *pool, struct size_class *class, un
 			break;
 		pthread_mutex_unlock(&pool->page_lock);
 		/* the table must move: no promise is held while the read side is not */
-		handle_unreserve(pool);
+		handle_unreserve(pool, d);
 		zs_read_end(pool, *shard);
 		zs_write_begin(pool);
 		*err = pool->dead ? -EINVAL : zs_grow_zspages(pool);
@@ -1238,8 +1248,10 @@ static uint32_t zs_new_zspage(struct zs_pool *pool, struct size_class *class, un
 		*shard = zs_read_begin(pool);
 		if (!*err)
 			*err = pool->dead ? -EINVAL : handle_reserve(pool, shard);
-		if (*err)
+		if (*err) {
+			d->drop_zspages = true; /* the table it grew may hold no zspage */
 			return ZS_NONE;
+		}
 	}
 	for (;;) { /* its pages: page_lock held */
 		start = zs_find_pages(pool, nr, &aid);
@@ -1262,7 +1274,7 @@ static uint32_t zs_new_zspage(struct zs_pool *pool, struct size_class *class, un
 	if (start == ZS_NONE) {
 		zs_put_descriptor(pool, id, d);
 		pthread_mutex_unlock(&pool->page_lock);
-		handle_unreserve(pool);
+		handle_unreserve(pool, d);
 		if (fresh) {
 			fresh->dead_next = d->arenas;
 			d->arenas = fresh;
@@ -1331,10 +1343,15 @@ static int zs_malloc(struct zs_pool *pool, size_t size, const void *src, size_t 
 	id = zs_find_zspage(class);
 	if (id == ZS_NONE) {
 		pthread_mutex_unlock(&class->lock);
-		handle_unreserve(pool);
+		handle_unreserve(pool, &d);
 		zs_read_end(pool, shard);
-		if (pool->acct->charge(pool->acct, class->pages_per_zspage))
+		if (pool->acct->charge(pool->acct, class->pages_per_zspage)) {
+			/* refused: the handle table this malloc grew (an empty pool's) goes */
+			zs_defer_run(pool, &d);
 			return -ENOMEM;
+		}
+		/* this malloc takes a slot next, or fails and says so again below */
+		d.drop_handles = false;
 		shard = zs_read_begin(pool);
 		err = pool->dead ? -EINVAL : handle_reserve(pool, &shard);
 		if (!err)
@@ -1355,6 +1372,10 @@ static int zs_malloc(struct zs_pool *pool, size_t size, const void *src, size_t 
 		memcpy(obj_data(class, &pool->zspages[id], obj), src, len);
 	pthread_mutex_unlock(&class->lock);
 	zs_read_end(pool, shard);
+	if (d.arenas) { /* an arena mapped in vain (another thread's was installed first) */
+		d.drop_handles = false; /* it holds a handle now */
+		zs_defer_run(pool, &d);
+	}
 	*handle = (uint64_t)gen << ZS_SLOT_BITS | slot;
 	return 0;
 }
