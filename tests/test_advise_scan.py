@@ -826,6 +826,14 @@ def test_choose_is_a_deterministic_sample_without_replacement() -> None:
         choose(c, -1, seed=1)
 
 
+def test_choose_small_and_large_samples_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a small sample is sorted, a large one read off the bit mask: the same pages
+    c = fake_census([300, 0, 900, 1200])
+    small = choose(c, 800, seed=4)
+    monkeypatch.setattr(_scan, "_SORT_SAMPLE", 0)
+    assert choose(c, 800, seed=4) == small
+
+
 # chi-square critical values at p = 0.001 (so a uniform sampler fails 1 time in 1000
 # seeds; the seeds are fixed, so the outcome is too)
 CHI2_999 = {9: 27.877, 19: 43.820, 39: 73.402}

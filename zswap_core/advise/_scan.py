@@ -74,6 +74,7 @@ _RUN = (1 << 20) // PAGE  # pages per read of memory: at most 1 MiB held at once
 # nothing. smaps does not count zero-page mappings in Rss, so zero pages in a large
 # mapping that has nothing else resident are not counted either.
 _SMALL_REGION = 64 << 20
+_SORT_SAMPLE = 1 << 20  # choose(): samples up to this many pages are sorted, not scanned
 
 # smaps VmFlags of mappings whose pages reclaim never swaps: hugetlb ("ht"), mlocked
 # ("lo": unevictable), I/O and raw PFN mappings ("io", "pf")
@@ -1163,6 +1164,8 @@ def choose(census: Census, nr_pages: int | None, seed: int) -> list[array[int]]:
     complement = nr_pages > total // 2
     want = total - nr_pages if complement else nr_pages
     mask = bytearray((total + 7) // 8)
+    small = not complement and want <= _SORT_SAMPLE
+    drawn = array("Q")
     got = 0
     randbelow = rng.randrange
     while got < want:
@@ -1170,8 +1173,21 @@ def choose(census: Census, nr_pages: int | None, seed: int) -> list[array[int]]:
         byte, bit = i >> 3, 1 << (i & 7)
         if not mask[byte] & bit:
             mask[byte] |= bit
+            if small:
+                drawn.append(i)
             got += 1
-    out: list[array[int]] = []
+    if small:
+        # a small sample (the usual case): sort what was drawn, O(k log k), not O(total)
+        out = [array("Q") for _ in census.pages]
+        t, base = 0, 0
+        for i in sorted(drawn):
+            while i >= base + len(census.pages[t]):
+                base += len(census.pages[t])
+                t += 1
+            out[t].append(census.pages[t][i - base])
+        return out
+    del drawn
+    out = []
     base = 0
     for pages in census.pages:
         n = len(pages)
