@@ -99,6 +99,7 @@ VALID: dict[tuple[str, str], frozenset[str] | str] = {
     ("run", "ram"): frozenset(),
     ("run", "sets"): frozenset(),
     ("run", "compact_every"): frozenset({"0"}),
+    ("run", "async_writeback"): FLAG,
     ("run", "as_json"): FLAG,
     ("compare", "paths"): frozenset(),
     ("compare", "compressors"): frozenset(),
@@ -111,25 +112,68 @@ VALID: dict[tuple[str, str], frozenset[str] | str] = {
     ("compare", "files"): frozenset(),
     ("compare", "pid"): frozenset(),
     ("compare", "as_json"): FLAG,
-    ("compare", "plot"): ALL - {""},  # a file name: "nan" and "-1" are names like any other
+    ("compare", "plot"): frozenset(),  # the format is the extension: none of these has one
     ("lsmod", "load"): FLAG,
     ("lsmod", "as_json"): FLAG,
     ("modinfo", "name"): frozenset(),
     ("modinfo", "as_json"): FLAG,
     ("params", "cmdline"): BARE_WORDS,
     ("params", "as_json"): FLAG,
+    ("stats", "paths"): frozenset(),
+    ("stats", "source"): frozenset(),
+    ("stats", "files"): frozenset(),
+    ("stats", "pid"): frozenset(),
     ("stats", "cmdline"): BARE_WORDS,
     ("stats", "pages"): frozenset(),
     ("stats", "seed"): frozenset({"0"}),
     ("stats", "all_classes"): FLAG,
     ("stats", "as_json"): FLAG,
+    ("host", "as_json"): FLAG,
+    ("host", "watch"): frozenset(),
+    ("host", "count"): frozenset(),
+    ("advise", "paths"): frozenset(),
+    ("advise", "pids"): frozenset(),  # 10**30 is no process id
+    ("advise", "cgroups"): frozenset({""}),  # /sys/fs/cgroup itself: the root cgroup
+    ("advise", "host"): FLAG,
+    ("advise", "include_shmem"): FLAG,
+    ("advise", "kernel"): frozenset(),
+    ("advise", "sample"): frozenset(),
+    ("advise", "seed"): frozenset({"0"}),
+    ("advise", "confidence"): frozenset(),
+    ("advise", "compressors"): frozenset(),
+    ("advise", "zpools"): frozenset(),
+    ("advise", "objective"): frozenset(),
+    ("advise", "cpu_budget"): frozenset({"0.0001"}),
+    ("advise", "max_pool_percent"): frozenset({"0.0001"}),
+    ("advise", "ram"): frozenset(),
+    ("advise", "mark_idle"): FLAG,
+    ("advise", "idle_interval"): frozenset(),
+    ("advise", "jobs"): frozenset(),
+    ("advise", "as_json"): FLAG,
+    ("advise", "as_csv"): FLAG,
+    ("advise", "plot"): frozenset(),  # no extension: png, svg or pdf
 }
 
+ADVISE_FILE = "pages.bin"
 # Options that keep a valid run small; the option under test comes after them and wins.
 BASE_OPTIONS = {
     "run": ["--pages", "16", "--accesses", "64"],
     "compare": ["--compressors", "lz4", "--zpools", "zbud", "--pages", "4", "--repeats", "1"],
     "stats": ["--pages", "8"],
+    # a small file (written by the test) and one pair, in this process
+    "advise": [
+        "--kernel",
+        "6.1",
+        "--compressors",
+        "lz4",
+        "--zpools",
+        "zbud",
+        "--jobs",
+        "1",
+        "--ram",
+        "1G",
+        ADVISE_FILE,
+    ],
 }
 BASE_ARGUMENTS = {"modinfo": ["lz4"]}
 
@@ -179,6 +223,7 @@ def test_malformed_numbers_never_give_a_traceback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # file names such as "nan" resolve here, and plots land here
+    (tmp_path / ADVISE_FILE).write_bytes(b"zswap advise, a few pages. " * 600)
     if (command, param.name) == ("compare", "plot"):
         # Only the name matters here; drawing (a second each) is test_cli_compare's.
         monkeypatch.setattr(_compare, "_plot", lambda results, path, title: Path(path).touch())
@@ -437,7 +482,7 @@ def test_a_signal_during_run_removes_the_swap_file(
             assert time.monotonic() < deadline, "no swap file after 60 s"
             time.sleep(0.01)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -446,3 +491,7 @@ def test_a_signal_during_run_removes_the_swap_file(
     assert err.splitlines() == [message], err
     assert proc.returncode == status
     assert list(tmp_path.iterdir()) == []
+    if sig == signal.SIGINT:  # Ctrl-C: the report so far; SIGTERM: none
+        assert "(interrupted: the figures are those of the run so far)" in out
+    else:
+        assert out == ""

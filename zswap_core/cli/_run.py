@@ -542,74 +542,81 @@ def run(
         # From creating the swap file's folder to removing it, signals (Ctrl-C, SIGTERM)
         # are held back and taken only at poll(), between two accesses: never inside a
         # swap-out, never between creating the folder and the try that removes it.
-        with _signals.at_safe_points() as poll:
+        try:
+            with _signals.at_safe_points() as poll:
 
-            def step() -> None:  # between two accesses (and two pages of the final check)
-                if sync is not None:
-                    sync.run()
-                poll()
+                def step() -> None:  # between two accesses (and two pages of the final check)
+                    if sync is not None:
+                        sync.run()
+                    poll()
 
-            tmp = tempfile.mkdtemp(prefix="zswap-run-")
-            try:
-                swap = Swap(z, close_zswap=False)  # z is reported on, then closed below
+                tmp = tempfile.mkdtemp(prefix="zswap-run-")
                 try:
-                    swap_pages = pages + pages // 8 + 16
-                    swap.swapon(os.path.join(tmp, "swapfile"), swap_pages)
-                    sim = Simulation(swap, src, pages=pages, resident=resident, lat=lat)
-                    sim.poll = step
-                    marks = [(int(sp.percent / 100 * accesses), sp) for sp in points]
-                    t0 = time.perf_counter()
-                    i = 0
+                    swap = Swap(z, close_zswap=False)  # z is reported on, then closed below
                     try:
-                        with progress(
-                            "zswap run", accesses, "accesses", enabled=stderr_is_tty()
-                        ) as bar:
-                            rand = wrng.random
-                            for pg in trace.draw(accesses):
-                                while marks and marks[0][0] <= i:
-                                    sp = marks.pop(0)[1]
+                        swap_pages = pages + pages // 8 + 16
+                        swap.swapon(os.path.join(tmp, "swapfile"), swap_pages)
+                        sim = Simulation(swap, src, pages=pages, resident=resident, lat=lat)
+                        sim.poll = step
+                        marks = [(int(sp.percent / 100 * accesses), sp) for sp in points]
+                        t0 = time.perf_counter()
+                        i = 0
+                        try:
+                            with progress(
+                                "zswap run", accesses, "accesses", enabled=stderr_is_tty()
+                            ) as bar:
+                                rand = wrng.random
+                                for pg in trace.draw(accesses):
+                                    while marks and marks[0][0] <= i:
+                                        sp = marks.pop(0)[1]
+                                        apply_set(z, sp)
+                                        sp.applied_at = i
+                                    sim.access(pg, rand() < writes)
+                                    i += 1
+                                    if compact_every and not i % compact_every:
+                                        z.compact()
+                                    step()
+                                    if not i & 1023:
+                                        bar.update(i, done=i, of=accesses)
+                                for _, sp in marks:  # 100%: after the last access
                                     apply_set(z, sp)
                                     sp.applied_at = i
-                                sim.access(pg, rand() < writes)
-                                i += 1
-                                if compact_every and not i % compact_every:
-                                    z.compact()
-                                step()
-                                if not i & 1023:
-                                    bar.update(i, done=i, of=accesses)
-                            for _, sp in marks:  # 100%: after the last access
-                                apply_set(z, sp)
-                                sp.applied_at = i
-                    except _signals.Terminated as exc:
-                        if exc.signum != signal.SIGINT:
-                            raise  # SIGTERM, SIGHUP: clean up and go
-                        interrupted = exc  # Ctrl-C: report what was done
-                    elapsed = time.perf_counter() - t0
-                    lat.recording = False
-                    report = _report(
-                        z, swap, sim, src.describe(), lat, points,
-                        pages=pages, resident=resident, accesses=accesses, done=i,
-                        alpha=alpha, writes=writes, seed=seed, compact_every=compact_every,
-                        page_size=page_size, ram_bytes=ram_bytes,
-                        writeback="async" if async_writeback else "sync",
-                        elapsed=elapsed,
-                    )  # fmt: skip
-                    checked = None
-                    if interrupted is None:
-                        try:
-                            checked = sim.check_all()
                         except _signals.Terminated as exc:
                             if exc.signum != signal.SIGINT:
-                                raise
-                            interrupted = exc
-                    report["pages_verified"] = sim.verified
-                    report["final_check_pages"] = checked  # None: not done (interrupted)
-                    report["interrupted"] = interrupted is not None
-                    sim.free_all()
+                                raise  # SIGTERM, SIGHUP: clean up and go
+                            interrupted = exc  # Ctrl-C: report what was done
+                        elapsed = time.perf_counter() - t0
+                        lat.recording = False
+                        report = _report(
+                            z, swap, sim, src.describe(), lat, points,
+                            pages=pages, resident=resident, accesses=accesses, done=i,
+                            alpha=alpha, writes=writes, seed=seed, compact_every=compact_every,
+                            page_size=page_size, ram_bytes=ram_bytes,
+                            writeback="async" if async_writeback else "sync",
+                            elapsed=elapsed,
+                        )  # fmt: skip
+                        checked = None
+                        if interrupted is None:
+                            try:
+                                checked = sim.check_all()
+                            except _signals.Terminated as exc:
+                                if exc.signum != signal.SIGINT:
+                                    raise
+                                interrupted = exc
+                        report["pages_verified"] = sim.verified
+                        report["final_check_pages"] = checked  # None: not done (interrupted)
+                        report["interrupted"] = interrupted is not None
+                        sim.free_all()
+                    finally:
+                        swap.close()
                 finally:
-                    swap.close()
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+                    shutil.rmtree(tmp, ignore_errors=True)
+        except _signals.Terminated as exc:
+            # A Ctrl-C held back to the end of the section (the swap file is gone by
+            # then): the report is whole; print it, then stop as asked.
+            if exc.signum != signal.SIGINT or not report or interrupted is not None:
+                raise
+            interrupted = exc
     finally:
         z.close()
     if as_json:
