@@ -159,17 +159,24 @@ def advise(request: Request) -> dict[str, Any]:
     compressors, zpools, notes = choose_plugins(profile, request)
     if not (request.pids or request.cgroups or request.host or request.files):
         raise AdviseError("nothing to advise on: give --pid, --cgroup, --host or a PATH")
-    targets, skipped = _scan.find_targets(
-        pids=request.pids,
-        cgroups=request.cgroups,
-        host=request.host,
-        files=request.files,
-        include_shmem=request.include_shmem,
-    )
-    if not targets:
-        why = "; ".join(skipped) if skipped else "no process or file matched"
-        raise AdviseError(f"nothing to advise on: {why}")
-    census = _scan.census(targets, idle=request.idle, idle_interval=request.idle_interval)
+    from zswap_core.workload import WorkloadError
+
+    try:
+        targets, skipped = _scan.find_targets(
+            pids=request.pids,
+            cgroups=request.cgroups,
+            host=request.host,
+            files=request.files,
+            include_shmem=request.include_shmem,
+        )
+        if not targets:
+            why = "; ".join(skipped) if skipped else "no process or file matched"
+            raise AdviseError(f"nothing to advise on: {why}")
+        census = _scan.census(targets, idle=request.idle, idle_interval=request.idle_interval)
+        t_census = time.monotonic()
+    except WorkloadError as exc:
+        raise AdviseError(str(exc)) from None
+    skipped = [*skipped, *census.skipped]
     page_size = _page_size()
     population = census.nr_candidates
     if population <= 0:
@@ -196,6 +203,7 @@ def advise(request: Request) -> dict[str, Any]:
         jobs=jobs,
         progress=show,
     )
+    t_scan = time.monotonic()
     sample = scan.sample
     if sample.n == 0:
         if scan.interrupted:
@@ -204,6 +212,7 @@ def advise(request: Request) -> dict[str, Any]:
             raise Terminated(scan.signum or 2)
         raise AdviseError("nothing to advise on: every sampled page vanished before it was read")
     estimates = _estimate_all(sample, compressors, zpools, profile, request)
+    t_estimate = time.monotonic()
     report: dict[str, Any] = {
         "kernel": {
             "profile": profile.name,
@@ -245,6 +254,11 @@ def advise(request: Request) -> dict[str, Any]:
         f"replaying the object sizes through the real allocator {how}",
     ]
     report["interrupted"] = scan.interrupted
+    report["timings_s"] = {
+        "census": round(t_census - started, 3),
+        "read_and_compress": round(t_scan - t_census, 3),
+        "estimate": round(t_estimate - t_scan, 3),
+    }
     report["elapsed_s"] = round(time.monotonic() - started, 3)
     return report
 
@@ -277,21 +291,23 @@ def _cold_flags(census: Any, chosen: Sequence[Any]) -> list[bytes | None] | None
 
 
 def _targets_json(census: Any) -> list[dict[str, Any]]:
-    per = getattr(census, "per_target", None)
     out = []
     for t, target in enumerate(census.targets):
-        row: dict[str, Any] = {
-            "kind": target.kind,
-            "pid": target.pid,
-            "path": target.path,
-            "name": target.name,
-            "candidates": len(census.pages[t]),
-        }
-        extra = per[t] if per is not None and t < len(per) else {}
-        for key in ("zero_page", "swapped", "shmem", "not_present"):
-            value = extra.get(key) if isinstance(extra, dict) else getattr(extra, key, None)
-            row[key] = value
-        out.append(row)
+        counts = census.counts[t]
+        out.append(
+            {
+                "kind": target.kind,
+                "pid": target.pid,
+                "path": target.path,
+                "name": target.name,
+                "candidates": len(census.pages[t]),
+                "zero_page": counts.zero_page,
+                "swapped": counts.swapped,
+                "shmem": counts.shmem,
+                "not_present": counts.not_present,
+                "cold": counts.cold,
+            }
+        )
     return out
 
 
@@ -463,7 +479,9 @@ def _cold_report(
 ) -> dict[str, Any] | None:
     """The same advice on the cold (idle) part, when the census has idle info."""
     if census.cold is None or scan.cold is None:
-        return None
+        if request.idle is None:
+            return None
+        return {"method": None, "note": census.idle_note or "no idle information"}
     cold_pop = sum(c.count(1) for c in census.cold)
     keep = [i for i, f in enumerate(scan.cold) if f == 1]
     unknown = sum(1 for f in scan.cold if f == 2)
@@ -477,8 +495,8 @@ def _cold_report(
         "results": [],
         "recommendation": None,
     }
-    if census.idle_method == "soft-dirty":
-        out["note"] = "soft-dirty sees writes only: a page read but not written counts as cold"
+    if census.idle_note:
+        out["note"] = census.idle_note
     if not keep or cold_pop <= 0:
         return out
     sub = sample.subset(keep, cold_pop)

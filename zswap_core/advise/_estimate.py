@@ -30,12 +30,16 @@ sample is biased upwards; storing the population is not bounded in memory. Inste
   granule per group that the population really has. With the whole population
   (``--sample all``) this is exactly what storing every page in one pool gives.
 * *pairing allocators* (zbud, z3fold): an object's cost depends on which others it
-  shares a page with, and so on the order of the stores. The real allocator replays a
-  stream of object sizes over page accounting without page memory (their bookkeeping
-  lives outside the pages): the sampled sizes in a seeded random order, as many as
-  the population holds (up to ``REPLAY_MAX``). With the whole population, its sizes in
-  address order (exact, as storing them). The interval attributes the pool to objects
-  in proportion to their size; it does not cover the store order's own effect.
+  shares a page with, and so on the order of the stores (memory has locality:
+  neighbouring pages compress alike). The real allocator replays object sizes over
+  page accounting without page memory (their bookkeeping lives outside the pages):
+  the sample's sizes in address order, the sequence repeated to about the
+  population's count (up to ``REPLAY_MAX`` objects; the few pages a replay's end
+  leaves unpaired are well under 0.1% of that). The sample keeps only part of the
+  locality, so the same sizes are also replayed in a random order, and the interval
+  is widened by half that gap on its side. The pool is attributed to objects in
+  proportion to their size for the sampling interval. With the whole population:
+  its sizes in address order, exact as storing them (up to ``REPLAY_ORDERED_MAX``).
 * any other allocator: the same replay over real pages, at most ``REPLAY_REAL_MAX``
   objects.
 
@@ -63,8 +67,10 @@ __all__ = [
     "KIND_SAME",
     "KIND_ZERO",
     "REPLAY_MAX",
+    "REPLAY_ORDERED_MAX",
     "REPLAY_REAL_MAX",
     "CodecSample",
+    "Costs",
     "Estimate",
     "Interval",
     "PoolModel",
@@ -81,8 +87,12 @@ KIND_NORMAL = 0
 KIND_ZERO = 1
 KIND_SAME = 2  # same-filled with a non-zero word
 
-#: Objects replayed through a pairing allocator (zbud, z3fold): their pages cost no memory.
-REPLAY_MAX = 1 << 20
+#: Objects replayed through a pairing allocator (zbud, z3fold) from a sample: their
+#: pages cost no memory. The end of a replay leaves at most a few dozen pages unpaired
+#: (one per free-space list), under 0.1% of this many objects' pages.
+REPLAY_MAX = 1 << 16
+#: A whole population's sizes are replayed in address order (exact) up to this many.
+REPLAY_ORDERED_MAX = 1 << 20
 #: Objects replayed through an allocator of unknown kind, over real pages (<= 64 MiB at 4K).
 REPLAY_REAL_MAX = 1 << 14
 
@@ -343,6 +353,7 @@ class PoolModel:
         self._accepts: dict[int, bool] = {}
         self._granule: dict[int, tuple[int, int]] = {}
         self._shares: dict[tuple[int, int], bool] = {}
+        self._replays: dict[tuple[int, int], tuple[tuple[int, ...], tuple[int, int]]] = {}
 
     # scratch pools
     def _new_pool(self, memoryless: bool = False) -> Any:
@@ -418,24 +429,19 @@ class PoolModel:
         finally:
             pool.destroy()
 
-    def costs(
-        self, objects: Mapping[int, int], scale: float, ordered: Sequence[int] | None
-    ) -> tuple[dict[int, float], float, bool]:
-        """Per-object cost by size (bytes) and a fixed tail, for the population.
+    def costs(self, objects: Mapping[int, int], scale: float, ordered: Sequence[int]) -> Costs:
+        """Per-object cost by size and the population-level corrections.
 
         ``objects``: object size -> count in the sample; ``scale`` = N / n; ``ordered``:
-        the sample's object sizes in address order when the sample is the population.
-        Returns (cost by size, tail bytes, exact).
+        the sample's object sizes in address order.
         """
         if not objects:
-            return {}, 0.0, True
+            return Costs({}, 0.0, True, 0.0)
         if self.method == "segregated":
             return self._segregated(objects, scale)
         return self._replayed(objects, scale, ordered)
 
-    def _segregated(
-        self, objects: Mapping[int, int], scale: float
-    ) -> tuple[dict[int, float], float, bool]:
+    def _segregated(self, objects: Mapping[int, int], scale: float) -> Costs:
         sizes = sorted(objects)
         cost: dict[int, float] = {}
         groups: list[list[int]] = []
@@ -453,26 +459,59 @@ class PoolModel:
             count = sum(objects[s] for s in g) * scale
             granules = math.ceil(count / m - 1e-9)
             tail += granules * b - count * b / m
-        return cost, tail, scale == 1.0
+        return Costs(cost, tail, scale == 1.0, 0.0)
 
-    def _replayed(
-        self, objects: Mapping[int, int], scale: float, ordered: Sequence[int] | None
-    ) -> tuple[dict[int, float], float, bool]:
+    def _replayed(self, objects: Mapping[int, int], scale: float, ordered: Sequence[int]) -> Costs:
+        """Replay through the real allocator (see the module doc).
+
+        From a sample: the sampled sizes in address order, the whole sequence repeated
+        about ``scale`` times (at most ``REPLAY_MAX`` objects), so that neighbours in
+        the replay are neighbours in memory as far as the sample can tell. A sample keeps
+        only part of memory's locality (its pages are ``scale`` pages apart), and
+        pairing depends on it: the same sizes in a random order show which way that
+        moves the pool, and the interval is widened on that side by half the gap.
+        """
         n_obj = sum(objects.values())
         mean_size = sum(s * c for s, c in objects.items()) / n_obj
-        limit = REPLAY_MAX if self.method == "replay" else REPLAY_REAL_MAX
-        exact = False
-        if ordered is not None and scale == 1.0 and len(ordered) <= limit:
-            count, nbytes = self.replay(ordered)
+        real = self.method != "replay"
+        limit = REPLAY_REAL_MAX if real else REPLAY_MAX
+        ordered_limit = REPLAY_REAL_MAX if real else REPLAY_ORDERED_MAX
+        widen = 0.0
+        if scale == 1.0 and len(ordered) <= ordered_limit:
+            count, nbytes = self._cached_replay(tuple(ordered))
             exact = True
         else:
-            want = max(1, min(limit, round(n_obj * scale)))
-            rng = random.Random(self.seed)
-            values = list(objects)
-            weights = [objects[s] for s in values]
-            count, nbytes = self.replay(rng.choices(values, weights, k=want))
+            exact = False
+            reps = max(1, min(round(scale), limit // max(1, len(ordered))))
+            seq = tuple(ordered) * reps if len(ordered) <= limit else tuple(ordered[:limit])
+            count, nbytes = self._cached_replay(seq)
+            shuffled = list(seq)
+            random.Random(self.seed).shuffle(shuffled)
+            r_count, r_bytes = self._cached_replay(tuple(shuffled))
+            gap = nbytes / count - r_bytes / r_count  # > 0: locality costs pool here
+            widen = 0.5 * gap * n_obj * scale
         per_object = nbytes / count
-        return {s: per_object * s / mean_size for s in objects}, 0.0, exact
+        return Costs({s: per_object * s / mean_size for s in objects}, 0.0, exact, widen)
+
+    def _cached_replay(self, seq: tuple[int, ...]) -> tuple[int, int]:
+        key = hash(seq), len(seq)  # an alias codec replays the same sizes
+        got = self._replays.get(key)
+        if got is None or got[0] != seq:
+            got = (seq, self.replay(seq))
+            self._replays[key] = got
+        return got[1]
+
+
+@dataclass(frozen=True)
+class Costs:
+    """An allocator's cost model for one population of objects."""
+
+    per_size: dict[int, float]  #: bytes per object of each size (steady state)
+    tail: float  #: bytes the population adds (partly filled granules)
+    exact: bool  #: the figures are what storing the population gives
+    #: order effect (pairing allocators): the pool may be this many bytes larger (> 0)
+    #: or smaller (< 0) than the estimate; the interval is widened on that side
+    widen: float
 
 
 # -- one compressor x zpool ----------------------------------------------------------------
@@ -519,8 +558,8 @@ def estimate_pair(
 ) -> Estimate:
     """Population estimates for ``compressor`` x ``model.zpool`` from ``sample``.
 
-    ``ordered`` (full mode): indexes of the sample's pages in address order (default:
-    the sample's own order).
+    ``ordered``: indexes of the sample's pages in address order (default: the
+    sample's own order, as the workers' results are assembled).
     """
     cs = sample.codecs[compressor]
     n, big_n, ps = sample.n, sample.population, sample.page_size
@@ -543,17 +582,14 @@ def estimate_pair(
         obj_of[(kind, size)] = obj
         if obj is not None:
             objects[obj] += count
-    order: list[int] | None = None
-    if sample.full and n == big_n:
-        idx = range(n) if ordered is None else ordered
-        order = []
-        for i in idx:
-            key = (sample.kinds[i], cs.sizes[i])
-            if key in obj_of:
-                obj = obj_of[key]
-                if obj is not None:
-                    order.append(obj)
-    cost, tail, exact = model.costs(objects, scale, order)
+    order: list[int] = []  # the pool objects in address order (pairing allocators)
+    if model.method != "segregated":
+        for i in range(n) if ordered is None else ordered:
+            obj = obj_of.get((sample.kinds[i], cs.sizes[i]))
+            if obj is not None:
+                order.append(obj)
+    costs = model.costs(objects, scale, order)
+    cost, tail, exact = costs.per_size, costs.tail, costs.exact
 
     codec_rows: list[tuple[float, float, int]] = []
     density_rows: list[tuple[float, float, int]] = []
@@ -599,8 +635,8 @@ def estimate_pair(
         density_rows.append((1, c / ps, count))
         pool_rows.append((c, count))
 
-    saved = total_interval(saved_rows, n, big_n, z, minus=tail)
-    pool = total_interval(pool_rows, n, big_n, z, minus=-tail)
+    saved = _widen(total_interval(saved_rows, n, big_n, z, minus=tail), -costs.widen)
+    pool = _widen(total_interval(pool_rows, n, big_n, z, minus=-tail), costs.widen)
     pop_bytes = big_n * ps
 
     def pct(iv: Interval) -> Interval:
@@ -610,6 +646,11 @@ def estimate_pair(
         return Interval(100.0 * iv.value / pop_bytes, p(iv.low), p(iv.high))
 
     density = ratio_interval(density_rows, n, big_n, z, extra_den=tail / ps)
+    if density is not None and costs.widen and density.low is not None:
+        # the same pages in a pool larger (smaller) by `widen`
+        stored_in_pool = density.value * (pool.value / ps)
+        other = stored_in_pool / max(1.0, (pool.value + costs.widen) / ps)
+        density = _widen(density, other - density.value)
     return Estimate(
         compressor=compressor,
         zpool=model.zpool,
@@ -632,6 +673,15 @@ def estimate_pair(
         pool_method=model.method,
         exact_pool=exact,
     )
+
+
+def _widen(iv: Interval, by: float) -> Interval:
+    """``iv`` with its high end raised by ``by`` (> 0) or its low end lowered (< 0)."""
+    if not by or iv.low is None or iv.high is None:
+        return iv
+    if by > 0:
+        return Interval(iv.value, iv.low, iv.high + by)
+    return Interval(iv.value, iv.low + by, iv.high)
 
 
 def _max0(x: float | None) -> float | None:
