@@ -655,13 +655,16 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def place_labels(
-    points: Sequence[tuple[float, float]], sizes: Sequence[tuple[float, float]]
+    points: Sequence[tuple[float, float]],
+    sizes: Sequence[tuple[float, float]],
+    bounds: tuple[float, float, float, float] | None = None,
 ) -> list[tuple[float, float]]:
     """Offsets (display units) for labels of ``sizes`` at ``points`` that do not overlap.
 
     Greedy: each label takes the first of a ring of candidate offsets, tried nearest
-    first, whose box meets no label placed before it and no point; when none is free,
-    the one with the least overlap. Deterministic for the same input.
+    first, whose box meets no label placed before it and no point (and stays inside
+    ``bounds``, x0, y0, x1, y1, when given); when none is free, the one with the least
+    overlap. Deterministic for the same input.
     """
     candidates = [
         (dx * r, dy * r)
@@ -687,6 +690,8 @@ def place_labels(
             low = y + oy if oy >= 0 else y + oy - h
             box = (left, low, left + w, low + h)
             cost = sum(overlap(box, b) for b in placed) + sum(overlap(box, d) for d in dots)
+            if bounds is not None:  # the part of the box outside the axes
+                cost += (box[2] - box[0]) * (box[3] - box[1]) - overlap(box, bounds)
             if best is None or cost < best[0]:
                 best = (cost, (left - x, low - y), box)
             if cost == 0:
@@ -695,6 +700,34 @@ def place_labels(
         placed.append(best[2])
         out.append(best[1])
     return out
+
+
+def _label_points(fig: Any, ax: Any, xs: list[float], ys: list[float], texts: list[str]) -> None:
+    """Annotate each point with its text, the texts apart (see :func:`place_labels`)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    notes = [
+        ax.annotate(
+            t,
+            (xv, yv),
+            xytext=(0, 0),
+            textcoords="offset pixels",
+            fontsize="x-small",
+            ha="left",
+            va="bottom",
+            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"},
+        )
+        for t, xv, yv in zip(texts, xs, ys, strict=True)
+    ]
+    sizes = []
+    for note in notes:
+        box = note.get_window_extent(renderer)
+        sizes.append((box.width + 2, box.height + 1))
+    pts = [tuple(ax.transData.transform((xv, yv))) for xv, yv in zip(xs, ys, strict=True)]
+    frame = ax.get_window_extent(renderer)
+    bounds = (frame.x0, frame.y0, frame.x1, frame.y1)
+    for note, offset in zip(notes, place_labels(pts, sizes, bounds), strict=True):
+        note.xyann = offset
 
 
 def _plot(results: list[dict[str, Any]], path: str, title: str, page_size: int) -> None:
@@ -726,24 +759,9 @@ def _plot(results: list[dict[str, Any]], path: str, title: str, page_size: int) 
     ax.set_title("memory saved against store time (up and left is better)")
     ax.grid(True, alpha=0.3)
     ax.set_xlim(left=0)
-    fig.canvas.draw()  # the limits are final: labels are placed in display units
-    trans = ax.transData
-    pts = [tuple(trans.transform((xv, yv))) for xv, yv in zip(xs, ys, strict=True)]
-    texts = [f"{_label(r)}/{r['zpool']}" for r in results]
-    sizes = [(5.2 * len(t) + 4, 11.0) for t in texts]  # x-small text, in points ~ pixels
-    offsets = place_labels(pts, sizes)
-    for t, (xv, yv), (ox, oy) in zip(texts, zip(xs, ys, strict=True), offsets, strict=True):
-        ax.annotate(
-            t,
-            (xv, yv),
-            xytext=(ox, oy),
-            textcoords="offset pixels",
-            fontsize="x-small",
-            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"},
-        )
     colour_legend = ax.legend(
         handles=[Line2D([], [], color=colour[c], marker="o", linestyle="", label=c) for c in comps],
-        title="compressor (colour)",
+        title="compressor: colour",
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0),
         fontsize="small",
@@ -751,7 +769,7 @@ def _plot(results: list[dict[str, Any]], path: str, title: str, page_size: int) 
     ax.add_artist(colour_legend)
     ax.legend(
         handles=[Line2D([], [], color="0.3", marker=marker[z], linestyle="", label=z) for z in zps],
-        title="zpool (marker)",
+        title="zpool: marker",
         loc="lower left",
         bbox_to_anchor=(1.01, 0.0),
         fontsize="small",
@@ -778,11 +796,20 @@ def _plot(results: list[dict[str, Any]], path: str, title: str, page_size: int) 
     ax.legend(fontsize="small")
     for a in axes[1:]:
         a.set_xticks(x)
-        a.set_xticklabels(labels, fontsize="x-small")
+        a.set_xticklabels(labels, fontsize="x-small", rotation=30, ha="right")
     fig.suptitle(title, fontsize="small")
     fig.tight_layout(rect=(0, 0, 1, 0.985))
+    # The layout is final: the labels are placed in display units, apart.
+    _label_points(fig, axes[0], xs, ys, [f"{_label(r)}/{r['zpool']}" for r in results])
     try:
-        fig.savefig(path, format=fmt, dpi=100)
+        # "tight": the legends outside the axes are part of the image
+        fig.savefig(
+            path,
+            format=fmt,
+            dpi=100,
+            bbox_inches="tight",
+            bbox_extra_artists=[colour_legend],  # an added artist, not counted otherwise
+        )
     except OSError as exc:
         raise CliError(f"--plot {path}: {exc.strerror or exc}") from None
     finally:
