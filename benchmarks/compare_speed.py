@@ -12,7 +12,8 @@ clone at an older commit with its own ``python3 dev.py setup``), and with ``--se
 the current one with ``--jobs 1`` too. All read the same process, which does not
 change while it sleeps. Prints each run's wall and CPU time (its own and its workers'),
 the speedup of the current run over the others, and whether the non-timing results
-(everything but ``store_us``/``load_us``) agree. Page contents are never printed.
+(everything but ``store_us``/``load_us``, over the keys both have) agree. Page contents
+are never printed.
 
 On a machine shared with other work the wall times say little: the load average
 before each run is printed beside it.
@@ -126,19 +127,35 @@ def non_timing(out: dict[str, Any]) -> dict[str, Any]:
 
 
 def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Values that differ, over the keys both outputs have (a baseline from before a
+    rename, e.g. ratio/density -> codec_ratio/pool_density, has other keys: see
+    :func:`key_changes`)."""
     diffs = [
-        f"{k}: {a.get(k)!r} != {b.get(k)!r}"
-        for k in sorted(set(a) | set(b))
-        if k != "results" and a.get(k) != b.get(k)
+        f"{k}: {a[k]!r} != {b[k]!r}"
+        for k in sorted(set(a) & set(b))
+        if k != "results" and a[k] != b[k]
     ]
     ra, rb = a["results"], b["results"]
     if len(ra) != len(rb):
         return [*diffs, f"{len(ra)} rows != {len(rb)} rows"]
     for x, y in zip(ra, rb, strict=True):
-        for k in sorted(set(x) | set(y)):
-            if x.get(k) != y.get(k):
-                diffs.append(f"{x['compressor']}/{x['zpool']} {k}: {x.get(k)!r} != {y.get(k)!r}")
+        for k in sorted(set(x) & set(y)):
+            if x[k] != y[k]:
+                diffs.append(f"{x['compressor']}/{x['zpool']} {k}: {x[k]!r} != {y[k]!r}")
     return diffs
+
+
+def key_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Keys only one of the two outputs has (top level and rows), to be told, not compared."""
+    rows_a = set().union(*(r.keys() for r in a["results"])) if a["results"] else set()
+    rows_b = set().union(*(r.keys() for r in b["results"])) if b["results"] else set()
+    out = []
+    for where, ka, kb in (("", set(a), set(b)), ("rows: ", rows_a, rows_b)):
+        if ka - kb:
+            out.append(f"{where}only the first has {sorted(ka - kb)}")
+        if kb - ka:
+            out.append(f"{where}only the second has {sorted(kb - ka)}")
+    return out
 
 
 def main() -> int:
@@ -209,7 +226,10 @@ def main() -> int:
             if name not in runs:
                 continue
             print(f"speedup over {name}: {runs[name][0] / runs['current'][0]:.2f}x")
-            diffs = differences(non_timing(runs[name][2]), non_timing(runs["current"][2]))
+            old, new = non_timing(runs[name][2]), non_timing(runs["current"][2])
+            for change in key_changes(old, new):
+                print(f"  keys: {change}")
+            diffs = differences(old, new)
             if diffs:
                 ok = False
                 print(f"  non-timing results differ from {name} ({len(diffs)}):")
