@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
@@ -464,14 +465,27 @@ class Progress:
         self.auto_refresh = auto_refresh
         self._prog: Any = None
         self._task: Any = None
+        self._drawn = 0.0
 
-    def update(self, completed: float, *, done: int | None = None, of: int | None = None) -> None:
+    def update(
+        self,
+        completed: float,
+        *,
+        done: int | None = None,
+        of: int | None = None,
+        force: bool = True,
+    ) -> None:
+        """Set the progress; without auto refresh, redraw (at most every 0.1 s unless
+        ``force``: frequent small steps cost no more than ten redraws a second)."""
         if self._prog is None:
             return
         count = f"{done}/{of} {self.unit}" if done is not None and of is not None else ""
         self._prog.update(self._task, completed=completed, count=count)
         if not self.auto_refresh:
-            self._prog.refresh()
+            now = time.monotonic()
+            if force or now - self._drawn >= 0.1:
+                self._drawn = now
+                self._prog.refresh()
 
     def refresh(self) -> None:
         if self._prog is not None:

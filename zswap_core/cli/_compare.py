@@ -12,7 +12,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -75,20 +75,27 @@ def _names(option: str | None, kind: str) -> list[str]:
     return names
 
 
-def measure_pair(compressor: str, zpool: str, pages: list[bytes], repeats: int) -> dict[str, Any]:
+def measure_pair(
+    compressor: str,
+    zpool: str,
+    pages: list[bytes],
+    repeats: int,
+    poll: Callable[[], None] = _signals.poll,
+) -> dict[str, Any]:
     """Store and load ``pages`` through a fresh Zswap ``repeats`` times; medians per page.
 
     The figures of the first run: codec ratio (from the lengths of the entries zswap
     stored: same-filled and incompressible pages left out), pool density, saved (in
     percent of all the pages' bytes: a page zswap refused saves nothing), rejects.
-    load_us is None (n/a) when zswap stored no page to load.
+    load_us is None (n/a) when zswap stored no page to load. ``poll`` is called between
+    two chunks of :data:`CHUNK` pages, outside the timed part: by default a check for a
+    signal held back (which raises only inside ``at_safe_points()``: never in a worker).
     """
     from zswap_core import Zswap
 
     from ._run import pool_rows
 
     clock = time.perf_counter_ns
-    poll = _signals.poll  # raises only inside at_safe_points(): never in a worker
     store_us: list[float] = []
     load_us: list[float] = []
     first: dict[str, Any] = {}
@@ -188,9 +195,13 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _run_task(task: Task, pages: list[bytes], repeats: int) -> Any:
+def _run_task(
+    task: Task, pages: list[bytes], repeats: int, poll: Callable[[], None] | None = None
+) -> Any:
     compressor, zpool = task
-    return measure_pair(compressor, zpool, pages, repeats)
+    if poll is None:
+        return measure_pair(compressor, zpool, pages, repeats)
+    return measure_pair(compressor, zpool, pages, repeats, poll)
 
 
 def run_compare(
@@ -221,11 +232,19 @@ def run_compare(
                 order = sorted(tasks, key=lambda t: -cost[t])  # longest first: an even finish
                 _run_parallel(order, pages, repeats, workers, show, done)
             else:
-                # Signals are taken where measure_pair polls, between two chunks of pages.
-                with _signals.at_safe_points():
+                # Signals are taken where measure_pair polls, between two chunks of pages;
+                # the bar moves on there too, so a long pair does not look stuck.
+                chunks = repeats * 2 * -(-len(pages) // CHUNK)
+                with _signals.at_safe_points() as check:
                     for task in tasks:
                         show(None, task)
-                        done[task] = _run_task(task, pages, repeats)
+                        step = cost[task] / chunks
+
+                        def poll(step: float = step) -> None:
+                            check()
+                            show(None, None, step)
+
+                        done[task] = _run_task(task, pages, repeats, poll)
                         show(task, None)
     except _signals.Terminated as exc:
         if exc.signum != signal.SIGINT:
@@ -234,28 +253,38 @@ def run_compare(
     return [done[t] for t in tasks]
 
 
-Show = Callable[[Task | None, Task | None], None]
+class Show(Protocol):
+    def __call__(self, ended: Task | None, started: Task | None, part: float = 0.0) -> None: ...
 
 
 @contextlib.contextmanager
 def _progress_bar(enabled: bool, tasks: list[Task], cost: dict[Task, float]) -> Iterator[Show]:
-    """``show(finished, started)``: a bar on stderr, advanced by each pair's estimated
-    cost (so its ETA weighs a slow codec's pairs as such), with ``k/total pairs``.
+    """``show(finished, started, part)``: a bar on stderr, advanced by each pair's
+    estimated cost (so its ETA weighs a slow codec's pairs as such), with ``k/total
+    pairs``; ``part``: some of the running pair's cost done (in this process only).
 
     Drawn only when called (no refresh thread: workers are forked while it is shown);
     show(None, None) redraws, for the elapsed time and ETA to move.
     """
     total = sum(cost.values()) or 1.0
     finished = 0
-    completed = 0.0
+    completed = 0.0  # the pairs done
+    running = 0.0  # parts of the pair running here
     with progress("zswap compare", total, "pairs", enabled=enabled, auto_refresh=False) as bar:
 
-        def show(ended: Task | None, started: Task | None) -> None:
-            nonlocal finished, completed
+        def show(ended: Task | None, started: Task | None, part: float = 0.0) -> None:
+            nonlocal finished, completed, running
+            running += part
             if ended is not None:
                 finished += 1
                 completed += cost[ended]
-            bar.update(completed, done=finished, of=len(tasks))
+                running = 0.0
+            bar.update(
+                min(completed + running, total),
+                done=finished,
+                of=len(tasks),
+                force=ended is not None or started is not None,
+            )
 
         show(None, None)
         yield show
