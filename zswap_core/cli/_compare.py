@@ -552,8 +552,9 @@ def compare(
       codec_ratio    original / compressed bytes of the pages zswap compressed and kept
                      (same-filled and incompressible pages left out): the codec alone
       pool_density   those pages per pool page: the codec and the allocator together
-      saved          the pages' bytes minus the pool and zswap's metadata per entry, and
-                     that in percent of all the pages' bytes (a refused page saves nothing)
+      saved          the stored pages' bytes minus the pool and zswap's metadata per
+                     entry (as in zswap run --help), and that in percent of all the
+                     pages' bytes (a refused page saves nothing)
       store_us, load_us   time per page, median of --repeats runs
       rejects        the sum of the reject_* counters
     n/a where a figure is undefined (no page compressed, no page to load).

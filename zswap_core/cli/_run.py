@@ -502,8 +502,9 @@ def run(
     The summary, over the pages zswap holds at the end:
       codec_ratio    original / compressed bytes of its compressed pages (the codec)
       pool_density   compressed pages per pool page (codec and allocator together)
-      saved          their bytes minus the pool and zswap's metadata per entry, and
-                     that in percent of their bytes
+      saved          their bytes minus the pool and zswap's metadata per entry (the
+                     newest kernel profile's estimate; zero pages none when that kernel
+                     keeps them in the swap core), and that in percent of their bytes
     n/a where a figure is undefined (zswap holds nothing, nothing was loaded...).
 
     Progress with ETA goes to stderr when it is a terminal (with --json too). Ctrl-C
