@@ -211,7 +211,8 @@ def advise(request: Request) -> dict[str, Any]:
 
             raise Terminated(scan.signum or 2)
         raise AdviseError("nothing to advise on: every sampled page vanished before it was read")
-    estimates = _estimate_all(sample, compressors, zpools, profile, request)
+    models: dict[str, PoolModel] = {}
+    estimates = _estimate_all(sample, compressors, zpools, profile, request, models)
     t_estimate = time.monotonic()
     report: dict[str, Any] = {
         "kernel": {
@@ -245,7 +246,9 @@ def advise(request: Request) -> dict[str, Any]:
         "recommendation": recommend(estimates, request.objective, request.cpu_budget),
     }
     report["what_if"] = what_if(estimates, report["recommendation"], request)
-    report["cold"] = _cold_report(census, scan, sample, compressors, zpools, profile, request)
+    report["cold"] = _cold_report(
+        census, scan, sample, compressors, zpools, profile, request, models
+    )
     how = "in address order" if full else "in a seeded random order"
     report["notes"] = [
         *notes,
@@ -317,10 +320,14 @@ def _estimate_all(
     zpools: Sequence[str],
     profile: Any,
     request: Request,
+    models: dict[str, PoolModel],
 ) -> list[Estimate]:
+    """Every compressor x zpool; ``models`` keeps each allocator's measurements."""
     out = []
     for zp in zpools:
-        model = PoolModel(zp, sample.page_size, seed=request.seed)
+        model = models.get(zp)
+        if model is None:
+            model = models[zp] = PoolModel(zp, sample.page_size, seed=request.seed)
         policy = StorePolicy.from_profile(profile, zp, sample.page_size)
         for c in compressors:
             out.append(estimate_pair(sample, c, model, policy, request.confidence))
@@ -371,6 +378,7 @@ def recommend(estimates: Sequence[Estimate], objective: str, budget: float) -> d
         return e.saved_bytes.value
 
     best_saved = max(saved(e) for e in rows)
+    compare_rivals = False
     if best_saved <= 0 and objective != "cpu":
         pick = min(rows, key=lambda e: (cpu(e), -saved(e)))
         why = "no setting saves memory on these pages (nothing compresses); the cheapest shown"
@@ -378,6 +386,7 @@ def recommend(estimates: Sequence[Estimate], objective: str, budget: float) -> d
         within = [e for e in rows if cpu(e) <= budget]
         if within:
             pick = max(within, key=lambda e: (saved(e), -cpu(e)))
+            compare_rivals = True
             why = (
                 f"most memory saved among the pairs within {budget:g} CPU s/GiB "
                 "(compress + decompress)"
@@ -404,7 +413,7 @@ def recommend(estimates: Sequence[Estimate], objective: str, budget: float) -> d
         and saved(e) <= saved(pick)
         and (objective != "saved" or cpu(e) <= budget)
     ]
-    if rivals and objective == "saved":
+    if rivals and compare_rivals:
         names = ", ".join(f"{e.compressor}/{e.zpool}" for e in rivals[:3])
         why += f"; within the interval: {names}"
     out.update(compressor=pick.compressor, zpool=pick.zpool, why=why)
@@ -476,6 +485,7 @@ def _cold_report(
     zpools: Sequence[str],
     profile: Any,
     request: Request,
+    models: dict[str, PoolModel],
 ) -> dict[str, Any] | None:
     """The same advice on the cold (idle) part, when the census has idle info."""
     if census.cold is None or scan.cold is None:
@@ -501,7 +511,7 @@ def _cold_report(
         return out
     sub = sample.subset(keep, cold_pop)
     sub.full = sample.full and len(keep) == cold_pop
-    est = _estimate_all(sub, compressors, zpools, profile, request)
+    est = _estimate_all(sub, compressors, zpools, profile, request, models)
     out["results"] = [_result_json(e) for e in est]
     out["recommendation"] = recommend(est, request.objective, request.cpu_budget)
     return out

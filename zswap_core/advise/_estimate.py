@@ -35,7 +35,7 @@ sample is biased upwards; storing the population is not bounded in memory. Inste
   page accounting without page memory (their bookkeeping lives outside the pages):
   the sample's sizes in address order, the sequence repeated to about the
   population's count (up to ``REPLAY_MAX`` objects; the few pages a replay's end
-  leaves unpaired are well under 0.1% of that). The sample keeps only part of the
+  leaves unpaired are about 0.1% of that). The sample keeps only part of the
   locality, so the same sizes are also replayed in a random order, and the interval
   is widened by half that gap on its side. The pool is attributed to objects in
   proportion to their size for the sampling interval. With the whole population:
@@ -89,8 +89,8 @@ KIND_SAME = 2  # same-filled with a non-zero word
 
 #: Objects replayed through a pairing allocator (zbud, z3fold) from a sample: their
 #: pages cost no memory. The end of a replay leaves at most a few dozen pages unpaired
-#: (one per free-space list), under 0.1% of this many objects' pages.
-REPLAY_MAX = 1 << 16
+#: (a few per free-space list): about 0.1% of this many objects' pages (measured).
+REPLAY_MAX = 1 << 14
 #: A whole population's sizes are replayed in address order (exact) up to this many.
 REPLAY_ORDERED_MAX = 1 << 20
 #: Objects replayed through an allocator of unknown kind, over real pages (<= 64 MiB at 4K).
@@ -350,7 +350,8 @@ class PoolModel:
             self.method = "replay"
         else:
             self.method = "replay-real"
-        self._accepts: dict[int, bool] = {}
+        self._max_size: int | None = None
+        self._probe: tuple[int, Any, int] | None = None  # (size, pool, its bytes)
         self._granule: dict[int, tuple[int, int]] = {}
         self._shares: dict[tuple[int, int], bool] = {}
         self._replays: dict[tuple[int, int], tuple[tuple[int, ...], tuple[int, int]]] = {}
@@ -363,23 +364,34 @@ class PoolModel:
         return self._mod.driver(f"advise-{self.zpool}", pages, self._mod.params)
 
     def accepts(self, size: int) -> bool:
-        """Whether the allocator takes an object of ``size`` bytes (not ENOSPC)."""
-        got = self._accepts.get(size)
-        if got is None:
-            from zswap_core import ZpoolError
+        """Whether the allocator takes an object of ``size`` bytes (not ENOSPC).
 
-            pool = self._new_pool()
-            try:
-                pool.malloc(size)
-                got = True
-            except ZpoolError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                got = False
-            finally:
-                pool.destroy()
-            self._accepts[size] = got
-        return got
+        ENOSPC means "too big": the largest size taken is found once by bisection.
+        """
+        if self._max_size is None:
+            lo, hi = 0, 2 * self.page_size  # lo is taken (0: trivially), hi + 1 is not
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self._takes(mid):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            self._max_size = lo
+        return 0 < size <= self._max_size
+
+    def _takes(self, size: int) -> bool:
+        from zswap_core import ZpoolError
+
+        pool = self._new_pool()
+        try:
+            pool.malloc(size)
+            return True
+        except ZpoolError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            return False
+        finally:
+            pool.destroy()
 
     def granule(self, size: int) -> tuple[int, int]:
         """``(objects, bytes)`` of the granule objects of ``size`` fill (segregated)."""
@@ -401,20 +413,36 @@ class PoolModel:
         return got
 
     def shares(self, a: int, b: int) -> bool:
-        """Whether objects of sizes ``a`` and ``b`` share granules (one size class)."""
+        """Whether objects of sizes ``a`` and ``b`` share granules (one size class).
+
+        One scratch pool holds an object of ``a`` while sizes are tried against it: an
+        object of ``b`` that does not grow the pool shares ``a``'s granule (it is freed
+        again, so the pool is ready for the next size).
+        """
         key = (a, b)
         got = self._shares.get(key)
+        if got is None and self.granule(a)[0] == 1:
+            got = self._shares[key] = False  # one object a granule: nothing is shared
         if got is None:
-            pool = self._new_pool()
-            try:
+            if self._probe is None or self._probe[0] != a:
+                self._drop_probe()
+                pool = self._new_pool()
                 pool.malloc(a)
-                before = pool.total_size()
-                pool.malloc(b)
-                got = pool.total_size() == before
-            finally:
-                pool.destroy()
+                self._probe = (a, pool, pool.total_size())
+            _, pool, before = self._probe
+            handle = pool.malloc(b)
+            got = pool.total_size() == before
+            if got:
+                pool.free(handle)
+            else:
+                self._drop_probe()
             self._shares[key] = got
         return got
+
+    def _drop_probe(self) -> None:
+        if self._probe is not None:
+            self._probe[1].destroy()
+            self._probe = None
 
     def replay(self, sizes: Iterable[int]) -> tuple[int, int]:
         """Allocate ``sizes`` in order in a fresh pool: (objects, pool bytes)."""
@@ -442,18 +470,22 @@ class PoolModel:
         return self._replayed(objects, scale, ordered)
 
     def _segregated(self, objects: Mapping[int, int], scale: float) -> Costs:
+        # Sizes in ascending order; a size that shares granules with the group's first
+        # size is in its class (same granule, no need to fill one), else it starts a
+        # new group whose granule is measured: a few hundred fills, not one per size.
         sizes = sorted(objects)
         cost: dict[int, float] = {}
         groups: list[list[int]] = []
         for s in sizes:
-            m, b = self.granule(s)
-            cost[s] = b / m
-            prev = groups[-1][-1] if groups else None
-            if prev is not None and self.granule(prev) == (m, b) and self.shares(prev, s):
+            if groups and self.shares(groups[-1][0], s):
                 groups[-1].append(s)
+                self._granule.setdefault(s, self.granule(groups[-1][0]))
             else:
                 groups.append([s])
+            m, b = self.granule(s)
+            cost[s] = b / m
         tail = 0.0
+        self._drop_probe()
         for g in groups:
             m, b = self.granule(g[0])
             count = sum(objects[s] for s in g) * scale
