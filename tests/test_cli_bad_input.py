@@ -132,7 +132,9 @@ VALID: dict[tuple[str, str], frozenset[str] | str] = {
     ("host", "watch"): frozenset(),
     ("host", "count"): frozenset(),
     ("advise", "paths"): frozenset(),
-    ("advise", "pids"): frozenset(),  # 10**30 is no process id
+    # a --pid that names no process is skipped (said in "skipped") when targets remain,
+    # as a process that exits during a census is; 10**30 is such a pid
+    ("advise", "pids"): frozenset({HUGE}),
     ("advise", "cgroups"): frozenset({""}),  # /sys/fs/cgroup itself: the root cgroup
     ("advise", "host"): FLAG,
     ("advise", "include_shmem"): FLAG,
