@@ -388,6 +388,7 @@ def test_saved_is_what_the_pool_and_the_entries_cost() -> None:
         ("zwsap.compressor=zstd", ["zwsap.compressor=zstd", "no module named 'zwsap'", "'zswap'"]),
         ("zswap.compresor=lz4", ["no parameter 'compresor'"]),
         ("lz4.levle=3", ["lz4.levle=3", "no parameter 'levle'"]),
+        ("zstd.lvel=3", ["zstd.lvel=3", "no parameter 'lvel'", "(did you mean zstd.level?)"]),
         # zstd is not the compressor here: nothing would load it, yet its value is checked
         ("zstd.level=abc", ["zstd.level=abc", "not an integer"]),
         ("zstd.level=99", ["zstd.level=99", "above 22"]),

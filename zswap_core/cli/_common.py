@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import json
 import math
 import sys
@@ -196,8 +197,6 @@ def check_module_names(parsed: dict[str, dict[str, str]]) -> None:
     The kernel keeps options of modules it does not know for a module that may load
     later; here no module can appear later, so ``zwsap.compressor=zstd`` is a typo.
     """
-    import difflib
-
     from zswap_core import list_plugins
 
     known = {p.name for p in list_plugins()}
@@ -256,7 +255,11 @@ def check_option_names(parsed: dict[str, dict[str, str]]) -> None:
                 try:
                     mod.params.declaration(name)
                 except ParamError as exc:
-                    raise CliError(f"--cmdline: {module}.{name}={value}: {exc.strerror}") from None
+                    close = difflib.get_close_matches(name, list(mod.params), n=1)
+                    hint = f" (did you mean {module}.{close[0]}?)" if close else ""
+                    raise CliError(
+                        f"--cmdline: {module}.{name}={value}: {exc.strerror}{hint}"
+                    ) from None
 
 
 @contextlib.contextmanager
