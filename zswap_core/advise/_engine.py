@@ -79,8 +79,12 @@ def _installed(kind: str) -> list[str]:
 def _check_plugin(kind: str, name: str) -> None:
     from zswap_core import PluginError, default_registry
 
+    reg = default_registry()
+    if not any(p.kind == kind and p.name == name for p in reg.plugins()):
+        have = ", ".join(_installed(kind)) or "none"
+        raise AdviseError(f"unknown {kind} {name!r} (installed: {have})")
     try:
-        default_registry().require(kind, name)  # type: ignore[arg-type]
+        reg.require(kind, name)  # type: ignore[arg-type]
     except PluginError as exc:
         raise AdviseError(f"{kind} {name!r} cannot be used: {exc}") from None
 
@@ -97,12 +101,12 @@ def choose_plugins(profile: Any, request: Request) -> tuple[list[str], list[str]
         if asked is not None:
             names = list(dict.fromkeys(asked))
             for n in names:
+                _check_plugin(kind, n)
                 if offered is not None and n not in offered:
                     have = ", ".join(offered) or "none"
                     raise AdviseError(
                         f"{kind} {n!r} is not in kernel {profile.release} (it has: {have})"
                     )
-                _check_plugin(kind, n)
         else:
             names = [n for n in installed if offered is None or n in offered]
             if offered is not None:

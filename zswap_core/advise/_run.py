@@ -154,17 +154,19 @@ def measure_sample(
     return _assemble(batches, done, compressors, population, page_size, full, interrupted, signum)
 
 
-#: Tests: after this many finished batches this process sends itself SIGINT (a Ctrl-C
-#: at a known point, whatever the machine's speed).
+#: Tests: after this many finished batches ("N", or "N:TERM" for SIGTERM) this process
+#: sends itself SIGINT (a Ctrl-C at a known point, whatever the machine's speed).
 INTERRUPT_AFTER_ENV = "ZSWAP_ADVISE_INTERRUPT_AFTER"
 
 
 def _finished(count: int, batch: Batch, progress: Callable[[int], None] | None) -> None:
     if progress is not None:
         progress(batch.nr_pages)
-    after = os.environ.get(INTERRUPT_AFTER_ENV)
-    if after is not None and after.isdigit() and count == int(after):
-        os.kill(os.getpid(), signal.SIGINT)
+    after = os.environ.get(INTERRUPT_AFTER_ENV)  # "N" (SIGINT) or "N:TERM"
+    if after:
+        n, _, sig = after.partition(":")
+        if n.isdigit() and count == int(n):
+            os.kill(os.getpid(), signal.SIGTERM if sig == "TERM" else signal.SIGINT)
 
 
 def _assemble(
