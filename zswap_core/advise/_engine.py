@@ -339,9 +339,18 @@ def _estimate_all(
     return out
 
 
+def _alias_of(compressor: str) -> str | None:
+    """The compressor whose streams ``compressor`` produces byte for byte (lzo-rle: lzo)."""
+    from zswap_core import default_registry
+
+    mod = default_registry().require("compressor", compressor)
+    return str(getattr(mod.driver, "alias_of", "") or "") or None
+
+
 def _result_json(e: Estimate) -> dict[str, Any]:
     return {
         "compressor": e.compressor,
+        "alias_of": _alias_of(e.compressor),
         "zpool": e.zpool,
         "codec_backend": e.codec_backend,
         "codec_ratio": interval_dict(e.codec_ratio, 3),

@@ -64,7 +64,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = 
 def _results_table(results: Sequence[dict[str, Any]], indent: str = "") -> list[str]:
     rows = [
         [
-            r["compressor"] + ("" if r["codec_backend"] == "c" else " (py)"),
+            r["compressor"]
+            + (f" (= {r['alias_of']})" if r.get("alias_of") else "")
+            + ("" if r["codec_backend"] == "c" else " (py)"),
             r["zpool"],
             _iv(r["codec_ratio"], lambda x: _num(x, 2)),
             _iv(r["pool_density"], lambda x: _num(x, 2)),
@@ -136,7 +138,7 @@ def text_lines(report: dict[str, Any]) -> list[str]:
     )
     out.append(
         "saved: RAM freed, pool and zswap's metadata counted; s/GiB: codec CPU time, "
-        "median (p10-p90) over batches; (py): Python codec"
+        "median (p10-p90) over batches; (py): Python codec; (= X): X's streams"
     )
     rec = report["recommendation"]
     out.append("")
@@ -254,13 +256,16 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _place_labels(
-    points: Sequence[tuple[float, float]], sizes: Sequence[tuple[float, float]]
+    points: Sequence[tuple[float, float]],
+    sizes: Sequence[tuple[float, float]],
+    bounds: tuple[float, float, float, float] | None = None,
 ) -> list[tuple[float, float]]:
     """Greedy label offsets (in points) so that no two label boxes overlap.
 
     ``points``: anchor positions in display points; ``sizes``: (width, height) of each
-    label. Each label tries offsets around its point, nearest first, and takes the
-    first whose box meets no box already placed and no marker; failing that, the
+    label; ``bounds``: the axes box (left, bottom, right, top) labels must stay in.
+    Each label tries offsets around its point, nearest first, and takes the first whose
+    box meets no box already placed, no marker and stays in bounds; failing that, the
     least-overlapping one.
     """
     candidates = [
@@ -292,6 +297,9 @@ def _place_labels(
         for dx, dy in candidates:
             b = box(i, dx, dy)
             cost = sum(overlap(b, p) for p in placed) + sum(overlap(b, m) for m in marks)
+            if bounds is not None:
+                inside = overlap(b, bounds)
+                cost += 4 * ((b[2] - b[0]) * (b[3] - b[1]) - inside)
             if cost == 0:
                 best = (dx, dy)
                 break
@@ -315,7 +323,16 @@ def plot(report: dict[str, Any], path: str) -> None:
     fmt = plot_format(path)
     if fmt is None:
         raise ValueError(f"{path}: the extension must be one of {', '.join(PLOT_FORMATS)}")
-    results = [r for r in report["results"] if r["cpu_s_per_gib"] is not None]
+    # an alias (lzo-rle: lzo's streams) would sit on its original's point: one point
+    every = [r for r in report["results"] if r["cpu_s_per_gib"] is not None]
+    shown = {(r["compressor"], r["zpool"]) for r in every}
+    results = [r for r in every if (r.get("alias_of"), r["zpool"]) not in shown]
+    aka: dict[str, list[str]] = {}
+    for r in every:
+        if (r.get("alias_of"), r["zpool"]) in shown and r["compressor"] not in aka.get(
+            r["alias_of"], []
+        ):
+            aka.setdefault(r["alias_of"], []).append(r["compressor"])
     comps = list(dict.fromkeys(r["compressor"] for r in results))
     zpools = list(dict.fromkeys(r["zpool"] for r in results))
     cmap = plt.get_cmap("tab10")
@@ -360,12 +377,17 @@ def plot(report: dict[str, Any], path: str) -> None:
     )
     # labels, placed without overlaps in display space
     fig.canvas.draw()
-    labels = [f"{r['compressor']}/{r['zpool']}" for r in results]
+    labels = [
+        "{}/{}".format("=".join([r["compressor"], *aka.get(r["compressor"], [])]), r["zpool"])
+        for r in results
+    ]
     pts: Any = ax.transData.transform(list(zip(xs, ys, strict=True))) if results else []
     to_pt = 72.0 / fig.dpi
     anchors = [(float(px) * to_pt, float(py) * to_pt) for px, py in pts]
     sizes = [(len(t) * 5.2 + 2, 9.0) for t in labels]
-    offsets = _place_labels(anchors, sizes)
+    box = ax.get_window_extent()
+    bounds = (box.x0 * to_pt, box.y0 * to_pt, box.x1 * to_pt, box.y1 * to_pt)
+    offsets = _place_labels(anchors, sizes, bounds)
     for text, x, y, (dx, dy) in zip(labels, xs, ys, offsets, strict=True):
         ax.annotate(
             text,
@@ -377,7 +399,12 @@ def plot(report: dict[str, Any], path: str) -> None:
             va="bottom",
             arrowprops={"arrowstyle": "-", "alpha": 0.4, "lw": 0.6} if abs(dx) > 14 else None,
         )
-    handles = [Line2D([], [], color=colour[c], marker="o", linestyle="", label=c) for c in comps]
+    handles = [
+        Line2D(
+            [], [], color=colour[c], marker="o", linestyle="", label="=".join([c, *aka.get(c, [])])
+        )
+        for c in comps
+    ]
     handles += [
         Line2D([], [], color="0.3", marker=marker[z], linestyle="", label=z) for z in zpools
     ]
