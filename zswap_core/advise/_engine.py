@@ -253,7 +253,11 @@ def advise(request: Request) -> dict[str, Any]:
     report["cold"] = _cold_report(
         census, scan, sample, compressors, zpools, profile, request, models
     )
-    how = "in address order" if full else "in a seeded random order"
+    how = (
+        "in address order (exact)"
+        if full
+        else "in the sample's address order, the interval widened toward a random order's"
+    )
     report["notes"] = [
         *notes,
         "pool bytes: segregated-fit allocators (zsmalloc) from each object size's "
