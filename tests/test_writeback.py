@@ -164,6 +164,52 @@ def test_worker_brings_pool_under_accept_threshold(
         assert s.vmstat["zswpout"] == before + 1
 
 
+def test_without_a_worker_shrink_does_its_work_in_the_callers_thread(
+    tmp_path: Path, make_zswap: Callable[..., Zswap]
+) -> None:
+    """shrink_worker=False: no thread ever starts; a full pool waits for shrink()."""
+    z = make_zswap(shrink_worker=False)
+    with Swap(z) as s:
+        s.swapon(tmp_path / "swap", 512)
+        assert z.shrink() == 0  # nothing asked yet
+        pages: list[bytes] = []
+        entries: list[SwapEntry] = []
+        while z.stats["pool_limit_hit"] == 0:
+            pages.append(compressible(len(pages)))
+            entries.append(s.swap_out(pages[-1]))
+        for _ in range(3):  # rejected while full: nothing shrinks by itself
+            pages.append(compressible(len(pages)))
+            entries.append(s.swap_out(pages[-1]))
+        assert z._worker is None
+        assert z.pages.nr_pages > z.accept_threshold_pages
+        assert s.vmstat["zswpwb"] == 0
+        written = z.shrink()
+        assert written > 0 and written == s.vmstat["zswpwb"] == z.stats["written_back_pages"]
+        assert z.pages.nr_pages <= z.accept_threshold_pages
+        assert z.shrink() == 0  # done: asked once, worked once
+        assert z._worker is None
+        assert [s.swap_in(e) for e in entries] == pages
+
+
+def test_shrink_worker_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match="shrink_worker must be a bool"):
+        Zswap(shrink_worker="no")  # type: ignore[arg-type]
+
+
+def test_entry_length_is_what_the_pool_holds(make_zswap: Callable[..., Zswap]) -> None:
+    import lz4.block
+
+    z = make_zswap(max_pool_percent=100)
+    z.init(0)
+    page = compressible(1)
+    assert z.store(0, 1, page) and z.store(0, 2, bytes(PS))
+    assert z.entry_length(0, 1) == len(lz4.block.compress(page, store_size=False))
+    assert z.entry_length(0, 2) == 0  # same-filled: one word in the entry
+    assert z.entry_length(0, 3) is None
+    z.invalidate_page(0, 1)
+    assert z.entry_length(0, 1) is None
+
+
 def test_writeback_n_writes_exactly_the_oldest_n(
     tmp_path: Path, make_zswap: Callable[..., Zswap]
 ) -> None:

@@ -441,8 +441,11 @@ class Zswap:
         page_size: int = 4096,
         registry: Registry | None = None,
         backend: str | None = None,
+        shrink_worker: bool = True,
         **boot_params: object,
     ) -> None:
+        if not isinstance(shrink_worker, bool):
+            raise ValueError(f"shrink_worker must be a bool, got {shrink_worker!r}")
         if not isinstance(page_size, int) or page_size not in (4096, 8192, 16384, 32768, 65536):
             raise ValueError(f"page_size must be 4096..65536 and a power of two, got {page_size}")
         if ram_bytes is None:
@@ -470,6 +473,10 @@ class Zswap:
         self._writeback_handler: WritebackHandler | None = None
         self._worker: threading.Thread | None = None
         self._worker_wake = threading.Event()
+        # shrink_worker=False: no thread; a full pool is remembered and shrink() does the
+        # worker's work where the caller chooses, so the order of events is its own.
+        self._worker_enabled = shrink_worker
+        self._shrink_wanted = False
         self._closed = False
         self._core: Any = None
         # Native backend: held while writeback has an entry pinned (see
@@ -1228,6 +1235,9 @@ class Zswap:
     def _wake_worker(self) -> None:
         if self._writeback_handler is None or self._closed:
             return
+        if not self._worker_enabled:
+            self._shrink_wanted = True
+            return
         if self._worker is None or not self._worker.is_alive():
             with self._pools_lock:
                 if self._worker is None or not self._worker.is_alive():
@@ -1251,6 +1261,21 @@ class Zswap:
         if self._writeback_handler is None:
             return 0
         return self._shrink(limit=nr_pages)
+
+    def shrink(self) -> int:
+        """Do the shrink worker's work now, if a store found the pool full since the last call.
+
+        That is: compact, then write back the oldest entries until the pool is under
+        the accept threshold. Returns the pages written back (0 when nothing was asked).
+        Meant for ``Zswap(shrink_worker=False)``, which starts no worker thread: calling
+        this between two stores makes a run a function of its inputs alone (the same
+        seed gives the same counters), where the worker's progress depends on the
+        scheduler. With the worker running it does the same work in the caller's thread.
+        """
+        if not self._shrink_wanted or self._writeback_handler is None or self._closed:
+            return 0
+        self._shrink_wanted = False
+        return self._shrink(until_accept=True)
 
     def _shrink(self, *, until_accept: bool = False, limit: int | None = None) -> int:
         """Write back the oldest entries of the oldest pool; 16 failures in a row stop it.
@@ -1475,6 +1500,20 @@ class Zswap:
     @staticmethod
     def _native_as_page(page: object) -> bytes:
         return _as_page_bytes(page)
+
+    def entry_length(self, type: int, offset: int) -> int | None:
+        """The compressed length of the entry at (type, offset); None when there is none.
+
+        0 for a same-filled entry (one word kept in the entry, no pool memory). What the
+        pool holds for the entry, exactly: codec ratios are computed from it without
+        compressing the page a second time.
+        """
+        e = self._entry(type, offset)
+        if not e & _PRESENT:
+            return None
+        if e & _SAME:
+            return 0
+        return int((e >> _LEN_SHIFT) & _LEN_MASK)
 
     def _entry(self, type: int, offset: int) -> int:
         """The packed entry at (type, offset), 0 if none: for tests and debugging."""

@@ -578,20 +578,11 @@ def entry_sizes(z: Zswap, slots: Iterable[tuple[int, int]]) -> list[int | None]:
     Read from zswap's own entries: the codec ratio is that of what zswap holds,
     exactly, with no second compression.
     """
-    # The entry layout is the core's (identical on both backends): zswap_core has no
-    # public accessor for a stored entry's length yet.
-    from zswap_core._zswap import _LEN_MASK, _LEN_SHIFT, _PRESENT, _SAME
-
-    entry = z._entry
+    length = z.entry_length
     out: list[int | None] = []
     for type, offset in slots:
-        e = entry(type, offset)
-        if not e & _PRESENT:
-            out.append(None)
-        elif e & _SAME:
-            out.append(SAME_FILLED)
-        else:
-            out.append((e >> _LEN_SHIFT) & _LEN_MASK)
+        n = length(type, offset)
+        out.append(SAME_FILLED if n == 0 else n)
     return out
 
 

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from zswap_core import Zswap
     from zswap_core.workload import PageSource
 
-__all__ = ["SetPoint", "Simulation", "SyncWriteback", "parse_set", "pool_rows", "run"]
+__all__ = ["SetPoint", "Simulation", "parse_set", "pool_rows", "run"]
 
 _SET_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*%\s*:\s*([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)=(.*)$")
 
@@ -183,36 +183,6 @@ def instrument(z: Zswap, lat: Latencies) -> None:
 
 def _no_poll() -> None:
     pass
-
-
-class SyncWriteback:
-    """zswap's pool-limit writeback in the command's own thread, between two accesses.
-
-    A store that finds the pool full wakes zswap's shrink worker, a thread; how much it
-    has written back by the next store depends on the scheduler, so the same seed gave
-    different counters from run to run. Installed on a Zswap, this records the wake-up
-    instead, and :meth:`run` (called after each access) does the worker's work (compact,
-    then write back down to the accept threshold) at once. The order of events is then
-    a function of the seed alone.
-    """
-
-    def __init__(self, z: Zswap) -> None:
-        self.z = z
-        self.wanted = False
-        self.runs = 0
-        # zswap_core has no public switch for its worker: the wake-up is a method that
-        # both backends call on the instance (the native core looks it up by name),
-        # so an instance attribute replaces it for this Zswap only.
-        setattr(z, "_wake_worker", self._wake)  # noqa: B010
-
-    def _wake(self) -> None:
-        self.wanted = True
-
-    def run(self) -> None:
-        if self.wanted:
-            self.wanted = False
-            self.runs += 1
-            self.z._shrink(until_accept=True)
 
 
 class Simulation:
@@ -530,11 +500,13 @@ def run(
     except ImportError as exc:  # pragma: no cover - the swap layer ships with the core
         raise CliError(f"the swap layer is not available: {exc}") from None
 
-    z = make_zswap(cmdline, ram_bytes=ram_bytes)
+    # Synchronous writeback by default: zswap starts no shrink worker, and step() does
+    # its work between two accesses (Zswap.shrink), so the same seed gives the same
+    # counters; a worker thread's progress would depend on the scheduler.
+    z = make_zswap(cmdline, ram_bytes=ram_bytes, shrink_worker=async_writeback)
     interrupted: _signals.Terminated | None = None
     try:
         validate_sets(z, points)
-        sync = None if async_writeback else SyncWriteback(z)
         lat = Latencies()
         instrument(z, lat)
         trace = ZipfTrace(pages, alpha=alpha, seed=seed)
@@ -547,8 +519,8 @@ def run(
             with _signals.at_safe_points() as poll:
 
                 def step() -> None:  # between two accesses (and two pages of the final check)
-                    if sync is not None:
-                        sync.run()
+                    if not async_writeback:
+                        z.shrink()
                     poll()
 
                 tmp = tempfile.mkdtemp(prefix="zswap-run-")
