@@ -601,3 +601,16 @@ def test_ctrl_c_prints_the_pairs_done(jobs: str) -> None:
     assert got == [p for p in order if p in got]  # in the table's order
     for x in r["results"]:  # every row whole
         assert x["codec_ratio"] > 1 and x["stored_pages"] > 0 and x["store_us"] > 0
+
+
+def test_a_short_file_is_never_padded(tmp_path: Path) -> None:
+    """A 5-page file is 5 pages, whatever --pages asks: no page is made up."""
+    f = tmp_path / "short.bin"
+    rng = random.Random(5)
+    f.write_bytes(b"".join(rng.randbytes(2048) + bytes(2048) for _ in range(5)))
+    r = zswap("compare", "--compressors", "lz4", "--zpools", "zsmalloc", "--json", str(f))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["pages"], out["pages_asked"]) == (5, 2048)
+    assert out["results"][0]["stored_pages"] == 5
+    assert "using 5 pages, not 2048" in r.stderr

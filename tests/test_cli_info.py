@@ -231,7 +231,7 @@ def test_stats_takes_files_as_run_does(tmp_path: Path) -> None:
         assert js["pages"] == 5 and _stored(js) == 5, js
         assert js["source"].startswith("files: 5 pages")
     r = zswap("stats", "--pages", "100", str(f))
-    assert r.returncode == 0 and "storing 5 pages, not 100" in r.stderr
+    assert r.returncode == 0 and "using 5 pages, not 100" in r.stderr
     js = json.loads(zswap("stats", "--json", "--pages", "3", str(f)).stdout)
     assert js["pages"] == 3 and _stored(js) == 3
 

@@ -46,6 +46,7 @@ __all__ = [
     "saved_figures",
     "section",
     "source_options",
+    "source_pages",
     "stderr_is_tty",
 ]
 
@@ -120,6 +121,19 @@ def build_source(
         return ProcessSource(pid, max_pages=max_pages)
     except WorkloadError as exc:
         raise CliError(str(exc)) from None
+
+
+def source_pages(src: PageSource, asked: int) -> int:
+    """How many pages to take from ``src`` when ``asked`` for: a synthetic source makes as
+    many as asked; files and processes give what they have, never padded with made-up
+    pages (a 241-page file is 241 pages), and a note on stderr says so.
+    """
+    from zswap_core.workload import SyntheticSource
+
+    if isinstance(src, SyntheticSource) or src.nr_base >= asked:
+        return asked
+    click.echo(f"zswap: note: {src.describe()}: using {src.nr_base} pages, not {asked}", err=True)
+    return src.nr_base
 
 
 # -- zswap instances ---------------------------------------------------------------------

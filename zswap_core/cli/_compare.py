@@ -31,6 +31,7 @@ from ._common import (
     progress,
     saved_figures,
     source_options,
+    source_pages,
     stderr_is_tty,
     table,
 )
@@ -577,6 +578,7 @@ def compare(
     comps = _names(compressors, "compressor")
     zps = _names(zpools, "zpool")
     src = build_source(source, files, paths, pid, seed, max_pages=pages)
+    asked, pages = pages, source_pages(src, pages)
     page_list = [src.page(i) for i in range(pages)]
     aliases = {c: _alias_of(c) for c in comps}
     stopped: _signals.Terminated | None = None
@@ -589,6 +591,7 @@ def compare(
     out: dict[str, Any] = {
         "source": src.describe(),
         "pages": pages,
+        "pages_asked": asked,
         "page_size": src.page_size,
         "repeats": repeats,
         **metadata_per_entry().as_json(),

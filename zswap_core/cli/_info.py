@@ -17,6 +17,7 @@ from ._common import (
     name_value,
     section,
     source_options,
+    source_pages,
     table,
 )
 
@@ -414,14 +415,8 @@ def stats(
     (zsmalloc) its per-class table like /sys/kernel/debug/zsmalloc/POOL/classes.
     Whatever no kernel shows there is marked "(simulator only)".
     """
-    from zswap_core.workload import SyntheticSource
-
     src = build_source(source, files, paths, pid, seed, max_pages=pages)
-    # A synthetic source makes as many pages as asked; files and processes give what
-    # they have and are never padded with made-up pages.
-    n = pages if isinstance(src, SyntheticSource) else min(pages, src.nr_base)
-    if n < pages and not as_json:
-        click.echo(f"zswap: note: {src.describe()}: storing {n} pages, not {pages}", err=True)
+    n = source_pages(src, pages)
     z = make_zswap(cmdline, ram_bytes=max(1 << 30, 8 * n * src.page_size))
     try:
         z.init(0)
