@@ -19,12 +19,15 @@ from zswap_core.advise import (
     KIND_ZERO,
     Codecs,
     CodecSample,
+    Estimate,
+    Interval,
     PoolModel,
     Sample,
     StorePolicy,
     compress_batch,
     estimate_pair,
     page_kind,
+    recommend,
 )
 from zswap_core.advise._estimate import ratio_interval, spread, total_interval
 from zswap_core.advise._run import make_batches
@@ -291,3 +294,57 @@ def test_batches_are_strided_and_cover_every_page() -> None:
             seen[t].extend(addrs)
         assert abs(b.nr_pages - 730 / 3) <= 1  # every batch spans the whole sample
     assert sorted(seen[0]) == list(chosen[0]) and sorted(seen[1]) == list(chosen[1])
+
+
+# -- the recommendation ----------------------------------------------------------------------
+
+
+def _est(compressor: str, zpool: str, saved: float, cpu: float, half: float = 0.0) -> Estimate:
+    iv = Interval(saved, saved - half, saved + half)
+    return Estimate(
+        compressor=compressor,
+        zpool=zpool,
+        codec_backend="c",
+        codec_ratio=None,
+        pool_density=None,
+        saved_bytes=iv,
+        saved_percent=iv,
+        pool_bytes=iv,
+        stored_pages=0,
+        same_filled_pages=0,
+        swapcore_pages=0,
+        rejected_pages=0,
+        raw_pages=0,
+        saved_same_bytes=0,
+        compress={"p10": cpu / 2, "median": cpu / 2, "p90": cpu / 2},
+        decompress={"p10": cpu / 2, "median": cpu / 2, "p90": cpu / 2},
+        pool_method="segregated",
+        exact_pool=False,
+    )
+
+
+ROWS = [
+    _est("lz4", "zsmalloc", 100.0, 0.8, half=3),
+    _est("zstd", "zsmalloc", 130.0, 1.6, half=3),
+    _est("zstd", "zbud", 90.0, 1.6),
+    _est("deflate", "zsmalloc", 135.0, 30.0, half=3),
+    _est("lzo", "zsmalloc", 129.0, 0.9, half=3),
+]
+
+
+def test_recommendation_objectives() -> None:
+    r = recommend(ROWS, "saved", 2.0)
+    assert (r["compressor"], r["zpool"]) == ("zstd", "zsmalloc")  # deflate is over budget
+    assert "within the interval: lzo/zsmalloc" in r["why"]  # 129 + 3 >= 130 - 3
+    assert recommend(ROWS, "saved", 50.0)["compressor"] == "deflate"
+    r = recommend(ROWS, "saved", 0.5)  # nothing within: the cheapest, said so
+    assert r["compressor"] == "lz4" and "no pair is within 0.5" in r["why"]
+    assert recommend(ROWS, "cpu", 2.0)["compressor"] == "lz4"
+    # balanced: the cheapest among those saving >= 95% of the best (135): lzo at 129
+    r = recommend(ROWS, "balanced", 2.0)
+    assert (r["compressor"], r["zpool"]) == ("lzo", "zsmalloc")
+    # nothing saves memory: no "best" pretends otherwise
+    r = recommend(
+        [_est("lz4", "zsmalloc", -10.0, 1.0), _est("zstd", "zsmalloc", 0.0, 2.0)], "saved", 2
+    )
+    assert "no setting saves memory" in r["why"]
