@@ -503,3 +503,44 @@ def test_sigterm_ends_cleanly(tmp_path: Path) -> None:
         "zswap: terminated (SIGTERM)"
     )
     assert "Traceback" not in term
+
+
+def test_cold_part(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With idle information (here: every third page of the file marked cold, as a
+    census with page_idle would say), the advice is repeated for the cold part alone,
+    from the sampled cold pages, scaled to all the cold ones."""
+    import dataclasses
+
+    from zswap_core.advise import _scan
+
+    real = _scan.census
+
+    def census(targets: Any, **kw: Any) -> Any:
+        assert kw.get("idle") is not None  # --mark-idle asked for it
+        assert kw.get("idle_interval") == 0.1
+        c = real(targets, idle=None, on_marked=kw.get("on_marked"))
+        cold = [bytearray(1 if i % 3 == 0 else 0 for i in range(len(p))) for p in c.pages]
+        return dataclasses.replace(c, cold=cold, idle_method="page_idle", idle_note=None)
+
+    monkeypatch.setattr(_scan, "census", census)
+    pages = mixed_pages(3000, seed=6)
+    # the cold pages (every third) are all zero: the cold part saves ~everything
+    pages = [bytes(P) if i % 3 == 0 else p for i, p in enumerate(pages)]
+    f = write_pages(tmp_path / "m.bin", pages)
+    common = [str(f), "--kernel", "6.12", "--compressors", "lz4", "--mark-idle"]
+    for sample in ("all", "4M"):
+        r = advise_json(capsys, *common, "--idle-interval", "0.1", "--sample", sample)
+        cold = r["cold"]
+        assert cold["method"] == "page_idle" and cold["cold_pages"] == 1000
+        assert cold["cold_percent"] == round(100 * 1000 / 3000, 2)
+        assert cold["sampled_cold_pages"] == (
+            1000 if sample == "all" else pytest.approx(341, abs=40)
+        )
+        for x in cold["results"]:
+            assert x["saved_percent"]["value"] == 100.0  # zero pages: the swap core keeps them
+            assert x["saved_bytes"]["value"] == 1000 * P
+        assert cold["recommendation"]["compressor"] == "lz4"
+    code, out, _ = advise(capsys, *common, "--idle-interval", "0.1")
+    assert code == 0 and "cold (page_idle, 0.1 s): 1000 pages, 33.3% of the candidates" in out

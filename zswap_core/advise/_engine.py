@@ -68,6 +68,8 @@ class Request:
     idle_interval: float = 10.0
     jobs: int | None = None
     progress: Callable[[int, int], Callable[[int], None]] | None = field(default=None)
+    #: one-line notices for a person watching (the idle wait), or None
+    notice: Callable[[str], None] | None = field(default=None)
 
 
 def _installed(kind: str) -> list[str]:
@@ -176,7 +178,15 @@ def advise(request: Request) -> dict[str, Any]:
         if not targets:
             why = "; ".join(skipped) if skipped else "no process or file matched"
             raise AdviseError(f"nothing to advise on: {why}")
-        census = _scan.census(targets, idle=request.idle, idle_interval=request.idle_interval)
+        notice = request.notice
+        census = _scan.census(
+            targets,
+            idle=request.idle,
+            idle_interval=request.idle_interval,
+            on_marked=None
+            if notice is None
+            else lambda: notice(f"pages marked idle; waiting {request.idle_interval:g} s"),
+        )
         t_census = time.monotonic()
     except WorkloadError as exc:
         raise AdviseError(str(exc)) from None

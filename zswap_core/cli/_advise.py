@@ -365,6 +365,9 @@ def advise(
         idle_interval=idle_interval,
         jobs=jobs,
         progress=_progress(sys.stderr.isatty()),
+        notice=(lambda text: click.echo(f"zswap: {text}", err=True))
+        if sys.stderr.isatty()
+        else None,
     )
     try:
         report = run_advise(request)
