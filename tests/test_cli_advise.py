@@ -544,3 +544,14 @@ def test_cold_part(
         assert cold["recommendation"]["compressor"] == "lz4"
     code, out, _ = advise(capsys, *common, "--idle-interval", "0.1")
     assert code == 0 and "cold (page_idle, 0.1 s): 1000 pages, 33.3% of the candidates" in out
+
+
+def test_ctrl_c_while_estimating_keeps_the_pairs_done(tmp_path: Path) -> None:
+    f = write_pages(tmp_path / "m.bin", mixed_pages(600, seed=4))
+    args = ["advise", str(f), "--kernel", "6.8", "--compressors", "lz4,zstd", "--json"]
+    code, out, term = on_terminal(args, ZSWAP_ADVISE_INTERRUPT_AFTER="pairs:2")
+    assert code == 130
+    assert term.replace("\r", "\n").strip().splitlines()[-1].strip() == "zswap: interrupted"
+    r = json.loads(out)
+    assert r["interrupted"] is True and r["sample"]["batches_done"] == r["sample"]["batches"]
+    assert len(r["results"]) == 2 and r["cold"] is None

@@ -7,6 +7,7 @@ sample; intervals are at ``confidence``; n/a is None.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from ._estimate import (
     estimate_pair,
     interval_dict,
 )
-from ._run import make_batches, measure_sample, usable_cpus
+from ._run import INTERRUPT_AFTER_ENV, make_batches, measure_sample, usable_cpus
 
 __all__ = [
     "DEFAULT_CPU_BUDGET",
@@ -226,7 +227,12 @@ def advise(request: Request) -> dict[str, Any]:
             raise Terminated(scan.signum or 2)
         raise AdviseError("nothing to advise on: every sampled page vanished before it was read")
     models: dict[str, PoolModel] = {}
-    estimates = _estimate_all(sample, compressors, zpools, profile, request, models)
+    stopped: list[bool] = []
+    estimates = _estimate_all(sample, compressors, zpools, profile, request, models, stopped)
+    if stopped and not estimates:
+        from zswap_core.cli._signals import Terminated
+
+        raise Terminated(2)
     t_estimate = time.monotonic()
     report: dict[str, Any] = {
         "kernel": {
@@ -260,8 +266,10 @@ def advise(request: Request) -> dict[str, Any]:
         "recommendation": recommend(estimates, request.objective, request.cpu_budget),
     }
     report["what_if"] = what_if(estimates, report["recommendation"], request)
-    report["cold"] = _cold_report(
-        census, scan, sample, compressors, zpools, profile, request, models
+    report["cold"] = (
+        None
+        if stopped
+        else _cold_report(census, scan, sample, compressors, zpools, profile, request, models)
     )
     how = (
         "in address order (exact)"
@@ -274,7 +282,7 @@ def advise(request: Request) -> dict[str, Any]:
         "steady-state cost plus the population's partly filled granules; zbud/z3fold by "
         f"replaying the object sizes through the real allocator {how}",
     ]
-    report["interrupted"] = scan.interrupted
+    report["interrupted"] = scan.interrupted or bool(stopped)
     report["timings_s"] = {
         "census": round(t_census - started, 3),
         "read_and_compress": round(t_scan - t_census, 3),
@@ -339,18 +347,42 @@ def _estimate_all(
     profile: Any,
     request: Request,
     models: dict[str, PoolModel],
+    stopped: list[bool] | None = None,
 ) -> list[Estimate]:
-    """Every compressor x zpool; ``models`` keeps each allocator's measurements."""
-    out = []
-    for zp in zpools:
-        model = models.get(zp)
-        if model is None:
-            model = models[zp] = PoolModel(zp, sample.page_size, seed=request.seed)
-        policy = StorePolicy.from_profile(profile, zp, sample.page_size)
-        for c in compressors:
-            out.append(estimate_pair(sample, c, model, policy, request.confidence))
+    """Every compressor x zpool; ``models`` keeps each allocator's measurements.
+
+    A Ctrl-C between two pairs (with ``stopped`` given) ends the loop: the pairs done
+    are returned and ``stopped`` gets an item.
+    """
+    from zswap_core.cli import _signals
+
+    out: list[Estimate] = []
+    try:
+        with _signals.at_safe_points() as poll:
+            for zp in zpools:
+                model = models.get(zp)
+                if model is None:
+                    model = models[zp] = PoolModel(zp, sample.page_size, seed=request.seed)
+                policy = StorePolicy.from_profile(profile, zp, sample.page_size)
+                for c in compressors:
+                    out.append(estimate_pair(sample, c, model, policy, request.confidence))
+                    _test_interrupt(len(out))
+                    poll()
+    except _signals.Terminated as exc:
+        if stopped is None or exc.signum != signal.SIGINT:
+            raise
+        stopped.append(True)
     out.sort(key=lambda e: (compressors.index(e.compressor), zpools.index(e.zpool)))
     return out
+
+
+def _test_interrupt(pairs_done: int) -> None:
+    """Tests: ``ZSWAP_ADVISE_INTERRUPT_AFTER=pairs:N`` sends SIGINT after N estimates."""
+    import os
+
+    after = os.environ.get(INTERRUPT_AFTER_ENV, "")
+    if after.startswith("pairs:") and after[6:] == str(pairs_done):
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _alias_of(compressor: str) -> str | None:

@@ -31,7 +31,15 @@ from typing import Any
 from ._estimate import CodecSample, Sample
 from ._measure import BatchResult, Codecs, compress_batch
 
-__all__ = ["BATCH_PAGES", "Batch", "ScanResult", "make_batches", "measure_sample", "usable_cpus"]
+__all__ = [
+    "BATCH_PAGES",
+    "INTERRUPT_AFTER_ENV",
+    "Batch",
+    "ScanResult",
+    "make_batches",
+    "measure_sample",
+    "usable_cpus",
+]
 
 BATCH_PAGES = 256
 MAX_JOBS = 1024
@@ -155,7 +163,8 @@ def measure_sample(
 
 
 #: Tests: after this many finished batches ("N", or "N:TERM" for SIGTERM) this process
-#: sends itself SIGINT (a Ctrl-C at a known point, whatever the machine's speed).
+#: sends itself SIGINT (a Ctrl-C at a known point, whatever the machine's speed);
+#: "pairs:N": after N estimated compressor x zpool pairs.
 INTERRUPT_AFTER_ENV = "ZSWAP_ADVISE_INTERRUPT_AFTER"
 
 
