@@ -348,3 +348,22 @@ def test_recommendation_objectives() -> None:
         [_est("lz4", "zsmalloc", -10.0, 1.0), _est("zstd", "zsmalloc", 0.0, 2.0)], "saved", 2
     )
     assert "no setting saves memory" in r["why"]
+
+
+def test_codec_without_c_ops_is_timed_through_its_methods(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compressor without C ops is measured through its Python methods and labelled
+    so; its sizes are the C ops' (the same streams)."""
+    from zswap_core import default_registry
+
+    pages = [_page(2, i) for i in range(300)]
+    with_ops = _measure(pages, ["lz4", "lzo-rle", "lzo"])
+    assert with_ops.codecs["lz4"].backend == "c"
+    # an alias is measured once and gets its original's figures
+    assert with_ops.codecs["lzo-rle"].sizes == with_ops.codecs["lzo"].sizes
+    driver = default_registry().require("compressor", "lz4").driver
+    monkeypatch.setattr(driver, "codec_ops", None)
+    without = _measure(pages, ["lz4"])
+    assert without.codecs["lz4"].backend == "python"
+    assert without.codecs["lz4"].sizes == with_ops.codecs["lz4"].sizes
+    assert without.kinds == with_ops.kinds
+    assert all(t > 0 for t in without.codecs["lz4"].compress_ns)

@@ -555,3 +555,23 @@ def test_ctrl_c_while_estimating_keeps_the_pairs_done(tmp_path: Path) -> None:
     r = json.loads(out)
     assert r["interrupted"] is True and r["sample"]["batches_done"] == r["sample"]["batches"]
     assert len(r["results"]) == 2 and r["cold"] is None
+
+
+def test_workers_give_the_figures_of_one_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same seed: --jobs 1 and --jobs 2 read the same pages and give the same figures
+    (only the timings differ)."""
+    f = write_pages(tmp_path / "m.bin", mixed_pages(2000, seed=8))
+    common = [str(f), "--kernel", "6.6", "--compressors", "lz4,zstd", "--sample", "2M"]
+    one = advise_json(capsys, *common, "--seed", "3", "--jobs", "1")
+    two = advise_json(capsys, *common, "--seed", "3", "--jobs", "2")
+    other = advise_json(capsys, *common, "--seed", "4", "--jobs", "2")
+
+    def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
+        timing = ("compress_s_per_gib", "decompress_s_per_gib", "cpu_s_per_gib")
+        return [{k: v for k, v in x.items() if k not in timing} for x in r["results"]]
+
+    assert one["sample"]["jobs"] == 1 and two["sample"]["jobs"] == 2
+    assert figures(one) == figures(two)
+    assert figures(other) != figures(two)  # another seed, another sample
