@@ -30,6 +30,7 @@ from zswap_core.advise import (
     recommend,
 )
 from zswap_core.advise._estimate import ratio_interval, spread, total_interval
+from zswap_core.advise._measure import size_typecode
 from zswap_core.advise._run import make_batches
 
 P = 4096
@@ -59,7 +60,7 @@ def _measure(pages: list[bytes], compressors: list[str]) -> Sample:
     try:
         sample = Sample(len(pages), P, full=True)
         for c in compressors:
-            sample.codecs[c] = CodecSample(c, codecs.backend[c])
+            sample.codecs[c] = CodecSample(c, codecs.backend[c], array(size_typecode(P)))
         for b in range(0, len(pages), 256):
             r = compress_batch(b, pages[b : b + 256], codecs)
             sample.kinds += r.kinds

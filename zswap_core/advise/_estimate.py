@@ -199,7 +199,8 @@ class Sample:
         out = Sample(population, self.page_size, bytearray(self.kinds[i] for i in keep))
         out.full = self.full
         for name, cs in self.codecs.items():
-            sub = CodecSample(name, cs.backend, array("I", (cs.sizes[i] for i in keep)))
+            sizes = array(cs.sizes.typecode, (cs.sizes[i] for i in keep))
+            sub = CodecSample(name, cs.backend, sizes)
             sub.compress_ns, sub.decompress_ns = cs.compress_ns, cs.decompress_ns
             sub.batch_bytes = cs.batch_bytes
             out.codecs[name] = sub
@@ -354,7 +355,7 @@ class PoolModel:
         self._probe: tuple[int, Any, int] | None = None  # (size, pool, its bytes)
         self._granule: dict[int, tuple[int, int]] = {}
         self._shares: dict[tuple[int, int], bool] = {}
-        self._replays: dict[tuple[int, int], tuple[tuple[int, ...], tuple[int, int]]] = {}
+        self._replays: dict[bytes, tuple[int, int]] = {}
 
     # scratch pools
     def _new_pool(self, memoryless: bool = False) -> Any:
@@ -510,28 +511,34 @@ class PoolModel:
         ordered_limit = REPLAY_REAL_MAX if real else REPLAY_ORDERED_MAX
         widen = 0.0
         if scale == 1.0 and len(ordered) <= ordered_limit:
-            count, nbytes = self._cached_replay(tuple(ordered))
+            count, nbytes = self._cached_replay(ordered)
             exact = True
         else:
             exact = False
-            reps = max(1, min(round(scale), limit // max(1, len(ordered))))
-            seq = tuple(ordered) * reps if len(ordered) <= limit else tuple(ordered[:limit])
+            if len(ordered) > limit:  # every k-th in address order: spread, not a prefix
+                step = -(-len(ordered) // limit)
+                seq: Sequence[int] = ordered[::step]
+            else:
+                seq = list(ordered) * max(1, min(round(scale), limit // max(1, len(ordered))))
             count, nbytes = self._cached_replay(seq)
             shuffled = list(seq)
             random.Random(self.seed).shuffle(shuffled)
-            r_count, r_bytes = self._cached_replay(tuple(shuffled))
+            r_count, r_bytes = self._cached_replay(shuffled)
             gap = nbytes / count - r_bytes / r_count  # > 0: locality costs pool here
             widen = 0.5 * gap * n_obj * scale
         per_object = nbytes / count
         return Costs({s: per_object * s / mean_size for s in objects}, 0.0, exact, widen)
 
-    def _cached_replay(self, seq: tuple[int, ...]) -> tuple[int, int]:
-        key = hash(seq), len(seq)  # an alias codec replays the same sizes
+    def _cached_replay(self, seq: Sequence[int]) -> tuple[int, int]:
+        """:meth:`replay`, once per distinct sequence (an alias codec has the same
+        sizes); sequences are kept as digests, not copies."""
+        import hashlib
+
+        key = hashlib.blake2b(array("I", seq).tobytes(), digest_size=20).digest()
         got = self._replays.get(key)
-        if got is None or got[0] != seq:
-            got = (seq, self.replay(seq))
-            self._replays[key] = got
-        return got[1]
+        if got is None:
+            got = self._replays[key] = self.replay(seq)
+        return got
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._estimate import page_kind
 
-__all__ = ["BatchResult", "CodecError", "Codecs", "compress_batch"]
+__all__ = ["BatchResult", "CodecError", "Codecs", "compress_batch", "size_typecode"]
 
 
 class CodecError(Exception):
@@ -28,7 +28,7 @@ class CodecError(Exception):
 
 @dataclass
 class BatchResult:
-    """One batch's results; arrays as bytes (``array("I")``) to cross a pipe cheaply."""
+    """One batch's results; arrays as bytes (of :func:`size_typecode`) for the pipe."""
 
     index: int
     kinds: bytes = b""
@@ -88,6 +88,11 @@ class Codecs:
         self._instances.clear()
 
 
+def size_typecode(page_size: int) -> str:
+    """The array type of compressed sizes: 2 bytes a page for pages up to 16 KiB."""
+    return "H" if 2 * page_size + 1 < 1 << 16 else "I"
+
+
 def compress_batch(index: int, pages: Sequence[bytes], codecs: Codecs) -> BatchResult:
     """Kinds, compressed sizes and CPU times of ``pages`` under every codec."""
     out = BatchResult(index, backend=dict(codecs.backend))
@@ -101,6 +106,8 @@ def compress_batch(index: int, pages: Sequence[bytes], codecs: Codecs) -> BatchR
     out.kinds = bytes(page_kind(p, zero) for p in pages)
     out.nbytes = page_size * len(pages)
     clock = time.thread_time_ns
+    code = size_typecode(page_size)
+    cap = 2 * page_size + 1
     for name, (compress, decompress) in codecs.ops.items():
         try:
             # untimed warm-up: the codec's context and the allocator's free lists, so
@@ -116,7 +123,8 @@ def compress_batch(index: int, pages: Sequence[bytes], codecs: Codecs) -> BatchR
         for p, u in zip(pages, unpacked, strict=True):
             if p != u:
                 raise CodecError(f"{name}: a page decompressed differs from the original")
-        out.sizes[name] = array("I", [len(c) for c in packed]).tobytes()
+        # more than two pages is refused by zswap whatever it is: clamped to fit the type
+        out.sizes[name] = array(code, [min(len(c), cap) for c in packed]).tobytes()
         out.compress_ns[name] = t1 - t0
         out.decompress_ns[name] = t2 - t1
         # freed before the next codec: each codec's outputs reuse the same memory

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._estimate import CodecSample, Sample
-from ._measure import BatchResult, Codecs, compress_batch
+from ._measure import BatchResult, Codecs, compress_batch, size_typecode
 
 __all__ = [
     "BATCH_PAGES",
@@ -191,10 +191,11 @@ def _assemble(
     """Interleave the finished batches back into address order."""
     k = len(batches)
     sample = Sample(population, page_size)
+    code = size_typecode(page_size)
     results = [done.get(j) for j in range(k)]
     kinds = [r.kinds if r is not None else b"" for r in results]
     sizes = {
-        c: [array("I", r.sizes[c]) if r is not None else array("I") for r in results]
+        c: [array(code, r.sizes[c]) if r is not None else array(code) for r in results]
         for c in compressors
     }
     have_cold = all(b.parts and all(f is not None for _, _, f in b.parts) for b in batches)
@@ -205,7 +206,7 @@ def _assemble(
     ]
     longest = max((len(x) for x in kinds), default=0)
     kind_out = bytearray()
-    size_out = {c: array("I") for c in compressors}
+    size_out = {c: array(code) for c in compressors}
     for pos in range(longest):
         for j in range(k):
             if pos < len(kinds[j]):
