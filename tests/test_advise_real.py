@@ -38,7 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realproc import KnownPages, PythonHeap, RedisLoad, RedisServer, redis_programs
+from realproc import (
+    BigTarget,
+    KnownPages,
+    PythonHeap,
+    RedisLoad,
+    RedisServer,
+    redis_programs,
+    run_measured,
+)
 from realproc import independent as ind
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,6 +241,15 @@ def test_redis_independent_census(redis: RedisServer, redis_scan: ind.Scan) -> N
 
 # -- zswap advise --------------------------------------------------------------------------
 
+#: How close a full scan's codec ratio must be to the independent one. advise prints
+#: three decimals (0.0005); the plugins' C ops link the system's liblz4/libzstd while
+#: python-lz4 and python-zstandard bundle their own releases (zstd 1.5.4 against 1.5.7
+#: here: 0.02% apart on these processes); 0.1% leaves room for no more than that.
+RATIO_REL = 1e-3
+RATIO_ABS = 5e-4
+#: Sample size of the sampled runs: advise's default.
+SAMPLE_BYTES = 64 * 2**20
+
 
 def advise(*args: str, timeout: float = 600.0) -> dict[str, Any]:
     """``zswap advise ... --json`` in a subprocess; its JSON report."""
@@ -241,3 +258,218 @@ def advise(*args: str, timeout: float = 600.0) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     report: dict[str, Any] = json.loads(proc.stdout)
     return report
+
+
+class Runs:
+    """One process read three ways: the independent computation (the module's scan
+    of it), ``advise --sample all`` and ``advise`` with its default sample."""
+
+    def __init__(self, name: str, pid: int, scan: ind.Scan) -> None:
+        self.name = name
+        self.scan = scan
+        self.full = advise("--pid", str(pid), "--kernel", "6.1", "--sample", "all")
+        self.sampled = advise("--pid", str(pid), "--kernel", "6.1", "--seed", str(SAMPLE_SEED))
+
+
+@pytest.fixture(scope="module")
+def heap_runs(heap: PythonHeap, heap_scan: ind.Scan) -> Runs:
+    return Runs("python", heap.pid, heap_scan)
+
+
+@pytest.fixture(scope="module")
+def redis_runs(redis: RedisServer, redis_scan: ind.Scan) -> Runs:
+    return Runs("redis", redis.pid, redis_scan)
+
+
+@pytest.fixture(params=["heap_runs", "redis_runs"])
+def runs(request: pytest.FixtureRequest) -> Runs:
+    got: Runs = request.getfixturevalue(request.param)
+    return got
+
+
+def _close(got: float, want: float) -> bool:
+    return abs(got - want) <= RATIO_ABS + RATIO_REL * want
+
+
+def _rejected_by_zsmalloc(scan: ind.Scan, codec: str) -> int:
+    """Pages zswap 6.1 refuses with zsmalloc: not same-filled, and compressed to more
+    than a page (zsmalloc's largest object is a page: a page-sized output fits)."""
+    sizes = scan.sizes[ind.size_column(codec)]
+    return sum(
+        1
+        for f, c in zip(scan.flags, sizes, strict=True)
+        if not f & ind.SAME_FILLED and c > ind.PAGE
+    )
+
+
+def test_full_scan_matches_independent(runs: Runs) -> None:
+    """``--sample all``: the same pages, and every codec ratio as the codec libraries
+    give it on them, for every allocator (the codec ratio does not depend on it)."""
+    full, scan = runs.full, runs.scan
+    pop = full["population"]
+    # Redis's allocator may give a few dirty pages back (jemalloc's decay) between the
+    # two reads; the Python process does not move at all.
+    slack = 0 if runs.name == "python" else scan.census.candidates // 500
+    assert abs(pop["pages"] - scan.census.candidates) <= slack, (pop, scan.census)
+    assert pop["zero_page"] == scan.census.zero_page
+    assert pop["swapped"] == scan.census.swapped == 0
+    assert full["sample"]["mode"] == "all"
+    assert full["sample"]["pages"] == pop["pages"]
+    assert full["sample"]["bytes_read"] == pop["pages"] * ind.PAGE
+    assert full["sample"]["vanished"] == 0
+    assert {r["zpool"] for r in full["results"]} == {"zbud", "z3fold", "zsmalloc"}
+    seen = set()
+    for row in full["results"]:
+        codec, zpool = row["compressor"], row["zpool"]
+        want = scan.codec_ratio(codec, ind.RULES["6.1"])
+        assert want is not None
+        got = row["codec_ratio"]
+        assert got["low"] == got["value"] == got["high"], row  # no sampling error
+        assert _close(got["value"], want), (codec, zpool, got["value"], want)
+        assert abs(row["same_filled_pages"] - scan.same_filled()) <= slack, row
+        if zpool == "zsmalloc":
+            want_rejected = _rejected_by_zsmalloc(scan, codec)
+            assert abs(row["rejected_pages"] - want_rejected) <= slack, (codec, row)
+        seen.add(codec)
+    assert seen >= set(ind.CODECS)
+
+
+_INTERVALS = ("codec_ratio", "pool_density", "saved_bytes", "saved_percent")
+
+
+def test_sampled_intervals_contain_full_scan(runs: Runs) -> None:
+    """The default sample (64 MiB, a fixed seed): every printed interval contains the
+    full scan's value, for every compressor x allocator; the codec ratio's contains
+    the independent computation's too. Where each full value falls is in the message
+    (as a fraction of the half-width): a check that passes at 0.95 is reported as
+    close to its edge, not hidden."""
+    sampled, full, scan = runs.sampled, runs.full, runs.scan
+    assert sampled["sample"]["mode"] == "sample"
+    assert sampled["sample"]["pages"] == SAMPLE_BYTES // ind.PAGE
+    assert sampled["sample"]["bytes_read"] == SAMPLE_BYTES
+    assert sampled["sample"]["seed"] == SAMPLE_SEED
+    by_pair = {(r["compressor"], r["zpool"]): r for r in full["results"]}
+    assert set(by_pair) == {(r["compressor"], r["zpool"]) for r in sampled["results"]}
+    outside = []
+    for row in sampled["results"]:
+        pair = (row["compressor"], row["zpool"])
+        for key in _INTERVALS:
+            iv = row[key]
+            assert iv["low"] is not None and iv["high"] is not None, (pair, key, iv)
+            assert iv["low"] <= iv["value"] <= iv["high"], (pair, key, iv)
+            want = by_pair[pair][key]["value"]
+            wants = [want]
+            if key == "codec_ratio":
+                wants.append(scan.codec_ratio(row["compressor"], ind.RULES["6.1"]))
+            for w in wants:
+                if not iv["low"] <= w <= iv["high"]:
+                    half = (iv["high"] - iv["low"]) / 2 or 1.0
+                    where = (w - iv["value"]) / half
+                    outside.append(f"{pair} {key}: {w} not in {iv} ({where:+.2f} half-widths)")
+    assert not outside, "\n".join(outside)
+
+
+def test_known_pages_exact_under_both_kernels(known: KnownPages) -> None:
+    """A full scan of the process of known pages, under 6.1 and 6.18: the counts are
+    the independent computation's exactly (the process does not move), and the rules
+    of each kernel apply (same-filled pages kept in the entry by 6.1, zero-filled
+    pages left to the swap core and incompressible pages stored raw by 6.18)."""
+    scan = ind.scan(known.pid, jobs=1)
+    c = scan.census
+    random_pages = KNOWN["random"]
+    for kernel in ("6.1", "6.18"):
+        report = advise("--pid", str(known.pid), "--kernel", kernel, "--sample", "all")
+        pop = report["population"]
+        assert (pop["pages"], pop["zero_page"], pop["not_present"]) == (
+            c.candidates,
+            c.zero_page,
+            c.not_present,
+        )
+        assert pop["zero_page"] >= KNOWN["zero_page"]
+        for row in report["results"]:
+            codec = row["compressor"]
+            want = scan.codec_ratio(codec, ind.RULES[kernel])
+            assert want is not None
+            assert _close(row["codec_ratio"]["value"], want), (kernel, codec, row, want)
+            if kernel == "6.1":
+                assert row["same_filled_pages"] == scan.same_filled()
+                if row["zpool"] == "zsmalloc":
+                    assert row["rejected_pages"] == _rejected_by_zsmalloc(scan, codec)
+                    assert row["rejected_pages"] >= random_pages
+            else:
+                assert row["same_filled_pages"] == 0
+                assert row["swapcore_zero_pages"] == scan.zero_filled()
+                assert row["rejected_pages"] == 0
+                _kept, _orig, _comp, _rej = scan.considered(codec, ind.RULES[kernel])
+                raw = sum(
+                    1
+                    for f, size in zip(scan.flags, scan.sizes[ind.size_column(codec)], strict=True)
+                    if not f & ind.ZERO_FILLED and size >= ind.PAGE
+                )
+                assert row["stored_raw_pages"] == raw >= random_pages, (codec, row)
+
+
+#: Compressor names as kernels know them (crypto API names): a level would be "zstd:3"
+#: or a separate row per level, and no kernel has levels as zswap parameters.
+KERNEL_CODECS = {"lz4", "lz4hc", "zstd", "lzo", "lzo-rle", "deflate", "842"}
+
+
+def test_kernel_6_18_offers_no_zbud_z3fold_or_levels(known: KnownPages) -> None:
+    pid = str(known.pid)
+    old = advise("--pid", pid, "--kernel", "6.1", "--sample", "1M")
+    assert {r["zpool"] for r in old["results"]} == {"zbud", "z3fold", "zsmalloc"}  # not vacuous
+    new = advise("--pid", pid, "--kernel", "6.18", "--sample", "1M")
+    assert new["kernel"]["profile"] == "6.18"
+    assert {r["zpool"] for r in new["results"]} == {"zsmalloc"}
+    assert new["recommendation"]["zpool"] == "zsmalloc"
+    assert all(row["zpool"] == "zsmalloc" for row in new["what_if"]["rows"])
+    names = [r["compressor"] for r in new["results"]]
+    assert len(names) == len(set(names))  # one row per compressor: not one per level
+    assert set(names) <= KERNEL_CODECS
+    for row in new["results"]:
+        assert not [k for k in row if "level" in k], row
+    # Asking for them is an error, before any work
+    cli = [sys.executable, "-m", "zswap_core.cli", "advise", "--pid", pid, "--kernel", "6.18"]
+    for name in ("zbud", "z3fold"):
+        proc = subprocess.run(
+            [*cli, "--zpools", name, "--json"], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode != 0
+        assert proc.stdout == ""
+        assert name in proc.stderr and "6.18" in proc.stderr, proc.stderr
+    # and the human report names none of them either
+    text = subprocess.run([*cli, "--sample", "1M"], capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert "zbud" not in text.stdout and "z3fold" not in text.stdout
+    assert "level" not in text.stdout.lower()
+
+
+#: advise's memory bound: 256 MiB plus the sample, whatever the target's size.
+BOUND_BASE = 256 * 2**20
+
+
+def test_memory_bound_on_1gib_target(tmp_path: Path) -> None:
+    """advise with its default sample on a 1 GiB process: the peak of the advise
+    process and its workers together (PSS, polled) and the largest single peak RSS
+    (wait4's ru_maxrss, exact) stay within 256 MiB + the sample."""
+    _require_root()
+    with BigTarget(1024, seed=SEED) as big:
+        cmd = [sys.executable, "-m", "zswap_core.cli", "advise", "--pid", str(big.pid)]
+        got = run_measured([*cmd, "--kernel", "6.1", "--json"], tmp_path)
+    assert got.returncode == 0, got.stderr[-3000:]
+    report = json.loads(got.stdout)
+    pages = report["population"]["pages"]
+    assert pages >= 1024 * 2**20 // ind.PAGE  # the whole GiB is a candidate, and more
+    sample = report["sample"]["bytes_read"]
+    assert report["sample"]["mode"] == "sample" and sample == SAMPLE_BYTES
+    bound_kib = (BOUND_BASE + sample) // 1024
+    figures = (
+        f"peak PSS of the tree {got.peak.peak_pss_kib // 1024} MiB, peak RSS sum "
+        f"{got.peak.peak_rss_kib // 1024} MiB, largest process {got.maxrss_kib // 1024} MiB "
+        f"({got.peak.processes} processes, {got.peak.polls} polls, {got.elapsed_s:.1f} s); "
+        f"bound {bound_kib // 1024} MiB"
+    )
+    print(figures)
+    assert got.peak.polls >= 5, figures
+    assert got.peak.peak_pss_kib <= bound_kib, figures
+    assert got.maxrss_kib <= bound_kib, figures

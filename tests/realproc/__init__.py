@@ -14,6 +14,7 @@ Every child starts with ASLR off and from fixed seeds, and is killed and reaped 
 from __future__ import annotations
 
 from ._children import BigTarget, KnownPages, PythonHeap
+from ._memory import Measured, PeakMemory, run_measured, tree_pids
 from ._redis import RedisLoad, RedisServer, redis_command, redis_programs
 from ._spawn import Child, ChildError, child_env, disable_aslr
 
@@ -22,6 +23,8 @@ __all__ = [
     "Child",
     "ChildError",
     "KnownPages",
+    "Measured",
+    "PeakMemory",
     "PythonHeap",
     "RedisLoad",
     "RedisServer",
@@ -29,4 +32,6 @@ __all__ = [
     "disable_aslr",
     "redis_command",
     "redis_programs",
+    "run_measured",
+    "tree_pids",
 ]

@@ -54,10 +54,13 @@ def _block(seed: int) -> bytes:
         kind = rng.random()
         if kind < 0.40:  # text: log lines, JSON-ish strings
             words: list[str] = []
-            while sum(len(w) + 1 for w in words) < PAGE:
-                words.append(rng.choice(_WORDS))
+            length = 0
+            while length < PAGE:
+                word = rng.choice(_WORDS)
                 if rng.random() < 0.1:
-                    words.append(str(rng.randint(0, 1 << 32)))
+                    word += f" {rng.randint(0, 1 << 32)}"
+                words.append(word)
+                length += len(word) + 1
             page = " ".join(words).encode()[:PAGE]
         elif kind < 0.75:  # records of small integers and pointers-like values
             vals = [

@@ -5,17 +5,22 @@ server keeps nothing on disk (no RDB snapshots, no AOF) and works in a temporary
 directory; it is loaded with ``redis-benchmark -t set,lpush,hset`` from one client
 with pipelining, fixed flags throughout.
 
-What stays random: redis-benchmark has no seed option (it seeds from the clock), so
-which of the ``-r`` keys SET and HSET hit varies from run to run, and redis seeds its
-dict hash function from /dev/urandom, so where each key lands in its table varies too.
-The amounts (key counts within a few hundred, bytes within a fraction of a percent)
-and the kind of memory stay the same; the tests compare the tool with an independent
-computation on the same process, never with numbers from another run.
+redis-benchmark has no seed option: it calls ``srandom(time(NULL) ^ getpid())``, so
+which of the ``-r`` keys SET and HSET hit, and in which order, would change from run
+to run, and with them the whole layout of the server's memory. A tiny preloaded
+library (compiled here with the system's C compiler) pins that seed, so the same
+flags write the same keys in the same order every time. What stays random: redis
+seeds its dict hash function from /dev/urandom (which bucket each key lands in) and
+stamps objects with its LRU clock; the page layout and the kind of every page stay
+the same, and the tests compare the tool with an independent computation on the
+same process, never with numbers from another run. Without a C compiler the load is
+unseeded (``RedisServer.seeded`` is False).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -92,6 +97,7 @@ class RedisLoad:
     keyspace: int = 1_000_000
     size: int = 64
     pipeline: int = 250
+    seed: int = 1  # srandom's, pinned by a preloaded shim (see the module docstring)
 
     def argv(self, bench: str, port: int) -> list[str]:
         return [
@@ -129,6 +135,37 @@ class RedisLoad:
         mean = r * (1 - q1)
         var = r * (r - 1) * q2 + r * q1 - (r * q1) ** 2
         return mean, max(var, 0.0) ** 0.5
+
+
+_SEED_SHIM = r"""
+/* Preloaded into redis-benchmark: srandom() always seeds with $REALPROC_SRANDOM_SEED. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+
+void srandom(unsigned int seed)
+{
+    void (*real)(unsigned int) = (void (*)(unsigned int))dlsym(RTLD_NEXT, "srandom");
+    const char *fixed = getenv("REALPROC_SRANDOM_SEED");
+    if (fixed != NULL)
+        seed = (unsigned int)strtoul(fixed, NULL, 10);
+    real(seed);
+}
+"""
+
+
+def _seed_shim(workdir: str) -> str | None:
+    """Compile the srandom shim into ``workdir``; its path, or None without a compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    src, lib = os.path.join(workdir, "seed.c"), os.path.join(workdir, "seed.so")
+    with open(src, "w") as fh:
+        fh.write(_SEED_SHIM)
+    proc = subprocess.run(
+        [cc, "-shared", "-fPIC", "-O1", "-o", lib, src, "-ldl"], capture_output=True
+    )
+    return lib if proc.returncode == 0 else None
 
 
 class RedisServer:
@@ -181,7 +218,11 @@ class RedisServer:
                 "--jemalloc-bg-thread",
                 "no",
             ]
-            self.child = Child(argv, env=child_env(), cwd=self._dir, ready_pipe=False)
+            # jemalloc gives freed pages back on a timer (10 s decay): which ones are
+            # still present would depend on when they are counted. Never purging keeps
+            # the freed pages resident, the same ones every run.
+            env = child_env(MALLOC_CONF="dirty_decay_ms:-1,muzzy_decay_ms:-1")
+            self.child = Child(argv, env=env, cwd=self._dir, ready_pipe=False)
             deadline = time.monotonic() + min(timeout, 20.0)
             while time.monotonic() < deadline and self.child.alive():
                 with contextlib.suppress(OSError, ConnectionError):
@@ -193,9 +234,14 @@ class RedisServer:
         raise ChildError("redis-server did not start (3 attempts)")
 
     def _fill(self, bench: str, timeout: float) -> None:
+        shim = _seed_shim(self._dir)
+        self.seeded = shim is not None
+        env = child_env()
+        if shim is not None:
+            env.update(LD_PRELOAD=shim, REALPROC_SRANDOM_SEED=str(self.load.seed))
         proc = subprocess.run(
             self.load.argv(bench, self.port),
-            env=child_env(),
+            env=env,
             cwd=self._dir,
             capture_output=True,
             timeout=timeout,

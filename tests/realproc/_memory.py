@@ -1,0 +1,148 @@
+"""The peak memory of a process and its descendants (its worker processes), sampled.
+
+A thread polls the tree every ``interval`` seconds: the sum of the processes' PSS
+(proportional set size: a page shared by k processes counts 1/k in each, so forked
+workers sharing their parent's pages are not counted twice), the sum of their RSS (an
+upper bound that counts shared pages once per process), and each process's own peak
+RSS (VmHWM, kept by the kernel between polls). Polling can miss a peak shorter than
+the interval; VmHWM cannot, which is why both are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Measured", "PeakMemory", "run_measured", "tree_pids"]
+
+
+def tree_pids(root: int) -> list[int]:
+    """``root`` and its live descendants (from /proc/PID/task/TID/children)."""
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as fh:
+                todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue  # exited meanwhile
+    return out
+
+
+def _kib(path: str, keys: tuple[str, ...]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    with open(path) as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            if key in keys:
+                found[key] = int(rest.split()[0])
+    return found
+
+
+@dataclass
+class PeakMemory:
+    """Polls the tree rooted at ``pid`` in a thread until ``stop()``; figures in KiB."""
+
+    pid: int
+    interval: float = 0.02
+    peak_pss_kib: int = 0
+    peak_rss_kib: int = 0
+    hwm_kib: dict[int, int] = field(default_factory=dict)  # per pid, its VmHWM
+    polls: int = 0
+    processes: int = 0  # the most seen at once
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def stop(self) -> PeakMemory:
+        self._stop.set()
+        self._thread.join()
+        return self
+
+    def poll(self) -> None:
+        pss = rss = 0
+        pids = tree_pids(self.pid)
+        for pid in pids:
+            with contextlib.suppress(OSError, ValueError):
+                roll = _kib(f"/proc/{pid}/smaps_rollup", ("Pss", "Rss"))
+                status = _kib(f"/proc/{pid}/status", ("VmHWM",))
+                pss += roll.get("Pss", 0)
+                rss += roll.get("Rss", 0)
+                if "VmHWM" in status:
+                    self.hwm_kib[pid] = max(self.hwm_kib.get(pid, 0), status["VmHWM"])
+        self.peak_pss_kib = max(self.peak_pss_kib, pss)
+        self.peak_rss_kib = max(self.peak_rss_kib, rss)
+        self.processes = max(self.processes, len(pids))
+        self.polls += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            time.sleep(self.interval)
+
+    @property
+    def max_hwm_kib(self) -> int:
+        """The largest single process's peak RSS."""
+        return max(self.hwm_kib.values(), default=0)
+
+
+@dataclass
+class Measured:
+    """A finished command, its output, and its tree's memory."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed_s: float
+    peak: PeakMemory
+    #: wait4's ru_maxrss: the largest peak RSS of the command and of every descendant it
+    #: reaped (its workers), exact whatever their lifetimes
+    maxrss_kib: int
+    #: user + system CPU seconds of the command and its reaped descendants
+    cpu_s: float
+
+
+def run_measured(argv: Sequence[str], workdir: Path, timeout: float = 600.0) -> Measured:
+    """Run ``argv`` with its tree's memory polled; output through files (no pipe to
+    fill while this thread waits)."""
+    out, err = workdir / "stdout", workdir / "stderr"
+    with open(out, "wb") as fo, open(err, "wb") as fe:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(list(argv), stdout=fo, stderr=fe)
+    peak = PeakMemory(proc.pid).start()
+    try:
+        deadline = t0 + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.01)
+        elapsed = time.monotonic() - t0
+    finally:
+        peak.stop()
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    return Measured(
+        proc.returncode,
+        out.read_text(),
+        err.read_text(errors="replace"),
+        elapsed,
+        peak,
+        usage.ru_maxrss,
+        usage.ru_utime + usage.ru_stime,
+    )
