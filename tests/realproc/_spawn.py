@@ -27,6 +27,8 @@ ADDR_NO_RANDOMIZE = 0x0040000
 #: read(2)'s number, as /proc/PID/syscall shows it, by machine
 _SYS_READ = {"x86_64": 0, "aarch64": 63, "riscv64": 63}
 _QUERY = 0xFFFFFFFF
+#: include/uapi/linux/prctl.h
+_PR_SET_PDEATHSIG = 1
 
 
 class ChildError(RuntimeError):
@@ -34,7 +36,9 @@ class ChildError(RuntimeError):
 
 
 def disable_aslr() -> None:
-    """preexec_fn: turn ASLR off for this (forked, not yet exec'd) process.
+    """preexec_fn: turn ASLR off for this (forked, not yet exec'd) process, and have
+    it killed if the test runner dies without closing it (a redis-server would not
+    notice otherwise: it does not read its stdin).
 
     Errors are ignored here (a preexec_fn that raises aborts the spawn); the parent
     reads the child's personality from /proc to know whether it took.
@@ -43,6 +47,7 @@ def disable_aslr() -> None:
     current = libc.personality(_QUERY)
     if current != -1:
         libc.personality(current | ADDR_NO_RANDOMIZE)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _personality(pid: int) -> int | None:
