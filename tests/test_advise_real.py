@@ -386,6 +386,7 @@ def test_sampled_intervals_contain_full_scan(runs: Runs) -> None:
     by_pair = {(r["compressor"], r["zpool"]): r for r in full["results"]}
     assert set(by_pair) == {(r["compressor"], r["zpool"]) for r in sampled["results"]}
     outside = []
+    worst: dict[str, tuple[float, str]] = {}  # key -> (|where|, pair) farthest from the estimate
     for row in sampled["results"]:
         pair = (row["compressor"], row["zpool"])
         for key in _INTERVALS:
@@ -397,10 +398,13 @@ def test_sampled_intervals_contain_full_scan(runs: Runs) -> None:
             if key == "codec_ratio":
                 wants.append(scan.codec_ratio(row["compressor"], ind.RULES["6.1"]))
             for w in wants:
+                half = (iv["high"] - iv["low"]) / 2 or 1.0
+                where = (w - iv["value"]) / half
+                if abs(where) > worst.get(key, (-1.0, ""))[0]:
+                    worst[key] = (abs(where), f"{pair[0]}/{pair[1]}")
                 if not iv["low"] <= w <= iv["high"]:
-                    half = (iv["high"] - iv["low"]) / 2 or 1.0
-                    where = (w - iv["value"]) / half
                     outside.append(f"{pair} {key}: {w} not in {iv} ({where:+.2f} half-widths)")
+    print(f"{runs.name}: farthest full value, in half-widths: {worst}")
     assert not outside, "\n".join(outside)
 
 
