@@ -274,7 +274,8 @@ def advise(request: Request) -> dict[str, Any]:
     how = (
         "in address order (exact)"
         if full
-        else "in the sample's address order, the interval widened toward a random order's"
+        else "in the sample's address order and as runs of alike objects (the midpoint; "
+        "the interval spans both)"
     )
     report["notes"] = [
         *notes,

@@ -303,11 +303,11 @@ def advise(
     memory: for zsmalloc, each object size's steady-state cost measured from the
     real allocator (objects per zspage) plus the population's one partly filled
     zspage per size class; for zbud and z3fold, whose pairing depends on the
-    order of the stores, the sampled sizes replayed through the real allocator
-    (without page memory) in address order, repeated toward the population's
-    count, the interval widened by half the gap to a random-order replay (a
-    sample keeps only part of memory's locality). With --sample all: every
-    size in address order, exactly as storing the pages.
+    order of the stores (memory's locality), the sampled sizes replayed through
+    the real allocator (without page memory) twice: in address order, and each
+    size as a run of N/n alike objects (a sample cannot see how long memory's
+    runs are); the midpoint, the interval spanning both. With --sample all:
+    every size in address order, exactly as storing the pages.
 
     Then a recommendation under --objective and, for each --max-pool-percent, the
     pool limit from RAM, how much of this workload fits and what that saves.
