@@ -563,3 +563,13 @@ def test_sigterm_on_a_terminal_removes_the_swap_file_and_prints_no_report(tmp_pa
     assert rc == 128 + signal.SIGTERM
     assert last_line(err) == "zswap: terminated (SIGTERM)"
     assert out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_the_report_marks_what_no_kernel_has() -> None:
+    """Under the kernel's paths, exactly the simulator's own knobs and counters are marked."""
+    r = zswap("run", "--pages", "256")
+    assert r.returncode == 0, r.stderr
+    marked = sorted(
+        line.split()[0] for line in r.stdout.splitlines() if line.endswith("(simulator only)")
+    )
+    assert marked == ["checksums_enabled", "pages_compacted"]

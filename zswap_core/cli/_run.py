@@ -660,6 +660,16 @@ def _report(
     }
 
 
+def _marked(values: dict[str, Any]) -> list[tuple[str, object]]:
+    """zswap's ``name value`` rows, "(simulator only)" after what no kernel has."""
+    from zswap_core.kernels import simulator_only_note
+
+    return [
+        (k, f"{v}   (simulator only)" if simulator_only_note("zswap", k) is not None else v)
+        for k, v in values.items()
+    ]
+
+
 def print_run_report(r: dict[str, Any]) -> None:
     w = r["workload"]
     done = (
@@ -677,9 +687,9 @@ def print_run_report(r: dict[str, Any]) -> None:
     for sp in r["sets"]:
         click.echo(f"  set {sp['param']}={sp['value']} at access {sp['at_access']}")
     section("/sys/module/zswap/parameters/")
-    name_value(r["params"].items(), "  ")
+    name_value(_marked(r["params"]), "  ")
     section("/sys/kernel/debug/zswap/")
-    name_value(r["stats"].items(), "  ")
+    name_value(_marked(r["stats"]), "  ")
     section("/proc/vmstat")
     name_value(r["vmstat"].items(), "  ")
     section("pools")
