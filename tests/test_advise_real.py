@@ -239,6 +239,8 @@ def test_independent_rules_on_known_pages(known: KnownPages) -> None:
     k = KNOWN
     c = ind.census(known.pid, [known.region()])
     assert c.zero_page == k["zero_page"]
+    # kpageflags' KPF_ZERO_PAGE agrees with the PFN a read fault maps in this process
+    assert c.zero_page_pfns == ind.zero_page_pfns()
     assert c.not_present == k["untouched"]
     real = k["zero_filled"] + k["same_filled"] + k["random"] + k["text"]
     assert c.candidates == real

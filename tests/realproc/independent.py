@@ -59,6 +59,8 @@ __all__ = [
     "CODECS",
     "PAGE",
     "RULES",
+    "SAME_FILLED",
+    "ZERO_FILLED",
     "Census",
     "Rules",
     "Scan",
@@ -66,6 +68,7 @@ __all__ = [
     "page_digests",
     "private_regions",
     "scan",
+    "size_column",
     "zero_page_pfns",
 ]
 
