@@ -363,6 +363,7 @@ def test_full_scan_matches_independent(runs: Runs) -> None:
     assert full["sample"]["vanished"] == 0
     assert {r["zpool"] for r in full["results"]} == {"zbud", "z3fold", "zsmalloc"}
     seen = set()
+    pairs = {}
     for row in full["results"]:
         codec, zpool = row["compressor"], row["zpool"]
         want = scan.codec_ratio(codec, ind.RULES["6.1"])
@@ -375,6 +376,8 @@ def test_full_scan_matches_independent(runs: Runs) -> None:
             want_rejected = _rejected_by_zsmalloc(scan, codec)
             assert abs(row["rejected_pages"] - want_rejected) <= slack, (codec, row)
         seen.add(codec)
+        pairs[codec] = f"{got['value']} / {want:.4f}"
+    print(f"{runs.name}: codec ratio, advise / independent: {pairs}")
     assert seen >= set(ind.CODECS)
 
 
