@@ -355,6 +355,7 @@ class PoolModel:
         else:
             self.method = "replay-real"
         self._max_size: int | None = None
+        self._classes: int | None = None
         self._probe: tuple[int, Any, int] | None = None  # (size, pool, its bytes)
         self._granule: dict[int, tuple[int, int]] = {}
         self._shares: dict[tuple[int, int], bool] = {}
@@ -368,7 +369,11 @@ class PoolModel:
         return self._mod.driver(f"advise-{self.zpool}", pages, self._mod.params)
 
     def accepts(self, size: int) -> bool:
-        """Whether the allocator takes an object of ``size`` bytes (not ENOSPC).
+        """Whether the allocator takes an object of ``size`` bytes (not ENOSPC)."""
+        return 0 < size <= self.max_size()
+
+    def max_size(self) -> int:
+        """The largest object the allocator takes.
 
         ENOSPC means "too big": the largest size taken is found once by bisection.
         """
@@ -381,7 +386,7 @@ class PoolModel:
                 else:
                     hi = mid - 1
             self._max_size = lo
-        return 0 < size <= self._max_size
+        return self._max_size
 
     def _takes(self, size: int) -> bool:
         from zswap_core import ZpoolError
@@ -490,12 +495,58 @@ class PoolModel:
             cost[s] = b / m
         tail = 0.0
         self._drop_probe()
-        for g in groups:
+        seen = [sum(objects[s] for s in g) for g in groups]  # sample objects per class
+        for g, k in zip(groups, seen, strict=True):
             m, b = self.granule(g[0])
-            count = sum(objects[s] for s in g) * scale
+            count = k * scale
             granules = math.ceil(count / m - 1e-9)
             tail += granules * b - count * b / m
-        return Costs(cost, tail, scale == 1.0)
+        unseen, up = self._unseen_classes(groups, seen, scale)
+        return Costs(cost, tail + unseen, scale == 1.0, up=up)
+
+    def _unseen_classes(
+        self, groups: list[list[int]], seen: list[int], scale: float
+    ) -> tuple[float, float]:
+        """Bytes of the partly filled granules of classes the sample did not see.
+
+        A class with a few objects in the population is likely missing from a sample,
+        yet costs the population a mostly empty granule. Their number is estimated from
+        the classes seen once and twice (Chao1, the lower bound of its kind); the
+        interval reaches the number that classes of a single object would leave unseen,
+        ``f1 (1-q)/q`` for a sampling fraction ``q``, at most the allocator's classes
+        (of more than one object a granule) not seen. Each costs what a class seen once
+        leaves empty on average: its granule less one object. Returns (bytes, how much
+        higher the pool may be).
+        """
+        if scale <= 1.0 or not groups:
+            return 0.0, 0.0
+        f1 = sum(1 for k in seen if k == 1)
+        if not f1:
+            return 0.0, 0.0
+        f2 = sum(1 for k in seen if k == 2)
+        n = sum(seen)
+        chao1 = (n - 1) / n * (f1 * f1 / (2 * f2) if f2 else f1 * (f1 - 1) / 2)
+        q = 1.0 / scale
+        most = f1 * (1 - q) / q
+        room = max(0, self.class_count() - sum(1 for g in groups if self.granule(g[0])[0] > 1))
+        low, high = min(chao1, room), min(max(most, chao1), room)
+        single = [self.granule(g[0]) for g, k in zip(groups, seen, strict=True) if k == 1]
+        empty = sum(b - b / m for m, b in single) / len(single)
+        return low * empty, (high - low) * empty
+
+    def class_count(self) -> int:
+        """How many size classes of more than one object a granule the allocator has
+        (sizes that share granules counted once), measured once over every size."""
+        if self._classes is None:
+            first = 0
+            count = 0
+            for size in range(1, self.max_size() + 1):
+                if not first or not self.shares(first, size):
+                    first = size
+                    count += self.granule(size)[0] > 1
+            self._drop_probe()
+            self._classes = count
+        return self._classes
 
     def _replayed(self, objects: Mapping[int, int], scale: float, ordered: Sequence[int]) -> Costs:
         """Replay through the real allocator (see the module doc)."""
