@@ -27,8 +27,11 @@ sample is biased upwards; storing the population is not bounded in memory. Inste
   a granule (one object of each: the pool grows or not). The population's pool is
   ``sum over groups of ceil(N_g / m_g) * B_g`` with ``N_g`` the group's estimated
   object count: a steady-state cost ``B/m`` per object plus the one partly filled
-  granule per group that the population really has. With the whole population
-  (``--sample all``) this is exactly what storing every page in one pool gives.
+  granule per group that the population really has. Classes too rare to be in the
+  sample still cost a mostly empty granule each: their number is estimated from the
+  classes seen once and twice (see :meth:`PoolModel._unseen_classes`). With the whole
+  population (``--sample all``) this is exactly what storing every page in one pool
+  gives.
 * *pairing allocators* (zbud, z3fold): an object's cost depends on which others it
   shares a page with, and so on the order of the stores: memory has locality (runs
   of neighbouring pages compress alike), and runs of alike objects pair worse than

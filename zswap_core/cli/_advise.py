@@ -302,7 +302,8 @@ def advise(
     zspages and unpaired pages that a whole population amortizes), in bounded
     memory: for zsmalloc, each object size's steady-state cost measured from the
     real allocator (objects per zspage) plus the population's one partly filled
-    zspage per size class; for zbud and z3fold, whose pairing depends on the
+    zspage per size class (classes too rare to be sampled estimated from those
+    seen once and twice); for zbud and z3fold, whose pairing depends on the
     order of the stores (memory's locality), the sampled sizes replayed through
     the real allocator (without page memory) twice: in address order, and each
     size as a run of N/n alike objects (a sample cannot see how long memory's
