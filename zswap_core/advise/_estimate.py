@@ -514,7 +514,8 @@ class PoolModel:
 
         A class with a few objects in the population is likely missing from a sample,
         yet costs the population a mostly empty granule. Their number is estimated from
-        the classes seen once and twice (Chao1, the lower bound of its kind); the
+        the classes seen once and twice (Chao1 for sampling without replacement, a lower
+        bound: Chao & Lin, Biometrics 2012); the
         interval reaches the number that classes of a single object would leave unseen,
         ``f1 (1-q)/q`` for a sampling fraction ``q``, at most the allocator's classes
         (of more than one object a granule) not seen. Each costs what a class seen once
@@ -528,8 +529,10 @@ class PoolModel:
             return 0.0, 0.0
         f2 = sum(1 for k in seen if k == 2)
         n = sum(seen)
-        chao1 = (n - 1) / n * (f1 * f1 / (2 * f2) if f2 else f1 * (f1 - 1) / 2)
         q = 1.0 / scale
+        # Chao & Lin (2012), the lower bound for sampling without replacement
+        den = n / (n - 1) * 2 * max(f2, 1) + q / (1 - q) * f1 if n > 1 else 0.0
+        chao1 = (f1 * f1 if f2 else f1 * (f1 - 1)) / den if den else 0.0
         most = f1 * (1 - q) / q
         room = max(0, self.class_count() - sum(1 for g in groups if self.granule(g[0])[0] > 1))
         low, high = min(chao1, room), min(max(most, chao1), room)
