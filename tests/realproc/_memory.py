@@ -11,8 +11,10 @@ the interval; VmHWM cannot, which is why both are kept.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -114,35 +116,55 @@ class Measured:
     cpu_s: float
 
 
+# The command runs as the child of a small launcher, not of this process: a child's peak
+# RSS (ru_maxrss) counts the page tables it inherits at fork, and keeps them across exec,
+# so a command forked from a test process holding hundreds of MiB would report that
+# process's size as its own. The launcher starts small (a fresh interpreter), forks the
+# command, reaps it with wait4 and writes its rusage to a file.
+_LAUNCHER = """
+import json, os, signal, sys
+report, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as fh:
+    json.dump({"status": status, "maxrss": usage.ru_maxrss,
+               "cpu": usage.ru_utime + usage.ru_stime}, fh)
+"""
+
+
 def run_measured(argv: Sequence[str], workdir: Path, timeout: float = 600.0) -> Measured:
     """Run ``argv`` with its tree's memory polled; output through files (no pipe to
     fill while this thread waits)."""
-    out, err = workdir / "stdout", workdir / "stderr"
+    out, err, rep = workdir / "stdout", workdir / "stderr", workdir / "rusage.json"
+    rep.unlink(missing_ok=True)
     with open(out, "wb") as fo, open(err, "wb") as fe:
         t0 = time.monotonic()
-        proc = subprocess.Popen(list(argv), stdout=fo, stderr=fe)
+        proc = subprocess.Popen(
+            [sys.executable, "-S", "-c", _LAUNCHER, str(rep), *argv], stdout=fo, stderr=fe
+        )
     peak = PeakMemory(proc.pid).start()
     try:
-        deadline = t0 + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.01)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # the launcher kills the command, then reports
+            proc.wait()
         elapsed = time.monotonic() - t0
     finally:
         peak.stop()
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    usage = json.loads(rep.read_text())
     return Measured(
-        proc.returncode,
+        os.waitstatus_to_exitcode(usage["status"]),
         out.read_text(),
         err.read_text(errors="replace"),
         elapsed,
         peak,
-        usage.ru_maxrss,
-        usage.ru_utime + usage.ru_stime,
+        usage["maxrss"],
+        usage["cpu"],
     )
