@@ -575,3 +575,23 @@ def test_workers_give_the_figures_of_one_process(
     assert one["sample"]["jobs"] == 1 and two["sample"]["jobs"] == 2
     assert figures(one) == figures(two)
     assert figures(other) != figures(two)  # another seed, another sample
+
+
+def test_the_host_profile_says_which_installed_plugins_it_leaves_out(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Installed compressors this kernel does not list are named in a note, with the way
+    to include them; nothing is left out silently."""
+    f = write_pages(tmp_path / "pages", mixed_pages(64, 3))
+    report = advise_json(capsys, str(f), "--kernel", "host")
+    offered = kernel_profile("host").compressors
+    installed = [p.name for p in zswap_core.list_plugins() if p.kind == "compressor"]
+    left = [n for n in installed if offered is not None and n not in offered]
+    notes = [n for n in report["notes"] if n.startswith("installed compressors not offered")]
+    measured = {r["compressor"] for r in report["results"]}
+    assert measured == set(installed) - set(left)
+    if left:
+        assert len(notes) == 1 and "--kernel RELEASE includes them" in notes[0]
+        assert all(name in notes[0] for name in left)
+    else:
+        assert notes == []

@@ -112,6 +112,21 @@ def choose_plugins(profile: Any, request: Request) -> tuple[list[str], list[str]
                     )
         else:
             names = [n for n in installed if offered is None or n in offered]
+            left_out = [n for n in installed if n not in names]
+            if left_out:
+                # Said, not silent: on a host whose /proc/crypto lists only the loaded
+                # algorithms, lz4 or zstd may be a module away; the user should know
+                # why they are not in the table and how to include them.
+                notes.append(
+                    f"installed {kind}s not offered, as kernel {profile.release} has no "
+                    f"{' or '.join(left_out)}"
+                    + (
+                        " (its /proc/crypto lists loaded algorithms only: "
+                        "--kernel RELEASE includes them)"
+                        if profile.from_host and kind == "compressor"
+                        else ""
+                    )
+                )
             if offered is not None:
                 missing = [n for n in offered if n not in installed]
                 if missing:
@@ -441,7 +456,12 @@ def recommend(estimates: Sequence[Estimate], objective: str, budget: float) -> d
     compare_rivals = False
     if best_saved <= 0 and objective != "cpu":
         pick = min(rows, key=lambda e: (cpu(e), -saved(e)))
-        why = "no setting saves memory on these pages (nothing compresses); the cheapest shown"
+        # Either nothing compresses, or there is so little that the pool's fixed costs
+        # (a partly filled zspage per size class, metadata) outweigh what it saves.
+        why = (
+            "no setting saves memory on these pages (too few, or too little compresses, "
+            "to pay for the pool and its metadata); the cheapest shown"
+        )
     elif objective == "saved":
         within = [e for e in rows if cpu(e) <= budget]
         if within:

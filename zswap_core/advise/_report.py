@@ -140,6 +140,8 @@ def text_lines(report: dict[str, Any]) -> list[str]:
         "saved: RAM freed, pool and zswap's metadata counted; s/GiB: codec CPU time, "
         "median (p10-p90) over batches; (py): Python codec; (= X): X's streams"
     )
+    for note in report.get("notes", [])[:-1]:  # the last one (pool bytes) is in --help
+        out.append(f"note: {note}")
     rec = report["recommendation"]
     out.append("")
     if rec["compressor"] is not None:
