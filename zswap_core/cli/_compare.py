@@ -568,6 +568,10 @@ def compare(
 
     Progress with ETA goes to stderr when it is a terminal (with --json too). Ctrl-C
     prints the pairs finished so far, marked interrupted (exit 130).
+
+    With --pid, the first --pages present pages of the process are stored: the start of
+    its address space, not the whole. For figures on a whole process (a uniform sample
+    or every page, with confidence intervals and saved MiB) use `zswap advise --pid`.
     """
     if plot is not None:
         _check_plot_name(plot)
