@@ -206,7 +206,8 @@ def test_stats_marks_counters_no_kernel_has() -> None:
     lines = r.stdout.splitlines()
     counters = [line for line in lines if line.startswith("/sys/kernel/debug/zswap/")]
     assert [c for c in counters if c.endswith(MARK)] == [
-        next(c for c in counters if c.startswith("/sys/kernel/debug/zswap/pages_compacted:"))
+        next(c for c in counters if c.startswith(f"/sys/kernel/debug/zswap/{name}:"))
+        for name in ("pages_compacted", "shrinker_written_back_pages")
     ]
     assert "/sys/kernel/debug/zswap/stored_pages:" in r.stdout
     # the kernel's zbud has no debugfs directory

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from ._registry import Kind
     from ._zpool import Zpool
 
-__all__ = ["MAX_SWAPFILES", "PoolInfo", "WritebackHandler", "Zswap"]
+__all__ = ["MAX_SWAPFILES", "SHRINK_STOP", "PoolInfo", "Shrinker", "WritebackHandler", "Zswap"]
 
 #: As the kernel: at most 32 swap types (swap files) at once.
 MAX_SWAPFILES = 32
@@ -80,6 +80,12 @@ _PARAMS: tuple[Param, ...] = (
     Param("non_same_filled_pages_enabled", "bool", True, "store pages that need compression"),
     Param("exclusive_loads", "bool", False, "drop an entry once it has been loaded"),
     Param("checksums_enabled", "bool", False, "crc32 every page; a mismatch is decompress_fail"),
+    Param(
+        "shrinker_enabled",
+        "bool",
+        False,
+        "write cold entries back under memory pressure, before the pool limit (6.8+)",
+    ),
 )
 
 #: Names of the debugfs counters, the observable contract (``z.stats``).
@@ -97,6 +103,7 @@ STAT_NAMES = (
     "stored_pages",
     "same_filled_pages",
     "pages_compacted",
+    "shrinker_written_back_pages",
 )
 
 # ---------------------------------------------------------------------------------------
@@ -267,7 +274,18 @@ class _Tree:
     chunk is an ``array('Q')`` so a stored page costs array slots, not objects.
     """
 
-    __slots__ = ("chunks", "crcs", "dead", "lock", "lru", "nr_same", "nr_stored", "stamps", "type")
+    __slots__ = (
+        "chunks",
+        "crcs",
+        "dead",
+        "lock",
+        "lru",
+        "nr_protected",
+        "nr_same",
+        "nr_stored",
+        "stamps",
+        "type",
+    )
 
     def __init__(self, type: int = 0) -> None:
         self.type = type
@@ -280,6 +298,9 @@ class _Tree:
         self.crcs: dict[int, array[int]] = {}
         self.nr_stored = 0
         self.nr_same = 0
+        # The shrinker's protected size (the kernel's per-lruvec nr_zswap_protected):
+        # entries of this tree's LRU the shrinker leaves alone. See Shrinker.
+        self.nr_protected = 0
         # Set by invalidate_area under the lock: a store that picked this tree before
         # the area went must not land in it (nothing would ever free its page).
         self.dead = False
@@ -402,6 +423,7 @@ class _Stats:
         "reject_compress_poor",
         "reject_kmemcache_fail",
         "reject_reclaim_fail",
+        "shrinker_written_back_pages",
         "written_back_pages",
     )
 
@@ -468,7 +490,9 @@ class Zswap:
         self._current: _Pool | None = None
         self._trees: list[_Tree | None] = [None] * MAX_SWAPFILES
         self._stats = _Stats()
-        self._clock = itertools.count(1)  # LRU stamps; next() is atomic under the GIL
+        # LRU stamps, even; next() is atomic under the GIL. A store's stamp has bit 0
+        # set: the entry's ``referenced`` bit, cleared once by the shrinker (Shrinker).
+        self._clock = itertools.count(2, 2)
         self._full = False
         self._writeback_handler: WritebackHandler | None = None
         self._worker: threading.Thread | None = None
@@ -484,6 +508,8 @@ class Zswap:
         self._wb_lock = threading.Lock()
         if self.backend == "native":
             self._bind_native()
+        #: The 6.8+ proactive shrinker (``shrinker_enabled``); see :class:`Shrinker`.
+        self.shrinker = Shrinker(self)
 
         # Every write goes through _set_param (a closed instance refuses them all); the
         # parameters that need more than a commit have their own callback.
@@ -620,6 +646,7 @@ class Zswap:
         self._non_same_enabled = bool(v["non_same_filled_pages_enabled"])
         self._exclusive = bool(v["exclusive_loads"])
         self._checksums = bool(v["checksums_enabled"])
+        self._shrinker_enabled = bool(v["shrinker_enabled"])
         self._max_pages = self.totalram_pages * int(v["max_pool_percent"]) // 100
         self._accept_pages = self._max_pages * int(v["accept_threshold_percent"]) // 100
         if self._core is not None:
@@ -869,7 +896,7 @@ class Zswap:
                 | (dlen << _LEN_SHIFT)
                 | (handle << _HANDLE_SHIFT)
             )
-            stamp = next(self._clock)
+            stamp = next(self._clock) | 1  # referenced (see Shrinker)
             pid = pool.id
         # insert, replacing a duplicate: one critical section of the tree
         crc = (zlib.crc32(page) | _CRC_VALID) if self._checksums else 0
@@ -905,6 +932,13 @@ class Zswap:
                 else:
                     chunk[_COUNT] += 1
                     tree.nr_stored += 1
+                if not same:
+                    # protection grows with every LRU insertion, halving whenever it
+                    # is more than a quarter of the LRU (the kernel's decay)
+                    prot = tree.nr_protected + 1
+                    if prot > (tree.nr_stored - tree.nr_same) >> 2:
+                        prot >>= 1
+                    tree.nr_protected = prot
         finally:
             tree.lock.release()
         if old:
@@ -1448,6 +1482,55 @@ class Zswap:
             core.wb_end(type, offset, packed, ok)  # frees the entry when written
         return ok
 
+    # -- the shrinker's pieces (the policy is in Shrinker) ----------------------------------
+    def disk_swapin(self, type: int) -> None:
+        """Tell zswap a page of swap type ``type`` was swapped in from the swap device.
+
+        That is, zswap did not hold it (the kernel's ``zswap_folio_swapin``): the
+        shrinker protects one more entry from writeback. The swap layer calls this.
+        """
+        if self._core is not None:
+            self._core.disk_swapin(type)
+            return
+        tree = self._tree(type)
+        with tree.lock:
+            tree.nr_protected += 1
+
+    def _lru_state(self) -> tuple[int, int, int]:
+        """(entries on the LRUs, protected size, stored pages that use pool memory)."""
+        if self._core is not None:
+            lru, prot = self._core.lru_state()
+            return int(lru), int(prot), int(lru)
+        lru = prot = 0
+        for tree in self._trees:
+            if tree is not None:
+                with tree.lock:
+                    lru += tree.nr_stored - tree.nr_same
+                    prot += tree.nr_protected
+        return lru, prot, lru
+
+    def _rotate(self, tree: Any, offset: int, packed: int, stamp: int) -> None:
+        """Clear a referenced entry's bit and put it at the young end of its LRU.
+
+        Its record was taken off the LRU by _pop_oldest: an entry that changed since
+        (loaded, replaced) goes back with the stamp it has now.
+        """
+        if self._core is not None:
+            self._core.lru_rotate(tree, offset, packed, stamp)
+            return
+        pid = (packed >> _POOL_SHIFT) & 0xFF
+        ci = offset >> _CHUNK_SHIFT
+        i = offset & _CHUNK_MASK
+        with tree.lock:
+            chunk = tree.chunks.get(ci)
+            if chunk is not None and chunk[i] == packed and tree.stamps[ci][i] == stamp:
+                tree.stamps[ci][i] = stamp & ~1
+                tree.lru_push(pid, offset, stamp & ~1)
+            else:
+                cur = tree.pooled_stamp(offset, pid)
+                if cur is not None:
+                    tree.lru_push(pid, offset, cur)
+
     # -- the native core's slow paths (called from C with no C lock held) ------------------
     def _native_wake(self) -> None:
         self._wake_worker()
@@ -1726,6 +1809,123 @@ class Zswap:
             f"<Zswap enabled={p.sysfs('enabled')} compressor={p['compressor']} "
             f"zpool={p['zpool']} pools={len(self._pools)}>"
         )
+
+
+#: What :meth:`Shrinker.scan_objects` returns when it cannot make progress (the
+#: kernel's ``SHRINK_STOP``).
+SHRINK_STOP = -1
+#: Objects per ``scan_objects`` call when :meth:`Shrinker.reclaim` drives it (the
+#: kernel's ``SHRINK_BATCH``).
+SHRINK_BATCH = 128
+
+
+class Shrinker:
+    """zswap's proactive shrinker (``shrinker_enabled``, 6.8+), the kernel's shrinker API.
+
+    Memory pressure (the swap layer's :meth:`~zswap_core.swap.Swap.reclaim`, or a
+    caller) asks :meth:`count_objects` how many entries could be freed, then calls
+    :meth:`scan_objects` in batches. Writeback follows the zswap LRU, oldest first,
+    with a second chance: every store sets its entry's ``referenced`` bit, and the
+    shrinker, meeting a referenced entry, clears the bit and moves it to the young
+    end instead of writing it back. The pool-limit worker and :meth:`Zswap.writeback`
+    keep their own order (oldest first; loaded entries get the second chance).
+
+    Protection: each swap type's LRU has a protected size (the kernel's
+    ``nr_zswap_protected``) that grows by one with every store into the LRU and with
+    every swap-in that had to come from the swap device (:meth:`Zswap.disk_swapin`),
+    and halves on a store when it is more than a quarter of that LRU. The shrinker
+    counts only the unprotected entries, scaled by the pool's compression ratio (the
+    better zswap compresses, the less a writeback saves), and stops rather than
+    scan into the protected part.
+
+    Counted in ``shrinker_written_back_pages`` (and in ``written_back_pages``, the
+    total of every writeback).
+    """
+
+    def __init__(self, zswap: Zswap) -> None:
+        self._z = weakref.ref(zswap)
+        #: Objects the last :meth:`scan_objects` call looked at (``sc->nr_scanned``).
+        self.nr_scanned = 0
+
+    def _zswap(self) -> Zswap | None:
+        z = self._z()
+        if z is None or z._closed or not z._shrinker_enabled:
+            return None
+        return z
+
+    @property
+    def nr_protected(self) -> int:
+        """The protected size: entries the shrinker leaves alone."""
+        z = self._z()
+        return 0 if z is None else z._lru_state()[1]
+
+    def count_objects(self) -> int:
+        """Entries the shrinker could free now; 0 when it is disabled.
+
+        (LRU size - protected size) x pool pages / stored pages, as the kernel's
+        ``zswap_shrinker_count``.
+        """
+        z = self._zswap()
+        if z is None or z._writeback_handler is None:
+            return 0
+        lru, prot, stored = z._lru_state()
+        if not stored or lru <= prot:
+            return 0
+        return (lru - prot) * z.pages.nr_pages // stored
+
+    def scan_objects(self, nr_to_scan: int) -> int:
+        """Look at up to ``nr_to_scan`` of the oldest entries; returns how many were
+        written back, or :data:`SHRINK_STOP`.
+
+        A referenced entry loses its bit and goes to the young end (it counts as
+        scanned); an unreferenced one is written back. It stops at once when the
+        shrinker is disabled, when the scan would reach into the protected part of
+        the LRU, or when a writeback fails.
+        """
+        if isinstance(nr_to_scan, bool) or not isinstance(nr_to_scan, int) or nr_to_scan < 0:
+            raise ValueError(f"nr_to_scan must be a non-negative int, got {nr_to_scan!r}")
+        self.nr_scanned = 0
+        z = self._zswap()
+        if z is None or z._writeback_handler is None:
+            return SHRINK_STOP
+        lru, prot, _stored = z._lru_state()
+        # (the kernel's test, whose unsigned difference lets a scan bigger than the
+        # LRU through)
+        if nr_to_scan <= lru and prot >= lru - nr_to_scan:
+            return SHRINK_STOP
+        freed = 0
+        while self.nr_scanned < nr_to_scan and not z._closed:
+            victim = z._pop_oldest()
+            if victim is None:
+                break
+            self.nr_scanned += 1
+            tree, offset, packed, stamp = victim
+            if stamp & 1 and packed:
+                z._rotate(tree, offset, packed, stamp)
+                continue
+            result = z._writeback_entry(tree, offset, packed, stamp)
+            if result:
+                freed += 1
+                z._stat_inc("shrinker_written_back_pages")
+            elif result is not None:
+                break  # a failed writeback: the swap device will not take more now
+        return freed if freed else SHRINK_STOP
+
+    def reclaim(self, nr_to_scan: int) -> int:
+        """Memory pressure of ``nr_to_scan`` objects: count, then scan in batches of
+        :data:`SHRINK_BATCH` (as the kernel's ``do_shrink_slab``). Returns pages freed.
+        """
+        if isinstance(nr_to_scan, bool) or not isinstance(nr_to_scan, int) or nr_to_scan < 0:
+            raise ValueError(f"nr_to_scan must be a non-negative int, got {nr_to_scan!r}")
+        total = min(nr_to_scan, self.count_objects())
+        freed = 0
+        while total > 0:
+            ret = self.scan_objects(min(SHRINK_BATCH, total))
+            if ret == SHRINK_STOP or not self.nr_scanned:
+                break
+            freed += ret
+            total -= self.nr_scanned
+        return freed
 
 
 def _shrink_worker(ref: weakref.ref[Zswap], wake: threading.Event) -> None:

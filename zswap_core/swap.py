@@ -679,9 +679,25 @@ class Swap:
                     return pinned
                 data = self._read(si, off)
                 self._count("pswpin")
+                if zswap is not None:
+                    zswap.disk_swapin(si.type)  # the shrinker protects one more entry
                 return data
         finally:
             si.exit()
+
+    def reclaim(self, nr_pages: int) -> int:
+        """Memory pressure: reclaim wants ``nr_pages`` pages back from the shrinkers.
+
+        With ``zswap.shrinker_enabled=Y`` zswap's shrinker writes up to that many of
+        its cold entries back to their slots (see :class:`zswap_core.Shrinker`);
+        returns how many it wrote. 0 without zswap or with the shrinker disabled.
+        """
+        if isinstance(nr_pages, bool) or not isinstance(nr_pages, int) or nr_pages < 0:
+            raise ValueError(f"nr_pages must be a non-negative int, got {nr_pages!r}")
+        zswap = self.zswap
+        if zswap is None or self._closed:
+            return 0
+        return zswap.shrinker.reclaim(nr_pages)
 
     def _keep(self, si: _SwapInfo, off: int, data: bytes) -> None:
         """After an exclusive load: store the page again so the entry stays valid.

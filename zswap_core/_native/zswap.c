@@ -75,6 +75,7 @@ enum zswap_stat {
 	ST_WRITTEN_BACK_PAGES,
 	ST_DUPLICATE_ENTRY,
 	ST_PAGES_COMPACTED,
+	ST_SHRINKER_WRITTEN_BACK_PAGES,
 	NR_STATS,
 };
 
@@ -82,7 +83,7 @@ static const char *const stat_names[NR_STATS] = {
 	"pool_limit_hit",       "reject_reclaim_fail", "reject_alloc_fail",
 	"reject_kmemcache_fail", "reject_compress_fail", "reject_compress_poor",
 	"decompress_fail",      "written_back_pages",  "duplicate_entry",
-	"pages_compacted",
+	"pages_compacted",      "shrinker_written_back_pages",
 };
 
 enum mem_kind { MEM_TREES, MEM_CHUNKS, MEM_DIRS, MEM_CRCS, MEM_LRU, NR_MEM };
@@ -140,6 +141,7 @@ struct zswap_tree {
 	long refs;         /* the trees table's reference + operations in flight (GIL) */
 	uint64_t nr_stored;
 	uint64_t nr_same;
+	uint64_t nr_protected; /* the shrinker's protected size (zswap_core.Shrinker) */
 	size_t nr_crc;     /* chunks with a checksum array */
 	size_t mem[NR_MEM];
 	struct zswap_lru *lru[NR_POOLS];
@@ -407,12 +409,15 @@ static void tree_unpin(struct zswap_tree *t, uint32_t offset)
  * As the Python backend's _Lru: a store appends (offset, stamp); a load only
  * gives the entry a new stamp, and writeback moves a record whose entry was
  * loaded since it was queued to the young end instead of taking it (the kernel's
- * second chance). Records of entries that are gone are dropped when met.
+ * second chance). Records of entries that are gone are dropped when met. The
+ * shrinker's second chance is the stamp's bit 0, set by a store (see next_stamp):
+ * lru_rotate clears it and requeues the entry.
  * ========================================================================= */
 
-/* Is stamp a older than stamp b? Stamps are the clock's low 32 bits, so this holds
- * while the two were given out less than 2**31 stamps apart: beyond that, only the
- * writeback order of such an old entry is affected, never a page. */
+/* Is stamp a older than stamp b? Stamps are the clock's low 32 bits (the clock
+ * steps by 2), so this holds while the two were given out less than 2**30 stamps
+ * apart: beyond that, only the writeback order of such an old entry is affected,
+ * never a page. */
 static inline int stamp_before(uint32_t a, uint32_t b)
 {
 	return (int32_t)(a - b) < 0;
@@ -651,10 +656,14 @@ static void stat_inc(CoreObject *c, enum zswap_stat s, uint64_t n)
 	pthread_mutex_unlock(&c->stats_lock);
 }
 
+/* Stamps are even; a store's has bit 0 set: the entry's `referenced` bit, which
+ * the shrinker clears once (lru_rotate) before it may write the entry back. */
 static uint32_t next_stamp(CoreObject *c)
 {
-	return (uint32_t)__atomic_add_fetch(&c->clock, 1, __ATOMIC_RELAXED);
+	return (uint32_t)__atomic_add_fetch(&c->clock, 2, __ATOMIC_RELAXED);
 }
+
+#define STAMP_REFERENCED 1u
 
 /* A reference for a new entry of the current pool: its id, or 0 when none; and a
  * reference to its C codec in *zc (NULL when it has none: the Python methods). */
@@ -1133,6 +1142,15 @@ static int tree_insert_locked(struct zswap_tree *t, uint32_t offset, uint64_t pa
 		ch->nr++;
 		t->nr_stored++;
 	}
+	if (!(packed & E_SAME)) {
+		/* The shrinker's protection grows with each LRU insertion and halves when
+		 * it exceeds a quarter of the LRU, as the Python backend's store. */
+		uint64_t prot = t->nr_protected + 1;
+
+		if (prot > (t->nr_stored - t->nr_same) >> 2)
+			prot >>= 1;
+		t->nr_protected = prot;
+	}
 	return 0;
 }
 
@@ -1222,7 +1240,7 @@ static int store_native(CoreObject *c, struct zswap_tree *t, int pid, struct zsw
 	} else if (nogil) {
 		w->stat = store_alloc_ops(s, buf, dlen, &handle);
 		if (w->stat == 0) {
-			stamp = next_stamp(c);
+			stamp = next_stamp(c) | STAMP_REFERENCED;
 			w->packed = E_PRESENT | ((uint64_t)pid << E_POOL_SHIFT) |
 				    ((uint64_t)dlen << E_LEN_SHIFT) | (handle << E_HANDLE_SHIFT);
 			if (w->checksums)
@@ -1363,7 +1381,7 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 			/* Pinned, or an allocator that needed the GIL: insert below. */
 			packed = w.packed;
 			crc = w.crc;
-			stamp = next_stamp(c);
+			stamp = next_stamp(c) | STAMP_REFERENCED;
 			goto insert;
 		}
 		data = store_compress(c, pid, page, &bad);
@@ -1385,7 +1403,7 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 			 ((uint64_t)PyBytes_GET_SIZE(data) << E_LEN_SHIFT) |
 			 (handle << E_HANDLE_SHIFT);
 		Py_CLEAR(data);
-		stamp = next_stamp(c);
+		stamp = next_stamp(c) | STAMP_REFERENCED;
 	}
 	if (c->checksums)
 		crc = zswap_crc32((const unsigned char *)PyBytes_AS_STRING(page), c->page_size) |
@@ -2004,6 +2022,78 @@ static struct zswap_tree *live_tree(CoreObject *c, long type)
 	return type >= 0 && type < MAX_SWAPFILES ? c->trees[type] : NULL;
 }
 
+/* lru_rotate(type, offset, packed, stamp): the shrinker's second chance. The entry
+ * lru_pop gave is still that one: clear its referenced bit and queue it at the
+ * young end; changed since (loaded, replaced): queue it with its stamp now. A
+ * pinned entry is left to the writeback that pinned it (wb_end requeues it). */
+static PyObject *core_lru_rotate(CoreObject *c, PyObject *args)
+{
+	long type;
+	unsigned int offset;
+	unsigned long long packed, stamp;
+	struct zswap_tree *t;
+	struct zswap_entry *e;
+
+	if (!PyArg_ParseTuple(args, "lIKK", &type, &offset, &packed, &stamp))
+		return NULL;
+	t = live_tree(c, type);
+	if (t == NULL || !packed || (packed & E_SAME))
+		Py_RETURN_NONE;
+	pthread_mutex_lock(&t->lock);
+	e = tree_entry(t, offset);
+	if (e != NULL && !t->dead && !tree_pinned(t, offset)) {
+		if (e->packed == packed && e->stamp == (uint32_t)stamp) {
+			e->stamp &= ~STAMP_REFERENCED;
+			lru_push(t, E_POOL(packed), offset, e->stamp);
+		} else {
+			int64_t cur = pooled_stamp(t, offset, E_POOL(packed));
+
+			if (cur >= 0)
+				lru_push(t, E_POOL(packed), offset, (uint64_t)cur);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	Py_RETURN_NONE;
+}
+
+/* disk_swapin(type): a page of this type came from the swap device, not zswap:
+ * one more protected entry for the shrinker. */
+static PyObject *core_disk_swapin(CoreObject *c, PyObject *arg)
+{
+	long type = PyLong_AsLong(arg);
+	struct zswap_tree *t;
+
+	if (type == -1 && PyErr_Occurred())
+		return NULL;
+	t = live_tree(c, type);
+	if (t == NULL) {
+		PyErr_Format(PyExc_ValueError, "swap type %ld is not initialised", type);
+		return NULL;
+	}
+	pthread_mutex_lock(&t->lock);
+	t->nr_protected++;
+	pthread_mutex_unlock(&t->lock);
+	Py_RETURN_NONE;
+}
+
+/* lru_state() -> (entries on the LRUs, protected size), over every tree. */
+static PyObject *core_lru_state(CoreObject *c, UNUSED PyObject *unused)
+{
+	uint64_t lru = 0, prot = 0;
+
+	for (int k = 0; k < MAX_SWAPFILES; k++) {
+		struct zswap_tree *t = c->trees[k];
+
+		if (t == NULL)
+			continue;
+		pthread_mutex_lock(&t->lock);
+		lru += t->nr_stored - t->nr_same;
+		prot += t->nr_protected;
+		pthread_mutex_unlock(&t->lock);
+	}
+	return Py_BuildValue("(KK)", (unsigned long long)lru, (unsigned long long)prot);
+}
+
 /* wb_take(type, offset, packed, stamp) -> bool: pin the entry if it is still the
  * one picked; otherwise put it back on the LRU (when still there) and say no. */
 static PyObject *core_wb_take(CoreObject *c, PyObject *args)
@@ -2605,6 +2695,9 @@ static PyMethodDef core_methods[] = {
 	{"native_memory", (PyCFunction)core_native_memory, METH_NOARGS, NULL},
 	{"lru_pop", (PyCFunction)core_lru_pop, METH_O, NULL},
 	{"wb_take", (PyCFunction)core_wb_take, METH_VARARGS, NULL},
+	{"lru_rotate", (PyCFunction)core_lru_rotate, METH_VARARGS, NULL},
+	{"disk_swapin", (PyCFunction)core_disk_swapin, METH_O, NULL},
+	{"lru_state", (PyCFunction)core_lru_state, METH_NOARGS, NULL},
 	{"wb_verify", (PyCFunction)core_wb_verify, METH_VARARGS, NULL},
 	{"wb_end", (PyCFunction)core_wb_end, METH_VARARGS, NULL},
 	{NULL, NULL, 0, NULL},

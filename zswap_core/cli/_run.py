@@ -192,7 +192,8 @@ class Simulation:
     the source), later ones swap it in and compare it with what was last written. A
     page leaving RAM is swapped out if it is dirty or has no swap entry; a clean page
     that still has its entry (the swap cache) is just dropped. A write gives the page
-    new content and frees its old swap entry.
+    new content and frees its old swap entry. Each batch of pages evicted is memory
+    pressure of that many pages on the shrinkers (``Swap.reclaim``).
     """
 
     def __init__(
@@ -231,8 +232,14 @@ class Simulation:
                 page = self.source.page(self.cids[pid])
             else:
                 page = self._swap_in(pid)
+            evicted = 0
             while len(ram) >= self.resident_max:
                 self._evict()
+                evicted += 1
+            if evicted:
+                # memory pressure: reclaim asks the shrinkers for as many pages as it
+                # just evicted (zswap's, with zswap.shrinker_enabled=Y)
+                self.swap.reclaim(evicted)
             ram[pid] = page
         else:
             self.hits += 1
