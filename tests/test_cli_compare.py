@@ -614,3 +614,41 @@ def test_a_short_file_is_never_padded(tmp_path: Path) -> None:
     assert (out["pages"], out["pages_asked"]) == (5, 2048)
     assert out["results"][0]["stored_pages"] == 5
     assert "using 5 pages, not 2048" in r.stderr
+
+
+def _block_sigterm_then_wait(ready: Any) -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    ready.set()
+    while True:
+        time.sleep(1)
+
+
+def _wait_forever(ready: Any) -> None:
+    ready.set()
+    while True:
+        time.sleep(1)
+
+
+def test_ending_the_workers_never_waits_on_one_that_blocks_sigterm() -> None:
+    """A worker that still has SIGTERM blocked (as one does until it has set its own
+    handlers) is killed after the grace period; the others end with SIGTERM."""
+    import multiprocessing
+
+    from zswap_core.cli import _signals
+
+    ctx = multiprocessing.get_context("fork")
+    stubborn_ready, plain_ready = ctx.Event(), ctx.Event()
+    stubborn = ctx.Process(target=_block_sigterm_then_wait, args=(stubborn_ready,), daemon=True)
+    plain = ctx.Process(target=_wait_forever, args=(plain_ready,), daemon=True)
+    stubborn.start()
+    plain.start()
+    try:
+        assert stubborn_ready.wait(60) and plain_ready.wait(60)
+        _signals.end_workers([stubborn, plain])
+        assert plain.exitcode == -signal.SIGTERM
+        assert stubborn.exitcode == -signal.SIGKILL
+    finally:
+        for p in (stubborn, plain):
+            if p.is_alive():
+                p.kill()
+                p.join()

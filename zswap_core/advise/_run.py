@@ -325,11 +325,8 @@ def _parallel(
         for proc, _ in procs:
             proc.join()
     finally:
-        for proc, _ in procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc, conn in procs:
-            proc.join()
+        _signals.end_workers(proc for proc, _ in procs)
+        for _, conn in procs:
             conn.close()
 
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
-__all__ = ["Terminated", "at_safe_points", "installed", "poll"]
+__all__ = ["TERM_GRACE_S", "Terminated", "at_safe_points", "end_workers", "installed", "poll"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -111,3 +113,28 @@ def installed() -> Iterator[None]:
         _state.depth = 0
         _state.pending = None
         _state.taken = False
+
+
+#: Seconds a worker process has to end after SIGTERM before it is killed.
+TERM_GRACE_S = 2.0
+
+
+def end_workers(procs: Iterable[Any]) -> None:
+    """Terminate the live ones of ``procs`` (multiprocessing processes) and reap them all.
+
+    A worker keeps the command's signals blocked from its fork until it has set its own
+    handlers, so that this process's handler never runs in it; a SIGTERM sent in that
+    window waits, pending, until the worker gets there, which on a loaded machine (an
+    exec'd worker unpickling its pages) may take long. Ctrl-C must not wait on that: a
+    worker still there after :data:`TERM_GRACE_S` gets SIGKILL, which it cannot block.
+    """
+    procs = list(procs)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + TERM_GRACE_S
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
