@@ -130,3 +130,16 @@ class EveryHook:
     @hookimpl
     def zswap_writeback(self, zswap: object, type: int, offset: int, ok: bool) -> None:
         self.hit("zswap_writeback")
+
+
+#: ``python -c CLI_ENTRY ARGS``: the zswap command with SIGINT and SIGTERM at their
+#: defaults, as in an interactive shell, even where the tests run with them ignored (a
+#: shell starts a background job with SIGINT ignored, and the command then rightly
+#: ignores Ctrl-C). Tests that send real signals start the command this way.
+CLI_ENTRY = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+    "from zswap_core.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import CLI_ENTRY as ENTRY
 
 import zswap_core
 from zswap_core import Zswap, default_registry
@@ -404,15 +405,6 @@ def test_completion_of_names() -> None:
         timeout=60,
     )
     assert r.stdout.split() == ["plain,zsmalloc"]
-
-
-ENTRY = (
-    "import signal, sys\n"
-    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-    "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
-    "from zswap_core.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
 
 
 def on_terminal(args: list[str], **env: str) -> tuple[int, bytes, str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from helpers import CLI_ENTRY as ENTRY
 from helpers import subprocess_env
 
 import zswap_core
@@ -444,16 +445,6 @@ def test_process_that_exits_while_being_read_by_the_command(
 
 
 # -- signals during `zswap run` ----------------------------------------------------------------
-
-# The entry point, with SIGINT and SIGTERM at their defaults even if this test runs
-# where they are ignored (a background job ignores SIGINT), as in an interactive shell.
-ENTRY = (
-    "import signal, sys\n"
-    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-    "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
-    "from zswap_core.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import CLI_ENTRY as ENTRY
 
 SMALL = ["--pages", "600", "--resident", "150", "--accesses", "4000"]
 
@@ -411,16 +412,6 @@ def test_cmdline_words_of_the_kernel_proper_are_ignored_and_good_values_apply() 
 
 
 # -- progress, Ctrl-C and SIGTERM, on a real terminal ------------------------------------------
-
-# The entry point with SIGINT and SIGTERM at their defaults, even where this test runs
-# with them ignored (a background job ignores SIGINT), as in an interactive shell.
-ENTRY = (
-    "import signal, sys\n"
-    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-    "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
-    "from zswap_core.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
 
 
 class OnTerminal:
