@@ -187,6 +187,7 @@ def test_params_mark_what_no_kernel_has() -> None:
     }
     assert marked == {
         "/sys/module/zswap/parameters/checksums_enabled",
+        "/sys/module/zswap/parameters/shared_zpool",
         "/sys/module/zstd/parameters/level",
         "/sys/module/zsmalloc/parameters/chain_size",
     }

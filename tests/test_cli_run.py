@@ -563,4 +563,9 @@ def test_the_report_marks_what_no_kernel_has() -> None:
     marked = sorted(
         line.split()[0] for line in r.stdout.splitlines() if line.endswith("(simulator only)")
     )
-    assert marked == ["checksums_enabled", "pages_compacted", "shrinker_written_back_pages"]
+    assert marked == [
+        "checksums_enabled",
+        "pages_compacted",
+        "shared_zpool",
+        "shrinker_written_back_pages",
+    ]

@@ -1,4 +1,5 @@
-"""Hypothesis: Zswap against a dict model through random operations and parameter writes."""
+"""Hypothesis: Zswap against a dict model through random operations and parameter writes
+(``shared_zpool`` among them)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,10 @@ class ZswapModel(RuleBasedStateMachine):
         self.z.params["zpool"] = p
 
     @rule(v=st.booleans())
+    def set_shared_zpool(self, v: bool) -> None:
+        self.z.params["shared_zpool"] = v
+
+    @rule(v=st.booleans())
     def set_enabled(self, v: bool) -> None:
         self.z.params["enabled"] = v
 
@@ -97,6 +102,16 @@ class ZswapModel(RuleBasedStateMachine):
         pools = self.z.pools
         assert pools and pools[0].current
         assert all(p.nr_entries > 0 for p in pools[1:])
+
+    @invariant()
+    def zpools_are_shared_consistently(self) -> None:
+        pools = self.z.pools
+        zpool_of: dict[str, str] = {}
+        for p in pools:
+            assert zpool_of.setdefault(p.shared, p.zpool) == p.zpool  # one allocator a zpool
+        # one compressor slot per (zpool, compressor); each zpool's size counted once
+        assert len({(p.shared, p.compressor) for p in pools}) == len(pools)
+        assert sum(p.total_size for p in pools) == self.z.stats["pool_total_size"]
 
     def teardown(self) -> None:
         self.z.close()

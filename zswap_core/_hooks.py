@@ -65,6 +65,17 @@ class _Specs:
                 """A pool lost its last entry and was destroyed."""
 
             @spec
+            def zswap_compressor_created(self, zswap: Any, pool: Any) -> None:
+                """A compressor instance was created, for the pool (compressor slot) named
+                in ``pool``. With ``shared_zpool=Y`` the pool may share an older pool's zpool
+                (``pool.shared``)."""
+
+            @spec
+            def zswap_compressor_destroyed(self, zswap: Any, pool: Any) -> None:
+                """A compressor instance was closed: the last entry that used it went, and
+                it was no longer current. Its zpool lives on while another pool shares it."""
+
+            @spec
             def zswap_param_changed(self, module: str, name: str, old: Any, new: Any) -> None:
                 """A module parameter took a new value."""
 

@@ -39,7 +39,7 @@ from ._registry import LoadedModule, Registry, default_registry
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, ClassVar
 
     from typing_extensions import Buffer
 
@@ -86,6 +86,13 @@ _PARAMS: tuple[Param, ...] = (
         False,
         "write cold entries back under memory pressure, before the pool limit (6.8+)",
     ),
+    Param(
+        "shared_zpool",
+        "bool",
+        False,
+        "a compressor change keeps the current zpool; entries record their compressor"
+        " (Seth Jennings's 2015 review; in no kernel)",
+    ),
 )
 
 #: Names of the debugfs counters, the observable contract (``z.stats``).
@@ -111,10 +118,33 @@ STAT_NAMES = (
 # ---------------------------------------------------------------------------------------
 
 _pool_ids = itertools.count()  # "zswap%x" names, unique in the process as the kernel's
+_share_lock = threading.Lock()
+
+
+class _ZpoolShare:
+    """A zpool instance and how many pools store into it.
+
+    With ``shared_zpool=N`` each pool has its own (``users`` stays 1). With Y a
+    compressor change makes a new pool (a new pool id: the id in every entry names its
+    compressor, so an entry needs no new bits) that shares the current pool's zpool; the
+    zpool is destroyed with the last pool that uses it. ``name`` is the zpool's own, the
+    name of the pool that created it.
+    """
+
+    __slots__ = ("name", "users", "zpool")
+
+    def __init__(self, name: str, zpool: Zpool) -> None:
+        self.name = name
+        self.zpool = zpool
+        self.users = 1
 
 
 class _Pool:
-    """One compressor + one zpool instance. ``refs`` = entries + 1 while current."""
+    """One compressor + one zpool instance. ``refs`` = entries + 1 while current.
+
+    The zpool instance may be shared with other pools (``share``, ``shared_zpool=Y``):
+    a pool is then one compressor slot of that zpool.
+    """
 
     __slots__ = (
         "_compressor",
@@ -126,13 +156,19 @@ class _Pool:
         "lock",
         "name",
         "refs",
+        "share",
         "zpool",
         "zpool_mod",
         "zpool_type",
     )
 
     def __init__(
-        self, pid: int, comp_mod: LoadedModule, zpool_mod: LoadedModule, pages: PageAllocator
+        self,
+        pid: int,
+        comp_mod: LoadedModule,
+        zpool_mod: LoadedModule,
+        pages: PageAllocator,
+        share: _ZpoolShare | None = None,
     ) -> None:
         self.id = pid
         self.name = f"zswap{next(_pool_ids):x}"
@@ -142,11 +178,17 @@ class _Pool:
         self.zpool_type = zpool_mod.name
         self.core: Any = None  # the native core, which then keeps the references
         self._compressor: Compressor = comp_mod.driver(comp_mod.params)
-        try:
-            self.zpool: Zpool = zpool_mod.driver(self.name, pages, zpool_mod.params)
-        except BaseException:
-            self._compressor.close()
-            raise
+        if share is None:
+            try:
+                share = _ZpoolShare(self.name, zpool_mod.driver(self.name, pages, zpool_mod.params))
+            except BaseException:
+                self._compressor.close()
+                raise
+        else:
+            with _share_lock:
+                share.users += 1
+        self.share = share
+        self.zpool: Zpool = share.zpool
         self.refs = 1  # the "current" reference (Python backend; else in core)
         self.dead = False
         self.lock = threading.Lock()
@@ -168,12 +210,17 @@ class _Pool:
 
         Both are called whatever the other does: a plugin's failing cleanup is its own
         problem, and must neither stop the other's nor reach the caller (a parameter
-        write that took effect, a load that delivered its page, a finalizer).
+        write that took effect, a load that delivered its page, a finalizer). A shared
+        zpool is destroyed only by the last pool that uses it.
         """
-        for what, cleanup in (
-            (f"zpool {self.zpool_type!r} destroy()", self.zpool.destroy),
-            (f"compressor {self.compressor_name!r} close()", self.compressor.close),
-        ):
+        with _share_lock:
+            self.share.users -= 1
+            last = self.share.users == 0
+        cleanups: list[tuple[str, Callable[[], object]]] = []
+        if last:
+            cleanups.append((f"zpool {self.zpool_type!r} destroy()", self.zpool.destroy))
+        cleanups.append((f"compressor {self.compressor_name!r} close()", self.compressor.close))
+        for what, cleanup in cleanups:
             try:
                 cleanup()
             except Exception as exc:
@@ -204,10 +251,18 @@ class _Pool:
 
 
 class PoolInfo(Record):
-    """A snapshot of one pool for ``z.pools``."""
+    """A snapshot of one pool for ``z.pools``: one compressor and one zpool instance.
 
-    __slots__ = ("compressor", "current", "name", "nr_entries", "total_size", "zpool")
-    _fields = ("name", "compressor", "zpool", "nr_entries", "total_size", "current")
+    ``shared`` names the zpool instance (the pool that created it): a pool's own name,
+    or, with ``shared_zpool=Y``, an older pool's whose zpool it shares. Pools with one
+    ``shared`` value are the compressors in use in one zpool. ``total_size`` is the
+    zpool's; pools sharing it report it once, on the first of them listed, so the sum
+    over ``z.pools`` stays ``pool_total_size``.
+    """
+
+    __slots__ = ("compressor", "current", "name", "nr_entries", "shared", "total_size", "zpool")
+    _fields = ("name", "compressor", "zpool", "nr_entries", "total_size", "current", "shared")
+    _defaults: ClassVar[dict[str, Any]] = {"shared": ""}
     _frozen = True
     name: str
     compressor: str
@@ -215,6 +270,7 @@ class PoolInfo(Record):
     nr_entries: int
     total_size: int
     current: bool
+    shared: str
 
 
 # ---------------------------------------------------------------------------------------
@@ -609,7 +665,14 @@ class Zswap:
             raise ParamError(errno.ENOENT, f"{kind} {value!r} not available{why}")
         comp = value if kind == "compressor" else params["compressor"]
         zp = value if kind == "zpool" else params["zpool"]
-        pool = self._pool_find_get(comp, zp)
+        # shared_zpool=Y: a new compressor goes into the current pool's zpool.
+        share = None
+        if kind == "compressor" and params["shared_zpool"]:
+            with self._pools_lock:
+                if self._current is not None and not self._current.dead:
+                    share = self._current.share
+                    zp = self._current.zpool_type
+        pool = self._pool_find_get(comp, zp, share)
         if pool is None:
             other_kind = "zpool" if kind == "compressor" else "compressor"
             other = self.registry.request(other_kind, zp if kind == "compressor" else comp)  # type: ignore[arg-type]
@@ -621,7 +684,7 @@ class Zswap:
                     return
                 raise ParamError(errno.EINVAL, f"can't create a pool for {comp}/{zp}")
             try:
-                pool = self._pool_create(comp, zp)
+                pool = self._pool_create(comp, zp, share)
             except Exception as exc:
                 raise ParamError(
                     errno.EINVAL, f"can't create a pool for {comp}/{zp}: {exc}"
@@ -663,7 +726,8 @@ class Zswap:
     # ---------------------------------------------------------------------------------
     # 2. pools
     # ---------------------------------------------------------------------------------
-    def _pool_create(self, compressor: str, zpool: str) -> _Pool:
+    def _pool_create(self, compressor: str, zpool: str, share: _ZpoolShare | None = None) -> _Pool:
+        """A new pool, current reference held; ``share``: the zpool to store into."""
         comp_mod = self.registry.require("compressor", compressor)
         zpool_mod = self.registry.require("zpool", zpool)
         with self._pools_lock:
@@ -671,7 +735,9 @@ class Zswap:
                 pid = self._by_id.index(None, 1)
             except ValueError:
                 raise ZswapError("too many live pools (255)") from None
-            pool = _Pool(pid, comp_mod, zpool_mod, self.pages)
+            if share is not None and share.users <= 0:
+                share = None  # its last pool went meanwhile: a zpool of its own
+            pool = _Pool(pid, comp_mod, zpool_mod, self.pages, share)
             if self._core is not None:
                 try:
                     self._core.pool_add(pid, pool, pool.compressor, pool.zpool)
@@ -682,18 +748,35 @@ class Zswap:
             self._by_id[pid] = pool
             comp_mod.use_count += 1
             zpool_mod.use_count += 1
-        log.info("zswap: %s created using %s/%s", pool.name, compressor, zpool)
+        if pool.share.name == pool.name:
+            log.info("zswap: %s created using %s/%s", pool.name, compressor, zpool)
+        else:
+            log.info(
+                "zswap: %s created using %s in %s's %s",
+                pool.name,
+                compressor,
+                pool.share.name,
+                zpool,
+            )
         if _hooks.STATE.active:
-            _hooks.call("zswap_pool_created", zswap=self, pool=self._info(pool))
+            info = self._info(pool)
+            _hooks.call("zswap_compressor_created", zswap=self, pool=info)
+            _hooks.call("zswap_pool_created", zswap=self, pool=info)
         return pool
 
-    def _pool_find_get(self, compressor: str, zpool: str) -> _Pool | None:
-        """A live pool of this combination, with a reference taken; removed from the list."""
+    def _pool_find_get(
+        self, compressor: str, zpool: str, share: _ZpoolShare | None = None
+    ) -> _Pool | None:
+        """A live pool of this combination, with a reference taken; removed from the list.
+
+        With ``share``, only a pool storing into that zpool instance.
+        """
         with self._pools_lock:
             for pool in self._pools:
                 if (
                     pool.compressor_name == compressor
                     and pool.zpool_type == zpool
+                    and (share is None or pool.share is share)
                     and pool is not self._current
                     and pool.tryget()
                 ):
@@ -741,11 +824,12 @@ class Zswap:
         log.info("zswap: %s destroyed", pool.name)
         if _hooks.STATE.active:
             _hooks.call("zswap_pool_destroyed", zswap=self, pool=info)
+            _hooks.call("zswap_compressor_destroyed", zswap=self, pool=info)
 
-    def _info(self, pool: _Pool) -> PoolInfo:
+    def _info(self, pool: _Pool, with_size: bool = True) -> PoolInfo:
         cur = pool is self._current
         size = 0
-        if not pool.dead:
+        if not pool.dead and with_size:
             try:
                 size = pool.zpool.total_size()
             except Exception as exc:  # a report must not fail (nor leak the pool it names)
@@ -757,14 +841,23 @@ class Zswap:
             max(0, pool.nr_refs() - (1 if cur else 0)),
             size,
             cur,
+            pool.share.name,
         )
 
     @property
     def pools(self) -> list[PoolInfo]:
-        """Every live pool, current first: name, compressor, zpool, nr_entries, total_size."""
+        """Every live pool, current first: name, compressor, zpool, nr_entries, total_size,
+        current, shared (see :class:`PoolInfo`: pools sharing a zpool report its size once).
+        """
         with self._pools_lock:
-            live = list(self._pools)
-        return [self._info(p) for p in live if not p.dead]
+            live = [p for p in self._pools if not p.dead]
+        seen: set[int] = set()
+        out = []
+        for p in live:
+            first = id(p.share) not in seen
+            seen.add(id(p.share))
+            out.append(self._info(p, with_size=first))
+        return out
 
     # ---------------------------------------------------------------------------------
     # 4. store / load / invalidate (the frontswap interface)
@@ -1621,7 +1714,7 @@ class Zswap:
             return {}
         out = {f"core.{k}": int(v) for k, v in self._core.native_memory().items()}
         with self._pools_lock:
-            pools = [p for p in self._pools if not p.dead]
+            pools = _one_per_zpool(p for p in self._pools if not p.dead)
         for pool in pools:
             report = getattr(pool.zpool, "native_memory", None)
             if report is None:
@@ -1726,7 +1819,9 @@ class Zswap:
     def zpool_stats(self) -> list[dict[str, Any]]:
         """Each live pool's allocator statistics, current first.
 
-        ``{"name", "compressor", "zpool", "stats"}``; ``stats`` is the allocator's own
+        ``{"name", "compressor", "zpool", "shared", "stats"}`` (``shared``: the zpool
+        instance's name, see :class:`PoolInfo`; pools sharing one report the same
+        ``stats``); ``stats`` is the allocator's own
         (zsmalloc: the per-class table of ``/sys/kernel/debug/zsmalloc/<pool>/classes``).
         A plugin whose ``stats()`` raises gets ``{"error": ...}`` instead.
         """
@@ -1743,6 +1838,7 @@ class Zswap:
                     "name": pool.name,
                     "compressor": pool.compressor_name,
                     "zpool": pool.zpool_type,
+                    "shared": pool.share.name,
                     "stats": st,
                 }
             )
@@ -1751,7 +1847,7 @@ class Zswap:
     def compact(self) -> int:
         """Compact every pool whose allocator can; returns pages freed."""
         with self._pools_lock:
-            pools = [p for p in self._pools if not p.dead]
+            pools = _one_per_zpool(p for p in self._pools if not p.dead)
         freed = 0
         for pool in pools:
             if pool.zpool.can_compact and pool.tryget():
@@ -1943,6 +2039,17 @@ def _shrink_worker(ref: weakref.ref[Zswap], wake: threading.Event) -> None:
             except Exception:  # the worker must survive anything a plugin throws
                 log.exception("zswap: shrink worker failed")
         del z
+
+
+def _one_per_zpool(pools: Iterator[_Pool]) -> list[_Pool]:
+    """The first of each group of pools sharing one zpool instance."""
+    seen: set[int] = set()
+    out = []
+    for pool in pools:
+        if id(pool.share) not in seen:
+            seen.add(id(pool.share))
+            out.append(pool)
+    return out
 
 
 def _release_pools(pools: list[_Pool]) -> None:
