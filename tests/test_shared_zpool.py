@@ -272,3 +272,52 @@ def test_metadata_per_page_is_unchanged(zswap_backend: str) -> None:
     if zswap_backend == "native":
         core, n, _ = figures[True]
         assert core and sum(core.values()) // n < 100
+
+
+def test_switches_under_threads_lose_no_page(zswap_backend: str) -> None:
+    """Stores and loads on four threads while another flips shared_zpool and compressor."""
+    import threading
+
+    z = Zswap(compressor="lz4", zpool="zsmalloc", ram_bytes=1 << 30)
+    for t in range(4):
+        z.init(t)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def switcher() -> None:
+        i = 0
+        while not stop.is_set():
+            z.params["shared_zpool"] = i % 3 != 0
+            z.params["compressor"] = COMPRESSORS[i % len(COMPRESSORS)]
+            i += 1
+
+    def worker(t: int) -> None:
+        try:
+            kept: dict[int, bytes] = {}
+            for i in range(600):
+                page = PAGES[(i * 7 + t) % len(PAGES)]
+                if z.store(t, i % 150, page):
+                    kept[i % 150] = page
+                else:
+                    kept.pop(i % 150, None)
+                if i % 3 == 0:
+                    off = (i * 13) % 150
+                    assert z.load(t, off) == kept.get(off)
+            for off, page in kept.items():
+                assert z.load(t, off) == page
+        except BaseException as exc:
+            errors.append(exc)
+
+    sw = threading.Thread(target=switcher)
+    workers = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    sw.start()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    stop.set()
+    sw.join()
+    assert not errors, errors[0]
+    _check_sizes(z)
+    z.close()
+    assert z.pages.nr_pages == 0

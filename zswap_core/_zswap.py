@@ -178,15 +178,18 @@ class _Pool:
         self.zpool_type = zpool_mod.name
         self.core: Any = None  # the native core, which then keeps the references
         self._compressor: Compressor = comp_mod.driver(comp_mod.params)
+        if share is not None:
+            with _share_lock:  # its last pool may be going (close()): then a zpool of our own
+                if share.users > 0:
+                    share.users += 1
+                else:
+                    share = None
         if share is None:
             try:
                 share = _ZpoolShare(self.name, zpool_mod.driver(self.name, pages, zpool_mod.params))
             except BaseException:
                 self._compressor.close()
                 raise
-        else:
-            with _share_lock:
-                share.users += 1
         self.share = share
         self.zpool: Zpool = share.zpool
         self.refs = 1  # the "current" reference (Python backend; else in core)
@@ -735,8 +738,6 @@ class Zswap:
                 pid = self._by_id.index(None, 1)
             except ValueError:
                 raise ZswapError("too many live pools (255)") from None
-            if share is not None and share.users <= 0:
-                share = None  # its last pool went meanwhile: a zpool of its own
             pool = _Pool(pid, comp_mod, zpool_mod, self.pages, share)
             if self._core is not None:
                 try:
