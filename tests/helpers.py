@@ -89,6 +89,8 @@ def mixed_pages(n: int, page_size: int = 4096, seed: int = 0) -> list[bytes]:
 HOOKS = (
     "zswap_pool_created",
     "zswap_pool_destroyed",
+    "zswap_compressor_created",
+    "zswap_compressor_destroyed",
     "zswap_param_changed",
     "zswap_store",
     "zswap_load",
@@ -110,6 +112,14 @@ class EveryHook:
     @hookimpl
     def zswap_pool_destroyed(self, zswap: object, pool: object) -> None:
         self.hit("zswap_pool_destroyed")
+
+    @hookimpl
+    def zswap_compressor_created(self, zswap: object, pool: object) -> None:
+        self.hit("zswap_compressor_created")
+
+    @hookimpl
+    def zswap_compressor_destroyed(self, zswap: object, pool: object) -> None:
+        self.hit("zswap_compressor_destroyed")
 
     @hookimpl
     def zswap_param_changed(self, module: str, name: str, old: object, new: object) -> None:
