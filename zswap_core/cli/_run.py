@@ -314,19 +314,30 @@ class Simulation:
 
 
 def pool_rows(z: Zswap) -> list[dict[str, Any]]:
+    """One row per pool. Pools that share a zpool instance (``shared_zpool=Y``) name it
+    in ``zpool_instance``; its size is on the first of them, and their pool density is
+    that of the zpool they share: all their entries over its pages."""
+    pools = z.pools
+    entries: dict[str, int] = {}
+    pages: dict[str, int] = {}
+    for p in pools:
+        key = p.shared or p.name
+        entries[key] = entries.get(key, 0) + p.nr_entries
+        pages[key] = pages.get(key, 0) + p.total_size // z.page_size
     rows = []
-    for p in z.pools:
-        pool_pages = p.total_size // z.page_size
+    for p in pools:
+        key = p.shared or p.name
         rows.append(
             {
                 "name": p.name,
                 "compressor": p.compressor,
                 "zpool": p.zpool,
+                "zpool_instance": key,
                 "current": p.current,
                 "entries": p.nr_entries,
                 "size": p.total_size,
-                "pages": pool_pages,
-                "pool_density": round(p.nr_entries / pool_pages, 3) if pool_pages else None,
+                "pages": p.total_size // z.page_size,
+                "pool_density": round(entries[key] / pages[key], 3) if pages[key] else None,
             }
         )
     return rows
@@ -700,13 +711,26 @@ def print_run_report(r: dict[str, Any]) -> None:
     section("/proc/vmstat")
     name_value(r["vmstat"].items(), "  ")
     section("pools")
+    # The zpool instance only when pools share one (shared_zpool=Y): then the size is on
+    # the first of them and the density is the shared zpool's.
+    shared = any(p["zpool_instance"] != p["name"] for p in r["pools"])
     table(
-        ["name", "compressor", "zpool", "entries", "size", "pool_density", ""],
+        [
+            "name",
+            "compressor",
+            "zpool",
+            *(["zpool_instance"] if shared else []),
+            "entries",
+            "size",
+            "pool_density",
+            "",
+        ],
         [
             [
                 p["name"],
                 p["compressor"],
                 p["zpool"],
+                *([p["zpool_instance"]] if shared else []),
                 p["entries"],
                 p["size"],
                 p["pool_density"],
