@@ -16,15 +16,13 @@ that while compressed and decompressed copies exist).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import sys
 import threading
 import traceback
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,21 +241,6 @@ def _assemble(
 
 # -- worker processes ----------------------------------------------------------------------
 
-_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@contextlib.contextmanager
-def _signals_blocked() -> Iterator[None]:
-    """Block the ending signals while a worker starts (it unblocks them once ignored)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
 
 def _parallel(
     targets: Sequence[Any],
@@ -295,7 +278,7 @@ def _parallel(
                     name="zswap-advise",
                     daemon=True,
                 )
-                with _signals_blocked():
+                with _signals.blocked_while_starting():
                     proc.start()
                 there.close()
                 procs.append((proc, here))
@@ -341,12 +324,9 @@ def _died(proc: Any) -> Exception:
 
 def _worker(conn: Any, targets: list[Any], compressors: list[str], parent: int) -> None:
     """Measure batches from ``conn`` until None (or the parent is gone)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent takes Ctrl-C and ends us
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
-    _end_with_parent(parent)
+    from zswap_core.cli import _signals
+
+    _signals.worker_setup(parent)
     codecs = Codecs(compressors)
     try:
         while True:
@@ -365,18 +345,3 @@ def _worker(conn: Any, targets: list[Any], compressors: list[str], parent: int) 
             conn.send(reply)
     finally:
         codecs.close()
-
-
-def _end_with_parent(parent: int) -> None:
-    """Have the kernel send SIGTERM when the parent dies (Linux), so no worker outlives it."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:
-        os._exit(1)

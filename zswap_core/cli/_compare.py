@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import statistics
-import sys
 import threading
 import time
 import traceback
@@ -357,7 +356,7 @@ def _run_parallel(
                     name="zswap-compare",
                     daemon=True,
                 )
-                with _signals_blocked():  # the worker unblocks them once it ignores them
+                with _signals.blocked_while_starting():
                     proc.start()
                 there.close()
                 procs.append((proc, here))
@@ -394,26 +393,6 @@ def _run_parallel(
             conn.close()
 
 
-_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@contextlib.contextmanager
-def _signals_blocked() -> Iterator[None]:
-    """Block the signals that end a command while a worker starts.
-
-    The worker inherits the mask (through exec too) and unblocks them once it ignores
-    them, so none can reach it before: a fork would otherwise run this process's handler.
-    """
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def _died(proc: Any, task: Task) -> CliError:
     proc.join()
     code = proc.exitcode
@@ -423,14 +402,7 @@ def _died(proc: Any, task: Task) -> CliError:
 
 def _worker(conn: Any, pages: list[bytes], repeats: int, parent: int) -> None:
     """A worker: run tasks from ``conn`` until None (or the parent is gone)."""
-    # The parent takes Ctrl-C (the terminal sends it to the whole group) and hang-ups,
-    # and ends the workers itself; SIGTERM (its terminate()) ends a worker at once.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
-    _end_with_parent(parent)
+    _signals.worker_setup(parent)
     while True:
         try:
             task = conn.recv()
@@ -448,22 +420,6 @@ def _worker(conn: Any, pages: list[bytes], repeats: int, parent: int) -> None:
         except Exception as exc:  # an exception that cannot be pickled
             text = f"{type(reply[1]).__name__}: {reply[1]}"
             conn.send(("error", RuntimeError(f"{text} (and sending it failed: {exc})")))
-
-
-def _end_with_parent(parent: int) -> None:
-    """Have the kernel send SIGTERM when the parent dies (Linux), so no worker outlives it."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it died before the request took effect
-        os._exit(1)
 
 
 EXAMPLES = """

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +26,17 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-__all__ = ["TERM_GRACE_S", "Terminated", "at_safe_points", "end_workers", "installed", "poll"]
+__all__ = [
+    "TERM_GRACE_S",
+    "WORKER_HELD",
+    "Terminated",
+    "at_safe_points",
+    "blocked_while_starting",
+    "end_workers",
+    "installed",
+    "poll",
+    "worker_setup",
+]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -138,3 +149,50 @@ def end_workers(procs: Iterable[Any]) -> None:
         if proc.is_alive():
             proc.kill()
             proc.join()
+
+
+# -- worker processes (zswap compare, zswap advise) ----------------------------------
+
+#: The signals that end a command; a worker holds them blocked until it has set its own.
+WORKER_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def blocked_while_starting() -> Iterator[None]:
+    """Block the ending signals while a worker starts.
+
+    The worker inherits the mask (through exec too) and unblocks them in
+    :func:`worker_setup`, once it has its own handlers: a fork would otherwise run this
+    process's handler.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def worker_setup(parent: int) -> None:
+    """A worker's signals: the parent takes Ctrl-C (the terminal sends it to the whole
+    group) and hang-ups and ends the workers itself; SIGTERM (its terminate()) ends a
+    worker at once; and the kernel sends SIGTERM if the parent dies (Linux)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_HELD)
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
