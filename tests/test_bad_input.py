@@ -682,6 +682,64 @@ def test_use_after_swapoff_and_close(tmp_path: Path) -> None:
     assert z.pages.nr_pages == 0
 
 
+def test_groups_with_bad_names_parents_and_values(world: World, tmp_path: Path) -> None:
+    """Groups: bad names, parents, files and values are refused and change nothing
+    (the snapshot includes every group's files); a store or swap-out with something
+    that is not a group of this Zswap stores nothing."""
+    z, s = world.z, world.s
+    g = z.group("g")
+    g.write("memory.zswap.max", "64K")
+
+    def groups() -> dict[str, str]:
+        return {
+            p: grp.read("memory.stat") + grp.read("memory.zswap.max") for p, grp in z.groups.items()
+        }
+
+    before = groups()
+    for name in ("", "a/b", "a:b", " ", "x" * 65, "\0", None, 7, b"g", "g"):
+        err = errno.EEXIST if name == "g" else errno.EINVAL
+        refused(world, "group name", lambda n=name: z.group(n), ParamError, err=err)  # type: ignore[arg-type]
+    for parent, exc in (("nope", ParamError), (3, TypeError), (object(), TypeError)):
+        refused(world, "group parent", lambda p=parent: z.group("x", parent=p), exc)  # type: ignore[arg-type]
+    other = Zswap(compressor="lz4", zpool="zbud", ram_bytes=1 << 30)
+    try:
+        foreign = other.group("f")
+        refused(world, "group parent", lambda: z.group("x", parent=foreign), ValueError)
+        for bad, exc in (
+            (foreign, ValueError),
+            ("g", TypeError),
+            (1, TypeError),
+            (g.path, TypeError),
+        ):
+            refused(
+                world,
+                "store group",
+                lambda b=bad: z.store(world.direct, 9, b"q" * PS, group=b),
+                exc,
+            )  # type: ignore[arg-type]
+            refused(world, "swap_out group", lambda b=bad: s.swap_out(b"q" * PS, group=b), exc)  # type: ignore[arg-type]
+    finally:
+        other.close()
+    for file, value, err in (
+        ("memory.zswap.max", "-1", errno.EINVAL),
+        ("memory.zswap.max", "1.5M", errno.EINVAL),
+        ("memory.zswap.max", "10X", errno.EINVAL),
+        ("memory.zswap.max", None, errno.EINVAL),
+        ("memory.zswap.max", 2.0, errno.EINVAL),
+        ("memory.zswap.max", True, errno.EINVAL),
+        ("memory.zswap.writeback", "on", errno.EINVAL),
+        ("memory.zswap.writeback", 0.5, errno.EINVAL),
+        ("memory.zswap.current", "0", errno.EACCES),
+        ("memory.stat", "", errno.EACCES),
+        ("memory.max", "1M", errno.ENOENT),
+        ("cgroup.procs", "1", errno.ENOENT),
+    ):
+        refused(world, "group file", lambda f=file, v=value: g.write(f, v), ParamError, err=err)
+    refused(world, "group file", lambda: g.read("memory.zswap.min"), ParamError, err=errno.ENOENT)
+    assert groups() == before
+    world.check_data()
+
+
 def test_the_snapshot_notices_a_change(world: World) -> None:
     """The harness is not vacuous: a call that changes something and then raises fails."""
 
@@ -737,6 +795,7 @@ def test_public_api_has_no_unexpected_entry_points() -> None:
         "PoolInfo",
         "PluginInfo",
         "get_include",
+        "Group",  # made by Zswap.group: test_groups_with_bad_names_parents_and_values
     }
     public = {
         n

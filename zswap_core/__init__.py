@@ -15,10 +15,12 @@ from ._errors import (
     DuplicatePluginError,
     ParamError,
     PluginError,
+    WritebackDisabledError,
     ZpoolError,
     ZswapError,
 )
 from ._hooks import hookimpl, register_observer, unregister_observer
+from ._memcg import Group
 from ._page_alloc import PageAllocator
 from ._params import ModuleParams, Param, parse_cmdline, parse_modprobe
 from ._registry import (
@@ -44,6 +46,7 @@ __all__ = [
     "Compressor",
     "DecompressError",
     "DuplicatePluginError",
+    "Group",
     "MapMode",
     "ModuleParams",
     "PageAllocator",
@@ -53,6 +56,7 @@ __all__ = [
     "PluginInfo",
     "PoolInfo",
     "Registry",
+    "WritebackDisabledError",
     "Zpool",
     "ZpoolError",
     "Zswap",

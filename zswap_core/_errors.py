@@ -7,6 +7,7 @@ ZswapError
  |    +-- ApiVersionError
  +-- ZpoolError (also OSError: ENOSPC too big, EINVAL bad size/handle, ENOMEM no pages)
  +-- CompressError / DecompressError
+ +-- WritebackDisabledError (also OSError, EAGAIN: a page its group keeps out of the file)
 """
 
 from __future__ import annotations
@@ -93,3 +94,13 @@ class CompressError(ZswapError):
 
 class DecompressError(ZswapError):
     """Stored data did not decompress to exactly one page: never returned as data."""
+
+
+class WritebackDisabledError(ZswapError, OSError):
+    """:meth:`Swap.swap_out <zswap_core.swap.Swap.swap_out>`: zswap refused the page and
+    its group has ``memory.zswap.writeback=0``, so it is not written to the swap file
+    either. The page stays in memory (the kernel keeps the folio active); nothing
+    changed. ``errno`` is ``EAGAIN``."""
+
+    def __str__(self) -> str:
+        return f"[{_errno.errorcode.get(self.errno or 0, self.errno)}] {self.strerror}"

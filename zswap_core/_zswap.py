@@ -31,6 +31,16 @@ from collections.abc import Callable, Iterator, Mapping
 from . import _backend, _hooks
 from ._errors import CompressError, DecompressError, ParamError, ZpoolError, ZswapError
 from ._log import log
+from ._memcg import (
+    MAX_GROUPS,
+    ZSWPIN,
+    ZSWPWB,
+    Group,
+    MemcgOps,
+    MemcgTable,
+    NativeMemcg,
+    check_name,
+)
 from ._page_alloc import PageAllocator
 from ._params import ModuleParams, Param, parse_cmdline
 from ._records import Record
@@ -306,6 +316,7 @@ _CRC_VALID = 1 << 32
 _COUNT = _CHUNK
 _ZERO_CHUNK = array("Q", bytes(8 * (_CHUNK + 1)))
 _ZERO_STAMPS = array("Q", bytes(8 * _CHUNK))
+_ZERO_GIDS = array("H", bytes(2 * _CHUNK))
 
 
 class _Lru:
@@ -339,6 +350,8 @@ class _Tree:
         "dead",
         "lock",
         "lru",
+        "memcg",
+        "memcgs",
         "nr_protected",
         "nr_same",
         "nr_stored",
@@ -346,15 +359,22 @@ class _Tree:
         "type",
     )
 
-    def __init__(self, type: int = 0) -> None:
+    def __init__(self, type: int = 0, memcg: MemcgTable | None = None) -> None:
         self.type = type
-        self.lru: dict[int, _Lru] = {}  # pool id -> its entries of this tree, oldest first
+        # LRU key (pool id | group id << 8) -> those entries of this tree, oldest first:
+        # a group's limit writes back its own entries, and a group whose writeback is
+        # disabled is skipped without a scan.
+        self.lru: dict[int, _Lru] = {}
+        self.memcg = memcg if memcg is not None else MemcgTable()
         # Protects everything below and the entries' contents: the trees are the only
         # place an entry lives, so whoever takes one out of here owns it.
         self.lock = threading.Lock()
         self.chunks: dict[int, array[int]] = {}
         self.stamps: dict[int, array[int]] = {}
         self.crcs: dict[int, array[int]] = {}
+        # Chunk index -> the group id of each slot ('H'), made when the first entry of a
+        # group lands in the chunk: entries without a group cost nothing more.
+        self.memcgs: dict[int, array[int]] = {}
         self.nr_stored = 0
         self.nr_same = 0
         # The shrinker's protected size (the kernel's per-lruvec nr_zswap_protected):
@@ -377,6 +397,26 @@ class _Tree:
             crcs = self.crcs[ci] = array("Q", _ZERO_STAMPS)
         crcs[i] = crc
 
+    def gid(self, ci: int, i: int) -> int:
+        """The group id of slot (ci, i), 0 for none; lock held."""
+        m = self.memcgs.get(ci) if self.memcgs else None
+        return m[i] if m is not None else 0
+
+    def set_gid(self, ci: int, i: int, gid: int) -> None:
+        m = self.memcgs.get(ci)
+        if m is None:
+            if not gid:
+                return
+            m = self.memcgs[ci] = array("H", _ZERO_GIDS)
+        m[i] = gid
+
+    def uncharge(self, ci: int, i: int, packed: int) -> None:
+        """The entry in slot (ci, i) leaves: its group is charged no more; lock held."""
+        m = self.memcgs.get(ci) if self.memcgs else None
+        if m is not None and m[i]:
+            self.memcg.uncharge(m[i], (packed >> _LEN_SHIFT) & _LEN_MASK, bool(packed & _SAME))
+            m[i] = 0
+
     def clear(self, ci: int, i: int, packed: int) -> None:
         """Take the present entry ``packed`` out of slot (ci, i); lock held.
 
@@ -385,6 +425,8 @@ class _Tree:
         """
         chunk = self.chunks[ci]
         chunk[i] = 0
+        if self.memcgs:
+            self.uncharge(ci, i, packed)
         n = chunk[_COUNT] - 1
         if n:
             chunk[_COUNT] = n
@@ -393,52 +435,68 @@ class _Tree:
             del self.chunks[ci]
             del self.stamps[ci]
             self.crcs.pop(ci, None)
+            self.memcgs.pop(ci, None)
         self.nr_stored -= 1
         if packed & _SAME:
             self.nr_same -= 1
         if not self.nr_stored:
             self.lru.clear()
 
-    def lru_push(self, pid: int, offset: int, stamp: int) -> None:
-        """Record that (offset, stamp) of pool ``pid`` is now the youngest; lock held."""
-        lru = self.lru.get(pid)
+    def lru_push(self, key: int, offset: int, stamp: int) -> None:
+        """Record that (offset, stamp) of LRU ``key`` is now the youngest; lock held."""
+        lru = self.lru.get(key)
         if lru is None:
-            lru = self.lru[pid] = _Lru()
+            lru = self.lru[key] = _Lru()
         lru.offsets.append(offset)
         lru.stamps.append(stamp)
         if len(lru.offsets) - lru.head > 4 * self.nr_stored + 4096:
-            self.lru_trim(pid, lru)
+            self.lru_trim(key, lru)
 
-    def lru_trim(self, pid: int, lru: _Lru) -> None:
+    def lru_requeue(self, offset: int, pid: int) -> None:
+        """Queue the entry at ``offset``, if it is still a pool-``pid`` entry, at the
+        young end of its LRU with the stamp it has now; lock held."""
+        ci = offset >> _CHUNK_SHIFT
+        chunk = self.chunks.get(ci)
+        if chunk is None:
+            return
+        i = offset & _CHUNK_MASK
+        e = chunk[i]
+        if e and not e & _SAME and ((e >> _POOL_SHIFT) & 0xFF) == pid:
+            self.lru_push(pid | self.gid(ci, i) << 8, offset, self.stamps[ci][i])
+
+    def lru_trim(self, key: int, lru: _Lru) -> None:
         """Drop records of entries that are gone and repeats (lock held)."""
         offs: array[int] = array("Q")
         stamps: array[int] = array("Q")
         seen: set[int] = set()
         for k in range(lru.head, len(lru.offsets)):
             off = lru.offsets[k]
-            cur = self.pooled_stamp(off, pid)
+            cur = self.pooled_stamp(off, key)
             if cur is not None and off not in seen:
                 seen.add(off)
                 offs.append(off)
                 stamps.append(cur)
         lru.offsets, lru.stamps, lru.head = offs, stamps, 0
 
-    def pooled_stamp(self, offset: int, pid: int) -> int | None:
-        """The stamp of the entry at ``offset`` if it is a pool-``pid`` entry, else None."""
+    def pooled_stamp(self, offset: int, key: int) -> int | None:
+        """The stamp of the entry at ``offset`` if it belongs to LRU ``key`` (its pool
+        and its group), else None."""
         ci = offset >> _CHUNK_SHIFT
         chunk = self.chunks.get(ci)
         if chunk is None:
             return None
         i = offset & _CHUNK_MASK
         e = chunk[i]
-        if not e or e & _SAME or ((e >> _POOL_SHIFT) & 0xFF) != pid:
+        if not e or e & _SAME or ((e >> _POOL_SHIFT) & 0xFF) != key & 0xFF:
+            return None
+        if (key >> 8) != (self.gid(ci, i) if self.memcgs else 0):
             return None
         return self.stamps[ci][i]
 
-    def lru_peek(self, pid: int) -> tuple[int, int] | None:
-        """(stamp, offset) of the oldest entry of pool ``pid`` not loaded since it was
+    def lru_peek(self, key: int) -> tuple[int, int] | None:
+        """(stamp, offset) of the oldest entry of LRU ``key`` not loaded since it was
         queued; entries loaded since get their second chance. Lock held."""
-        lru = self.lru.get(pid)
+        lru = self.lru.get(key)
         if lru is None:
             return None
         offs = lru.offsets
@@ -446,7 +504,7 @@ class _Tree:
         head = lru.head
         while head < len(offs):
             off = offs[head]
-            cur = self.pooled_stamp(off, pid)
+            cur = self.pooled_stamp(off, key)
             if cur is not None:
                 if cur == stamps[head]:
                     lru.head = head
@@ -454,7 +512,7 @@ class _Tree:
                 offs.append(off)  # loaded since queued: to the young end
                 stamps.append(cur)
             head += 1
-        del self.lru[pid]  # all consumed: start afresh rather than keep dead records
+        del self.lru[key]  # all consumed: start afresh rather than keep dead records
         return None
 
     def entries(self) -> Iterator[tuple[int, int, int]]:
@@ -565,8 +623,18 @@ class Zswap:
         # Native backend: held while writeback has an entry pinned (see
         # _writeback_native); whoever must wait for a pin waits on it.
         self._wb_lock = threading.Lock()
+        # Groups (memory.zswap.*). The Python backend's trees charge _memcg_table; the
+        # native core keeps its own table, and _memcg asks whichever is in use.
+        self._memcg_table = MemcgTable()
+        self._memcg: MemcgOps = self._memcg_table
+        self._groups_lock = threading.Lock()
+        self._groups: dict[str, Group] = {}  # path -> group, in creation order
+        self._group_limits: list[tuple[int, bool]] = [(-1, True)]  # gid -> (max, writeback)
+        self._group_order: list[int] = [0]  # the hierarchy walked from the root
+        self._group_next = 0  # whose turn it is in writeback (see _pop_oldest)
         if self.backend == "native":
             self._bind_native()
+            self._memcg = NativeMemcg(self._core)
         #: The 6.8+ proactive shrinker (``shrinker_enabled``); see :class:`Shrinker`.
         self.shrinker = Shrinker(self)
 
@@ -725,6 +793,96 @@ class Zswap:
                 self._max_pages,
                 self._accept_pages,
             )
+
+    # ---------------------------------------------------------------------------------
+    # 2b. groups (memory.zswap.max / current / writeback, memory.stat)
+    # ---------------------------------------------------------------------------------
+    def group(self, name: str, parent: Group | str | None = None) -> Group:
+        """Make a group: a memory cgroup as zswap sees it, under ``parent`` (a group of
+        this instance or its path; None: the root). It starts as the kernel's do:
+        ``memory.zswap.max`` "max" and ``memory.zswap.writeback`` 1. A name already
+        used under the same parent is a ParamError (EEXIST).
+        """
+        check_name(name)
+        with self._groups_lock:
+            if isinstance(parent, str):
+                found = self._groups.get(parent)
+                if found is None:
+                    raise ParamError(errno.ENOENT, f"no group {parent!r}")
+                parent = found
+            elif parent is not None:
+                self._group_id(parent)
+            path = name if parent is None else f"{parent.path}/{name}"
+            if path in self._groups:
+                raise ParamError(errno.EEXIST, f"group {path!r} exists")
+            gid = len(self._group_limits)
+            if gid > MAX_GROUPS:
+                raise ParamError(errno.ENOSPC, f"too many groups (at most {MAX_GROUPS})")
+            self._memcg.add(gid, 0 if parent is None else parent._gid)
+            group = Group(self, gid, name, parent)
+            self._groups[path] = group
+            self._group_limits.append((-1, True))
+            self._group_order = _preorder(self._groups.values())
+        return group
+
+    @property
+    def groups(self) -> dict[str, Group]:
+        """Every group by its path (``"parent/child"``), in creation order."""
+        with self._groups_lock:
+            return dict(self._groups)
+
+    def _group_id(self, group: object) -> int:
+        if group.__class__ is not Group:
+            raise TypeError(f"group must be a Group (from Zswap.group), got {type(group).__name__}")
+        if group._zswap() is not self:
+            raise ValueError(f"{group!r} belongs to another Zswap")
+        return group._gid
+
+    def _group_set(
+        self, gid: int, *, max_bytes: int | None = None, writeback: bool | None = None
+    ) -> None:
+        with self._groups_lock:
+            old_max, old_wb = self._group_limits[gid]
+            new = (
+                old_max if max_bytes is None else max_bytes,
+                old_wb if writeback is None else writeback,
+            )
+            self._memcg.set(gid, *new)
+            self._group_limits[gid] = new
+
+    def _memcg_reclaim(self, gid: int) -> bool:
+        """A store of group ``gid`` found it (or an ancestor) at its limit: write back
+        the group's own oldest entries until it may store again (the kernel's
+        ``shrink_memcg``; never another group's). True when it may."""
+        memcg = self._memcg
+        if self._writeback_handler is None or not memcg.writeback_enabled(gid):
+            return False
+        failures = 0
+        while not memcg.may_zswap(gid):
+            if self._closed:
+                return False
+            victim = self._pop_oldest_of(gid)
+            if victim is None:
+                return False
+            result = self._writeback_entry(*victim)
+            if result:
+                failures = 0
+            elif result is not None:
+                failures += 1
+                if failures >= 16:
+                    return False
+        return True
+
+    def _no_writeback_entries(self) -> int:
+        """Entries (using pool memory) of groups whose writeback is disabled."""
+        if len(self._group_order) == 1:
+            return 0
+        memcg = self._memcg
+        return sum(
+            memcg.stat(gid)[5]
+            for gid in self._group_order
+            if gid and not memcg.writeback_enabled(gid)
+        )
 
     # ---------------------------------------------------------------------------------
     # 2. pools
@@ -889,15 +1047,19 @@ class Zswap:
         if self._core is not None:
             self._core.init_type(type)
         elif self._trees[type] is None:
-            self._trees[type] = _Tree(type)
+            self._trees[type] = _Tree(type, self._memcg_table)
 
-    def store(self, type: int, offset: int, page: Buffer) -> bool:
+    def store(self, type: int, offset: int, page: Buffer, *, group: Group | None = None) -> bool:
         """Offer one page; True if zswap took it (else it must go to the swap device).
 
-        Order as the kernel: enabled -> pool limit with hysteresis -> same-filled ->
-        compress -> allocate -> copy -> insert (replacing a duplicate) -> stats.
-        A refused store also drops any older copy at this offset, so a later load can
-        never return stale data.
+        Order as the kernel: enabled -> the group's limit -> pool limit with
+        hysteresis -> same-filled -> compress -> allocate -> copy -> insert
+        (replacing a duplicate) -> stats. A refused store also drops any older copy at
+        this offset, so a later load can never return stale data.
+
+        ``group`` (a :class:`Group` of this instance) is charged for the entry; at its
+        ``memory.zswap.max`` the group's own oldest entries are written back first
+        (when its writeback is enabled), and the page is refused if it is still over.
         """
         # This is the product's hot loop: checks are inlined and the common case
         # (bytes page, current pool, allocation succeeds) makes no extra calls.
@@ -912,6 +1074,11 @@ class Zswap:
             raise ValueError(f"page must be {self.page_size} bytes, got {len(page)}")
         if not self._enabled:
             return self._refuse(tree, offset)
+        gid = 0
+        if group is not None:
+            gid = self._group_id(group)
+            if not self._memcg.may_zswap(gid) and not self._memcg_reclaim(gid):
+                return self._refuse(tree, offset)
 
         # pool limit, with hysteresis (the 6.5+ logic: cur >= max is full; full clears
         # only at or below the accept threshold)
@@ -1007,6 +1174,12 @@ class Zswap:
                 else:
                     stamps = tree.stamps[ci]
                 old = chunk[i]
+                if tree.memcgs or gid:  # the old entry's group pays no more; the new one's
+                    if old:
+                        tree.uncharge(ci, i, old)
+                    tree.set_gid(ci, i, gid)
+                    if gid:
+                        tree.memcg.charge(gid, (packed >> _LEN_SHIFT) & _LEN_MASK, same)
                 chunk[i] = packed
                 stamps[i] = stamp
                 if crc or tree.crcs:
@@ -1014,9 +1187,10 @@ class Zswap:
                 if same:
                     tree.nr_same += 1
                 else:
-                    lru = tree.lru.get(pid)
+                    key = pid | gid << 8
+                    lru = tree.lru.get(key)
                     if lru is None or len(lru.offsets) - lru.head > 4 * tree.nr_stored + 4096:
-                        tree.lru_push(pid, offset, stamp)
+                        tree.lru_push(key, offset, stamp)
                     else:
                         lru.offsets.append(offset)
                         lru.stamps.append(stamp)
@@ -1200,10 +1374,7 @@ class Zswap:
                 if error is None and tree.crcs:
                     error = self._verify(tree, ci, i, out)  # type: ignore[arg-type]
                 if error is None:
-                    if excl:
-                        to_free = self._after_load(tree, ci, i, packed, excl)
-                    else:
-                        tree.stamps[ci][i] = next(self._clock)  # young again (see _Lru)
+                    to_free = self._after_load(tree, ci, i, packed, excl)
             finally:
                 tree.lock.release()
             if error is not None:
@@ -1315,7 +1486,12 @@ class Zswap:
 
         A load makes the entry the youngest in the LRU; with ``exclusive_loads`` it
         drops the entry in the same critical section, so a racing store is never lost.
+        The entry's group counts a zswpin.
         """
+        if tree.memcgs:
+            gid = tree.gid(ci, i)
+            if gid:
+                tree.memcg.event(gid, ZSWPIN)
         if excl:
             tree.clear(ci, i, packed)
             return 0 if packed & _SAME else packed
@@ -1340,10 +1516,16 @@ class Zswap:
             if self._trees[type] is tree:
                 self._trees[type] = None
             tree.dead = True
-            removed = [e for _off, e, _st in tree.entries() if not e & _SAME]
+            removed = []
+            for off, e, _st in tree.entries():
+                if tree.memcgs:
+                    tree.uncharge(off >> _CHUNK_SHIFT, off & _CHUNK_MASK, e)
+                if not e & _SAME:
+                    removed.append(e)
             tree.chunks.clear()
             tree.stamps.clear()
             tree.crcs.clear()
+            tree.memcgs.clear()
             tree.lru.clear()
             tree.nr_stored = tree.nr_same = 0
         for packed in removed:
@@ -1441,34 +1623,59 @@ class Zswap:
         return written
 
     def _pop_oldest(self) -> tuple[Any, int, int, int] | None:
-        """The oldest entry of the oldest pool that has any: (tree, offset, entry, stamp).
+        """The next entry to write back: (tree, offset, entry, stamp), or None.
 
-        On the native backend the tree is its type: the core holds the trees.
+        Without groups, the oldest entry of the oldest pool that has any. With groups,
+        the kernel's order since 6.8 (``shrink_worker``): the groups take turns in a
+        walk of the hierarchy from the root (``mem_cgroup_iter``), each giving its
+        oldest entry; a group whose writeback is disabled is passed over. On the native
+        backend the tree is its type: the core holds the trees.
         """
+        order = self._group_order
+        if len(order) == 1:
+            return self._pop_oldest_of(0)
+        memcg = self._memcg
+        n = len(order)
+        start = self._group_next
+        for k in range(n):
+            idx = (start + k) % n
+            gid = order[idx]
+            if gid and (not memcg.stat(gid)[5] or not memcg.writeback_enabled(gid)):
+                continue
+            victim = self._pop_oldest_of(gid)
+            if victim is not None:
+                self._group_next = (idx + 1) % n
+                return victim
+        return None
+
+    def _pop_oldest_of(self, gid: int) -> tuple[Any, int, int, int] | None:
+        """The oldest entry of group ``gid`` (0: entries without a group) in the
+        oldest pool that has one."""
         with self._pools_lock:
             pools = [p for p in reversed(self._pools) if not p.dead]
         for pool in pools:
             if pool.nr_refs() - (1 if pool is self._current else 0) <= 0:
                 continue
             if self._core is not None:
-                victim: tuple[int, int, int, int] | None = self._core.lru_pop(pool.id)
+                victim: tuple[int, int, int, int] | None = self._core.lru_pop(pool.id, gid)
                 if victim is None:
                     continue
                 return victim
             pid = pool.id
+            key = pid | gid << 8
             best: tuple[int, int, _Tree] | None = None
             for tree in self._trees:
-                if tree is None or pid not in tree.lru:
+                if tree is None or key not in tree.lru:
                     continue
                 with tree.lock:
-                    head = tree.lru_peek(pid)
+                    head = tree.lru_peek(key)
                 if head is not None and (best is None or head[0] < best[0]):
                     best = (head[0], head[1], tree)
             if best is None:
                 continue
             stamp, offset, tree = best
             with tree.lock:
-                lru = tree.lru.get(pid)
+                lru = tree.lru.get(key)
                 if (
                     lru is not None
                     and lru.head < len(lru.offsets)
@@ -1499,10 +1706,9 @@ class Zswap:
             if chunk is None or chunk[i] != packed or tree.stamps[ci][i] != stamp:
                 # Gone, replaced or loaded since it was picked. Its record was taken
                 # off the LRU, so one that is still here goes back, at the young end.
-                cur = tree.pooled_stamp(offset, pid)
-                if cur is not None:
-                    tree.lru_push(pid, offset, cur)
+                tree.lru_requeue(offset, pid)
                 return None
+            gid = tree.gid(ci, i) if tree.memcgs else 0
             data, error = self._decompress(self._by_id[pid], packed)
             if error is None and tree.crcs:
                 error = self._verify(tree, ci, i, data)
@@ -1519,9 +1725,11 @@ class Zswap:
                 # rotate to the young end so that others are tried first
                 stamp = next(self._clock)
                 tree.stamps[ci][i] = stamp
-                tree.lru_push(pid, offset, stamp)
+                tree.lru_push(pid | gid << 8, offset, stamp)
                 ok = False
             else:
+                if gid:
+                    tree.memcg.event(gid, ZSWPWB)
                 tree.clear(ci, i, packed)
                 ok = True
         if ok:
@@ -1593,15 +1801,16 @@ class Zswap:
     def _lru_state(self) -> tuple[int, int, int]:
         """(entries on the LRUs, protected size, stored pages that use pool memory)."""
         if self._core is not None:
-            lru, prot = self._core.lru_state()
-            return int(lru), int(prot), int(lru)
-        lru = prot = 0
-        for tree in self._trees:
-            if tree is not None:
-                with tree.lock:
-                    lru += tree.nr_stored - tree.nr_same
-                    prot += tree.nr_protected
-        return lru, prot, lru
+            lru, prot = (int(v) for v in self._core.lru_state())
+        else:
+            lru = prot = 0
+            for tree in self._trees:
+                if tree is not None:
+                    with tree.lock:
+                        lru += tree.nr_stored - tree.nr_same
+                        prot += tree.nr_protected
+        # entries of groups with writeback disabled are not the shrinker's to take
+        return lru - self._no_writeback_entries(), prot, lru
 
     def _rotate(self, tree: Any, offset: int, packed: int, stamp: int) -> None:
         """Clear a referenced entry's bit and put it at the young end of its LRU.
@@ -1619,11 +1828,9 @@ class Zswap:
             chunk = tree.chunks.get(ci)
             if chunk is not None and chunk[i] == packed and tree.stamps[ci][i] == stamp:
                 tree.stamps[ci][i] = stamp & ~1
-                tree.lru_push(pid, offset, stamp & ~1)
+                tree.lru_push(pid | tree.gid(ci, i) << 8, offset, stamp & ~1)
             else:
-                cur = tree.pooled_stamp(offset, pid)
-                if cur is not None:
-                    tree.lru_push(pid, offset, cur)
+                tree.lru_requeue(offset, pid)
 
     # -- the native core's slow paths (called from C with no C lock held) ------------------
     def _native_wake(self) -> None:
@@ -1636,6 +1843,12 @@ class Zswap:
         with self._wb_lock:
             pass
         time.sleep(0)
+
+    def _native_group_id(self, group: object) -> int:
+        return self._group_id(group)
+
+    def _native_memcg_reclaim(self, gid: int) -> None:
+        self._memcg_reclaim(gid)  # the core tests the limit again itself
 
     def _native_pool_empty(self, pid: int) -> None:
         pool = self._by_id[pid]
@@ -2040,6 +2253,22 @@ def _shrink_worker(ref: weakref.ref[Zswap], wake: threading.Event) -> None:
             except Exception:  # the worker must survive anything a plugin throws
                 log.exception("zswap: shrink worker failed")
         del z
+
+
+def _preorder(groups: Iterator[Group] | Any) -> list[int]:
+    """Group ids in a walk of the hierarchy from the root (0), children in creation
+    order: the order in which writeback visits them (``mem_cgroup_iter``)."""
+    children: dict[int, list[int]] = {0: []}
+    for g in groups:
+        children.setdefault(g._gid, [])
+        children.setdefault(0 if g.parent is None else g.parent._gid, []).append(g._gid)
+    out: list[int] = []
+    stack = [0]
+    while stack:
+        gid = stack.pop()
+        out.append(gid)
+        stack.extend(reversed(children.get(gid, [])))
+    return out
 
 
 def _one_per_zpool(pools: Iterator[_Pool]) -> list[_Pool]:

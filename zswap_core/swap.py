@@ -66,9 +66,11 @@ from array import array
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import _swapfile
+from ._errors import WritebackDisabledError
 from ._swapfile import SwapFile, SwapHeader, SwapHeaderError
 
 if TYPE_CHECKING:
+    from ._memcg import Group
     from ._zswap import Zswap
 
 #: What a page may be given as.
@@ -144,6 +146,7 @@ class _SwapInfo:
         "fault_lock",
         "file",
         "free",
+        "groups",
         "inflight",
         "last_page",
         "lock",
@@ -177,6 +180,7 @@ class _SwapInfo:
         self.fail_writes = 0
         self.fail_reads = 0
         self.pinned: dict[int, bytes] = {}
+        self.groups: dict[int, Group] = {}  # slot -> the group its page belongs to
         self.stripes = [threading.Lock() for _ in range(_STRIPES)]
         # Per-slot checksums of the pages in the file (8 bytes a slot, in chunks made
         # at the first page written into them with checksums on; none while off).
@@ -208,6 +212,7 @@ class _SwapInfo:
     # caller holds self.lock
     def release(self, off: int) -> None:
         self.map[off] = _FREE
+        self.groups.pop(off, None)
         self.nr_used -= 1
         self.free.append(off)
 
@@ -623,8 +628,14 @@ class Swap:
         with si.lock:
             si.release(off)
 
-    def swap_out(self, page: PageLike) -> SwapEntry:
+    def swap_out(self, page: PageLike, *, group: Group | None = None) -> SwapEntry:
         """Give ``page`` a slot and store it: zswap if it accepts, else the file.
+
+        ``group`` (a :class:`~zswap_core.Group` of this swap's Zswap) is the memory
+        cgroup the page belongs to: zswap charges it. When zswap refuses the page and
+        the group's ``memory.zswap.writeback`` is 0 (its own or an ancestor's), the
+        page is not written to the file either: :class:`WritebackDisabledError`
+        says it stays in memory (the kernel keeps the folio active).
 
         Raises ``OSError`` (``ENOSPC`` no free slot, ``EIO``...) with nothing changed.
         """
@@ -633,7 +644,7 @@ class Swap:
         try:
             zswap = self.zswap
             try:
-                stored = zswap is not None and zswap.store(si.type, off, data)
+                stored = zswap is not None and zswap.store(si.type, off, data, group=group)
             except BaseException:
                 if zswap is not None:
                     with contextlib.suppress(Exception):  # best effort: drop a partial entry
@@ -642,14 +653,32 @@ class Swap:
             if stored:
                 self._count("zswpout")
             else:
+                if group is not None and not self._may_write(group):
+                    raise WritebackDisabledError(
+                        errno.EAGAIN,
+                        f"zswap refused the page and group {group.path!r} has "
+                        "memory.zswap.writeback=0: it stays in memory",
+                    )
                 self._write(si, off, data)
                 self._count("pswpout")
+            if group is not None:
+                with si.lock:
+                    si.groups[off] = group
         except BaseException:
             self._release(si, off)
             raise
         finally:
             si.exit()
         return SwapEntry(si.type, off)
+
+    def _may_write(self, group: Group | None) -> bool:
+        """May a page of ``group`` that zswap refused go to the swap file? Not when
+        the group's writeback is disabled, unless zswap itself is (the kernel's
+        ``mem_cgroup_zswap_writeback_enabled``)."""
+        zswap = self.zswap
+        if group is None or zswap is None or not zswap._enabled:
+            return True
+        return zswap._memcg.writeback_enabled(zswap._group_id(group))
 
     def swap_in(self, entry: SwapEntry | tuple[int, int]) -> bytes:
         """The page swapped out to ``entry``: from zswap, else from the file.
@@ -709,12 +738,15 @@ class Swap:
         zswap = self.zswap
         assert zswap is not None
         si.pinned[off] = data
+        group = si.groups.get(off)
         try:
-            stored = zswap.store(si.type, off, data)
+            stored = zswap.store(si.type, off, data, group=group)
         except Exception:  # a refusal, whatever the reason: the file is next
             stored = False
         if stored:
             self._count("zswpout")
+        elif not self._may_write(group):
+            return  # its group's writeback is disabled: it stays in memory for its slot
         else:
             try:
                 self._write(si, off, data)
