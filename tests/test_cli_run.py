@@ -223,6 +223,11 @@ def test_help_has_examples() -> None:
         (["--pages", "lots"], ["--pages"]),
         (["--ram", "lots"], ["bad size"]),
         (["--resident", "5000", "--pages", "100"], ["--resident"]),
+        (["--group", "a b"], ["--group 'a b'", "group name"]),
+        (["--group", "web:max=lots"], ["bad size"]),
+        (["--group", "web:limit=1M"], ["NAME[:max=SIZE][:writeback=0|1]"]),
+        (["--group", "web:writeback=2"], ["writeback must be 0 or 1"]),
+        (["--group", "web", "--group", "web"], ["named twice"]),
     ],
 )
 def test_errors_are_one_line(args: list[str], needles: list[str]) -> None:
@@ -603,3 +608,40 @@ def test_pools_sharing_a_zpool_are_shown_as_one_zpool() -> None:
     ).stdout
     assert "zpool_instance" in text
     assert "zpool_instance" not in zswap("run", "--pages", "2048").stdout
+
+
+@pytest.mark.parametrize("backend", ["native", "python"])
+def test_groups_model_a_hosts_cgroups(backend: str) -> None:
+    """--group: pages shared among the leaves, each group's memory.stat in the report.
+    Every store and load is some leaf's, so the leaves' events add up to /proc/vmstat;
+    a parent is the sum of its children; max=0 keeps a group out; writeback=0 writes
+    none of its pages back and keeps refused ones in RAM; the same seed gives the same
+    groups' counters."""
+    args = [
+        *SMALL,
+        "--seed", "5",
+        "--group", "web:max=64K",
+        "--group", "batch:writeback=0",
+        "--group", "sys/a",
+        "--group", "sys/b:max=0",
+    ]  # fmt: skip
+    env = {"ZSWAP_BACKEND": backend}
+    r = run_json(*args, env=env)
+    groups = {g["group"]: g for g in r["groups"]}
+    assert list(groups) == ["web", "batch", "sys", "sys/a", "sys/b"]
+    leaves = [groups[n] for n in ("web", "batch", "sys/a", "sys/b")]
+    vm = r["vmstat"]
+    for key in ("zswpout", "zswpin", "zswpwb"):
+        assert sum(g[key] for g in leaves) == vm[key] > 0, key
+    for key in ("zswap", "zswapped", "zswpin", "zswpout", "zswpwb", "current"):
+        assert groups["sys"][key] == groups["sys/a"][key] + groups["sys/b"][key], key
+    assert groups["sys/b"]["zswpout"] == 0 and groups["sys/b"]["max"] == 0
+    assert groups["batch"]["zswpwb"] == 0 and groups["batch"]["writeback"] == 0
+    assert groups["web"]["max"] == 65536 and groups["web"]["zswpwb"] > 0
+    assert groups["web"]["current"] < 65536 + 4096
+    assert r["final_check_pages"] > 0
+    again = run_json(*args, env=env)
+    assert again["groups"] == r["groups"] and again["vmstat"] == vm
+    human = zswap("run", *args, env=env)
+    assert human.returncode == 0, human.stderr
+    assert "groups (memory.zswap.*, memory.stat)" in human.stdout

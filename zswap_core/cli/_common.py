@@ -334,6 +334,81 @@ def parse_size(text: str, *, minimum: int = 1, maximum: int = MAX_SIZE) -> int:
     return int(value)
 
 
+@dataclasses.dataclass
+class GroupSpec:
+    """``--group PATH[:max=SIZE][:writeback=0|1]``: a memory cgroup to model."""
+
+    path: str
+    max: str = "max"  # as memory.zswap.max takes it
+    writeback: int = 1
+    text: str = ""
+
+
+def parse_group(text: str) -> GroupSpec:
+    """Parse ``--group``; :class:`CliError` naming what is wrong."""
+    from zswap_core._errors import ParamError
+    from zswap_core._memcg import check_name
+
+    path, *fields = text.strip().split(":")
+    spec = GroupSpec(path, text=text.strip())
+    try:
+        for part in path.split("/"):
+            check_name(part)
+    except ParamError as exc:
+        raise CliError(f"--group {text!r}: {exc.strerror}") from None
+    for field_ in fields:
+        key, eq, value = field_.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or key not in ("max", "writeback"):
+            raise CliError(
+                f"--group {text!r}: expected NAME[:max=SIZE][:writeback=0|1], "
+                f"e.g. web:max=64M or batch:writeback=0 (got {field_!r})"
+            )
+        if key == "max":
+            if value != "max":
+                value = str(parse_size(value, minimum=0)) if value != "0" else "0"
+            spec.max = value
+        else:
+            if value not in ("0", "1"):
+                raise CliError(f"--group {text!r}: writeback must be 0 or 1, got {value!r}")
+            spec.writeback = int(value)
+    return spec
+
+
+def make_groups(z: Zswap, specs: Sequence[GroupSpec]) -> list[Any]:
+    """Create the groups of ``specs`` (ancestors not named get the defaults); returns
+    the leaves, where pages live (cgroup v2 keeps processes in leaves only)."""
+    if len({s.path for s in specs}) != len(specs):
+        raise CliError("--group: a group is named twice")
+    made: dict[str, Any] = {}
+    for spec in specs:
+        parts = spec.path.split("/")
+        for depth in range(1, len(parts) + 1):
+            path = "/".join(parts[:depth])
+            if path not in made:
+                parent = made.get("/".join(parts[: depth - 1])) if depth > 1 else None
+                made[path] = z.group(parts[depth - 1], parent=parent)
+        g = made[spec.path]
+        g.write("memory.zswap.max", spec.max)
+        g.write("memory.zswap.writeback", spec.writeback)
+    parents = {g.parent.path for g in made.values() if g.parent is not None}
+    return [g for path, g in made.items() if path not in parents]
+
+
+def group_rows(groups: Iterable[Any]) -> list[dict[str, Any]]:
+    """Each group's files, for a report."""
+    return [
+        {
+            "group": g.path,
+            "max": g.zswap_max,
+            "writeback": int(g.zswap_writeback),
+            "current": g.zswap_current,
+            **g.stat(),
+        }
+        for g in groups
+    ]
+
+
 def _size_text(n: int) -> str:
     """``4096`` -> ``4K``, ``1 << 60`` -> ``1E``: the largest unit that divides ``n``."""
     for unit, factor in reversed(_UNITS.items()):

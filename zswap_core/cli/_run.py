@@ -27,10 +27,13 @@ from ._common import (
     check_plugin,
     echo_json,
     entry_sizes,
+    group_rows,
     human_bytes,
+    make_groups,
     make_zswap,
     metadata_per_entry,
     name_value,
+    parse_group,
     percentile,
     progress,
     saved_figures,
@@ -159,9 +162,9 @@ def instrument(z: Zswap, lat: Latencies) -> None:
     store, load_dirty = z.store, z.load_dirty
     clock = time.perf_counter_ns
 
-    def timed_store(type: int, offset: int, page: Any) -> bool:
+    def timed_store(type: int, offset: int, page: Any, **kw: Any) -> bool:
         t0 = clock()
-        ok = store(type, offset, page)
+        ok = store(type, offset, page, **kw)
         if ok and lat.recording:
             lat.store.append(clock() - t0)
         return ok
@@ -194,6 +197,12 @@ class Simulation:
     that still has its entry (the swap cache) is just dropped. A write gives the page
     new content and frees its old swap entry. Each batch of pages evicted is memory
     pressure of that many pages on the shrinkers (``Swap.reclaim``).
+
+    With ``groups`` (memory cgroups, leaves of the hierarchy), page ``pid`` belongs
+    to ``groups[pid % len(groups)]``: each gets an equal share of hot and cold pages.
+    A page its group keeps out of the swap file (``memory.zswap.writeback=0`` and
+    zswap refused it) stays in RAM at the young end, as the kernel keeps the folio
+    active; RAM then holds more than ``resident`` pages if it must.
     """
 
     def __init__(
@@ -204,8 +213,10 @@ class Simulation:
         pages: int,
         resident: int,
         lat: Latencies,
+        groups: list[Any] | None = None,
     ) -> None:
         self.swap = swap
+        self.groups = groups or []
         self.source = source
         self.nr_pages = pages
         self.resident_max = resident
@@ -218,6 +229,8 @@ class Simulation:
         self.verified = 0
         self.faults = self.first_touch = self.hits = self.writes = 0
         self.evictions = self.clean_drops = 0
+        self.stayed_in_memory = 0
+        self.resident_peak = 0
         # called between two pages of check_all(): where a held-back signal may stop it
         self.poll: Callable[[], None] = _no_poll
 
@@ -232,15 +245,19 @@ class Simulation:
                 page = self.source.page(self.cids[pid])
             else:
                 page = self._swap_in(pid)
-            evicted = 0
-            while len(ram) >= self.resident_max:
-                self._evict()
-                evicted += 1
+            evicted = kept = 0
+            while len(ram) >= self.resident_max and kept < len(ram):
+                if self._evict():
+                    evicted += 1
+                else:
+                    kept += 1
             if evicted:
                 # memory pressure: reclaim asks the shrinkers for as many pages as it
                 # just evicted (zswap's, with zswap.shrinker_enabled=Y)
                 self.swap.reclaim(evicted)
             ram[pid] = page
+            if len(ram) > self.resident_peak:
+                self.resident_peak = len(ram)
         else:
             self.hits += 1
             ram.move_to_end(pid)
@@ -279,16 +296,27 @@ class Simulation:
             )
         self.verified += 1
 
-    def _evict(self) -> None:
+    def _evict(self) -> bool:
+        """Take the oldest page out of RAM; False when it has to stay."""
+        from zswap_core import WritebackDisabledError
+
         pid, page = self.ram.popitem(last=False)
-        self.evictions += 1
         if self.entries[pid] is not None:
+            self.evictions += 1
             self.clean_drops += 1
-            return
+            return True
+        group = self.groups[pid % len(self.groups)] if self.groups else None
         t0 = time.perf_counter_ns()
-        self.entries[pid] = self.swap.swap_out(page)
+        try:
+            self.entries[pid] = self.swap.swap_out(page, group=group)
+        except WritebackDisabledError:
+            self.ram[pid] = page  # activated: back at the young end
+            self.stayed_in_memory += 1
+            return False
         if self.lat.recording:
             self.lat.swap_out.append(time.perf_counter_ns() - t0)
+        self.evictions += 1
+        return True
 
     def check_all(self) -> int:
         """Read back every page that is out of RAM; returns how many were checked."""
@@ -459,6 +487,15 @@ Examples:
     "between two accesses, in the command's thread, so the same --seed gives the same "
     "counters]",
 )
+@click.option(
+    "--group",
+    "group_specs",
+    multiple=True,
+    metavar="NAME[:max=SIZE][:writeback=0|1]",
+    help="Model a memory cgroup (repeatable; a/b is b under a): memory.zswap.max and "
+    "memory.zswap.writeback. Pages are shared among the leaf groups (page i belongs "
+    "to leaf i mod n); the report shows each group's memory.stat.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def run(
     paths: tuple[str, ...],
@@ -476,6 +513,7 @@ def run(
     sets: tuple[str, ...],
     compact_every: int,
     async_writeback: bool,
+    group_specs: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Run a program-like workload through swap + zswap and report what happened.
@@ -502,6 +540,7 @@ def run(
     from zswap_core.workload import ZipfTrace
 
     points = sorted((parse_set(s) for s in sets), key=lambda p: p.percent)
+    specs = [parse_group(g) for g in group_specs]
     if resident is None:
         resident = max(1, pages // 4)
     if resident >= pages:
@@ -525,6 +564,7 @@ def run(
     interrupted: _signals.Terminated | None = None
     try:
         validate_sets(z, points)
+        leaves = make_groups(z, specs)
         lat = Latencies()
         instrument(z, lat)
         trace = ZipfTrace(pages, alpha=alpha, seed=seed)
@@ -547,7 +587,9 @@ def run(
                     try:
                         swap_pages = pages + pages // 8 + 16
                         swap.swapon(os.path.join(tmp, "swapfile"), swap_pages)
-                        sim = Simulation(swap, src, pages=pages, resident=resident, lat=lat)
+                        sim = Simulation(
+                            swap, src, pages=pages, resident=resident, lat=lat, groups=leaves
+                        )
                         sim.poll = step
                         marks = [(int(sp.percent / 100 * accesses), sp) for sp in points]
                         t0 = time.perf_counter()
@@ -669,7 +711,10 @@ def _report(
             "writes": sim.writes,
             "evictions": sim.evictions,
             "clean_drops": sim.clean_drops,
+            "stayed_in_memory": sim.stayed_in_memory,
+            "resident_peak": sim.resident_peak,
         },
+        "groups": group_rows(z.groups.values()),
         "sets": [
             {"set": sp.text, "param": sp.key, "value": sp.value, "at_access": sp.applied_at}
             for sp in points
@@ -740,6 +785,22 @@ def print_run_report(r: dict[str, Any]) -> None:
         ],
         "  ",
     )
+    if r["groups"]:
+        section("groups (memory.zswap.*, memory.stat)")
+        table(
+            ["group", "zswap.max", "writeback", "zswap.current", *_STAT_KEYS],
+            [
+                [
+                    g["group"],
+                    "max" if g["max"] is None else human_bytes(g["max"]),
+                    g["writeback"],
+                    human_bytes(g["current"]),
+                    *(g[k] for k in _STAT_KEYS),
+                ]
+                for g in r["groups"]
+            ],
+            "  ",
+        )
     section("summary (the pages zswap holds)")
     saved = r["saved_bytes"]
     rows: list[tuple[str, object]] = [
@@ -757,6 +818,9 @@ def print_run_report(r: dict[str, Any]) -> None:
     name_value(rows, "  ")
     if r["interrupted"]:
         click.echo("\n(interrupted: the figures are those of the run so far)")
+
+
+_STAT_KEYS = ("zswap", "zswapped", "zswpin", "zswpout", "zswpwb")
 
 
 def _percent(value: float | None) -> str:
