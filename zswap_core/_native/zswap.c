@@ -5,8 +5,10 @@
  * their plugins, hooks, the writeback policy); this file holds what every page
  * goes through, and reads top to bottom as mm/zswap.c does:
  *
- *   1. entries    - per-type trees of 16-byte entries in 512-entry chunks
- *   2. lru        - per (tree, pool) queues of (offset, stamp) records, second chance
+ *   1. entries    - per-type trees of 16-byte entries in 512-entry chunks, and the
+ *                   memcgs (groups) they are charged to
+ *   2. lru        - per (tree, pool, memcg) queues of (offset, stamp) records,
+ *                   second chance
  *   3. pools      - the slots the Python pools register: codec and allocator calls
  *   4. store/load - store, load, invalidate; same-filled pages, the pool limit
  *   5. writeback  - the pieces the Python writeback policy calls
@@ -20,7 +22,8 @@
  * Locks. Every function here runs with the GIL held, and takes a C lock only for
  * a short section that calls no Python and never waits for the GIL. Where an
  * operation must wait for an entry that writeback has pinned, it drops its lock,
- * waits in Python for the writeback to end (wait_pin), and looks again.
+ * waits in Python for the writeback to end (wait_pin), and looks again. The
+ * memcg lock is a leaf under the tree locks: taken inside one, never around one.
  *
  * MIT licence, part of zswap-core.
  */
@@ -86,10 +89,10 @@ static const char *const stat_names[NR_STATS] = {
 	"pages_compacted",      "shrinker_written_back_pages",
 };
 
-enum mem_kind { MEM_TREES, MEM_CHUNKS, MEM_DIRS, MEM_CRCS, MEM_LRU, NR_MEM };
+enum mem_kind { MEM_TREES, MEM_CHUNKS, MEM_DIRS, MEM_CRCS, MEM_LRU, MEM_MEMCG, NR_MEM };
 
 static const char *const mem_names[NR_MEM] = {"trees", "entries", "directories", "checksums",
-					       "lru"};
+					       "lru", "memcg"};
 
 /* Set by zswap_core._hooks whenever observers come or go; read on every page. */
 static int hooks_active;
@@ -109,6 +112,7 @@ struct __attribute__((packed)) zswap_entry {
 struct zswap_chunk {
 	uint32_t nr;     /* present entries; the chunk goes with the last */
 	uint64_t *crcs;  /* CHUNK checksums (| CRC_VALID), or NULL */
+	uint16_t *memcg; /* CHUNK memcg ids (0: none), or NULL until one lands here */
 	struct zswap_entry e[CHUNK];
 };
 
@@ -132,6 +136,47 @@ struct zswap_lru {
 	size_t head, len, cap;
 };
 
+/* A slot of a tree's map of memcg LRUs: key pid | gid << 8 (never 0: gid != 0). */
+struct memcg_lru_slot {
+	uint32_t key;
+	struct zswap_lru *lru; /* NULL once freed; the key stays until the map goes */
+};
+
+/* memcgs: what a memory cgroup's pages cost here (memory.zswap.current and the
+ * zswap lines of memory.stat), and its two knobs (memory.zswap.max, 5.19, and
+ * memory.zswap.writeback, 6.8). The Python side registers the groups; gid 0 is the
+ * root, never charged and without an entry. The counters are hierarchical: every
+ * change walks the group and its ancestors, so a limit check reads one number a
+ * level. */
+#define NR_MEMCGS 65536
+
+enum memcg_stat {
+	MEMCG_ZSWAP_B, /* compressed bytes (0 for a same-filled page) */
+	MEMCG_ZSWAPPED,
+	MEMCG_ZSWPIN,
+	MEMCG_ZSWPOUT,
+	MEMCG_ZSWPWB,
+	NR_MEMCG_STATS,
+};
+
+struct zswap_memcg {
+	uint64_t stat[NR_MEMCG_STATS]; /* the group and its descendants */
+	uint64_t own_lru;              /* its own entries on the LRUs (not same-filled) */
+	int64_t max;                   /* memory.zswap.max in bytes; -1: no limit */
+	uint16_t parent;               /* 0: the root */
+	uint8_t online;                /* registered by memcg_add */
+	uint8_t writeback;             /* its own memory.zswap.writeback */
+};
+
+struct zswap_memcgs {
+	/* Protects the table (which grows by realloc) and every counter in it. A
+	 * leaf: taken inside a tree lock, never the other way round; no Python and
+	 * no other lock while it is held. */
+	pthread_mutex_t lock;
+	struct zswap_memcg *tab; /* indexed by gid; grows, never shrinks */
+	uint32_t cap;
+};
+
 struct zswap_tree {
 	/* Protects everything below and the entries' contents: an entry lives only
 	 * here, so whoever takes one out under this lock owns it. */
@@ -144,14 +189,17 @@ struct zswap_tree {
 	uint64_t nr_protected; /* the shrinker's protected size (zswap_core.Shrinker) */
 	size_t nr_crc;     /* chunks with a checksum array */
 	size_t mem[NR_MEM];
-	struct zswap_lru *lru[NR_POOLS];
+	struct zswap_lru *lru[NR_POOLS];     /* the root's LRU of each pool */
+	struct memcg_lru_slot *memcg_lru;    /* (pool, memcg) LRUs: open addressing */
+	uint32_t memcg_lru_cap, memcg_lru_used;
+	struct zswap_memcgs *memcgs;         /* the core's table (its own lock) */
 	uint32_t nr_pins;        /* offsets pinned by writeback or a pinned load */
 	uint32_t cap_pins;
 	uint32_t *pins;
 	struct zswap_group *group[NR_GROUPS];
 };
 
-static struct zswap_tree *tree_new(int type)
+static struct zswap_tree *tree_new(int type, struct zswap_memcgs *memcgs)
 {
 	struct zswap_tree *t = calloc(1, sizeof(*t));
 
@@ -159,21 +207,167 @@ static struct zswap_tree *tree_new(int type)
 		return NULL;
 	pthread_mutex_init(&t->lock, NULL);
 	t->type = type;
+	t->memcgs = memcgs;
 	t->refs = 1;
 	t->mem[MEM_TREES] = sizeof(*t);
 	return t;
 }
 
-static void lru_free(struct zswap_tree *t, int pid)
+/* Charge an arriving entry of memcg `gid` (not 0) to it and its ancestors. */
+static void memcg_charge(struct zswap_memcgs *m, uint16_t gid, uint64_t packed)
 {
-	struct zswap_lru *l = t->lru[pid];
+	uint64_t len = (packed & E_SAME) ? 0 : E_LEN(packed);
 
-	if (l == NULL)
-		return;
+	pthread_mutex_lock(&m->lock);
+	if (!(packed & E_SAME))
+		m->tab[gid].own_lru++;
+	for (uint32_t g = gid; g; g = m->tab[g].parent) {
+		m->tab[g].stat[MEMCG_ZSWAP_B] += len;
+		m->tab[g].stat[MEMCG_ZSWAPPED]++;
+		m->tab[g].stat[MEMCG_ZSWPOUT]++;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* An entry of memcg `gid` (not 0) leaves its tree, by whatever path. */
+static void memcg_uncharge(struct zswap_memcgs *m, uint16_t gid, uint64_t packed)
+{
+	uint64_t len = (packed & E_SAME) ? 0 : E_LEN(packed);
+
+	pthread_mutex_lock(&m->lock);
+	if (!(packed & E_SAME))
+		m->tab[gid].own_lru--;
+	for (uint32_t g = gid; g; g = m->tab[g].parent) {
+		m->tab[g].stat[MEMCG_ZSWAP_B] -= len;
+		m->tab[g].stat[MEMCG_ZSWAPPED]--;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Count an event (zswpin, zswpwb) of memcg `gid` (not 0) and its ancestors. */
+static void memcg_event(struct zswap_memcgs *m, uint16_t gid, enum memcg_stat which)
+{
+	pthread_mutex_lock(&m->lock);
+	for (uint32_t g = gid; g; g = m->tab[g].parent)
+		m->tab[g].stat[which]++;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The chunk that holds entry `e`, the one at `offset` (the kernel's container_of). */
+static inline struct zswap_chunk *entry_chunk(struct zswap_entry *e, uint32_t offset)
+{
+	return (struct zswap_chunk *)((char *)(e - (offset & CHUNK_MASK)) -
+				      offsetof(struct zswap_chunk, e));
+}
+
+/* The memcg of entry `e` at `offset`, 0 for none; lock held. */
+static inline uint16_t entry_memcg(struct zswap_entry *e, uint32_t offset)
+{
+	struct zswap_chunk *ch = entry_chunk(e, offset);
+
+	return ch->memcg != NULL ? ch->memcg[offset & CHUNK_MASK] : 0;
+}
+
+/* Count event `which` for the memcg of entry `e`, if it has one; lock held. */
+static inline void entry_memcg_event(struct zswap_tree *t, struct zswap_entry *e,
+				     uint32_t offset, enum memcg_stat which)
+{
+	uint16_t gid = entry_memcg(e, offset);
+
+	if (gid)
+		memcg_event(t->memcgs, gid, which);
+}
+
+static void lru_release(struct zswap_tree *t, struct zswap_lru *l)
+{
 	t->mem[MEM_LRU] -= sizeof(*l) + l->cap * sizeof(struct lru_rec);
 	free(l->recs);
 	free(l);
-	t->lru[pid] = NULL;
+}
+
+/* Double the map of memcg LRUs (or make it); -1 when out of memory. Lock held. */
+static int memcg_lru_grow(struct zswap_tree *t)
+{
+	uint32_t cap = t->memcg_lru_cap ? 2 * t->memcg_lru_cap : 16, mask = cap - 1;
+	struct memcg_lru_slot *slots = calloc(cap, sizeof(*slots));
+
+	if (slots == NULL)
+		return -1;
+	for (uint32_t k = 0; k < t->memcg_lru_cap; k++) {
+		struct memcg_lru_slot *s = &t->memcg_lru[k];
+		uint32_t h;
+
+		if (!s->key)
+			continue;
+		for (h = (s->key * 2654435761u) & mask; slots[h].key; h = (h + 1) & mask)
+			;
+		slots[h] = *s;
+	}
+	free(t->memcg_lru);
+	t->mem[MEM_MEMCG] += (cap - t->memcg_lru_cap) * sizeof(*slots);
+	t->memcg_lru = slots;
+	t->memcg_lru_cap = cap;
+	return 0;
+}
+
+/* Where the LRU of pool `pid` and memcg `gid` (not 0) is kept, or NULL: made when
+ * `make` (and then NULL only when out of memory). Lock held. */
+static struct zswap_lru **memcg_lru_slot(struct zswap_tree *t, int pid, uint16_t gid, int make)
+{
+	uint32_t key = (uint32_t)pid | (uint32_t)gid << 8, mask, h;
+
+	if (t->memcg_lru_cap) {
+		mask = t->memcg_lru_cap - 1;
+		for (h = (key * 2654435761u) & mask; t->memcg_lru[h].key; h = (h + 1) & mask)
+			if (t->memcg_lru[h].key == key)
+				return &t->memcg_lru[h].lru;
+	}
+	if (!make)
+		return NULL;
+	if (2 * (t->memcg_lru_used + 1) > t->memcg_lru_cap && memcg_lru_grow(t) < 0)
+		return NULL;
+	mask = t->memcg_lru_cap - 1;
+	for (h = (key * 2654435761u) & mask; t->memcg_lru[h].key; h = (h + 1) & mask)
+		;
+	t->memcg_lru[h].key = key;
+	t->memcg_lru[h].lru = NULL;
+	t->memcg_lru_used++;
+	return &t->memcg_lru[h].lru;
+}
+
+/* Where the LRU of (pid, gid) is kept: the root's in the tree's array (the path
+ * of every page without a group), a memcg's in the map. Lock held. */
+static inline struct zswap_lru **lru_slot(struct zswap_tree *t, int pid, uint16_t gid, int make)
+{
+	if (gid == 0)
+		return &t->lru[pid];
+	return memcg_lru_slot(t, pid, gid, make);
+}
+
+static void lru_free(struct zswap_tree *t, int pid, uint16_t gid)
+{
+	struct zswap_lru **lp = lru_slot(t, pid, gid, 0);
+
+	if (lp == NULL || *lp == NULL)
+		return;
+	lru_release(t, *lp);
+	*lp = NULL;
+}
+
+/* Every LRU of the tree, and the map of memcg LRUs; lock held. */
+static void lru_free_all(struct zswap_tree *t)
+{
+	for (int p = 0; p < NR_POOLS; p++)
+		lru_free(t, p, 0);
+	if (t->memcg_lru == NULL)
+		return;
+	for (uint32_t k = 0; k < t->memcg_lru_cap; k++)
+		if (t->memcg_lru[k].lru != NULL)
+			lru_release(t, t->memcg_lru[k].lru);
+	free(t->memcg_lru);
+	t->mem[MEM_MEMCG] -= t->memcg_lru_cap * sizeof(struct memcg_lru_slot);
+	t->memcg_lru = NULL;
+	t->memcg_lru_cap = t->memcg_lru_used = 0;
 }
 
 static void chunk_free(struct zswap_tree *t, struct zswap_chunk *c)
@@ -183,8 +377,22 @@ static void chunk_free(struct zswap_tree *t, struct zswap_chunk *c)
 		t->nr_crc--;
 		t->mem[MEM_CRCS] -= CHUNK * sizeof(uint64_t);
 	}
+	if (c->memcg != NULL) {
+		free(c->memcg);
+		t->mem[MEM_MEMCG] -= CHUNK * sizeof(uint16_t);
+	}
 	free(c);
 	t->mem[MEM_CHUNKS] -= sizeof(*c);
+}
+
+/* Uncharge every entry of a chunk that has a memcg; lock held. */
+static void chunk_uncharge(struct zswap_tree *t, struct zswap_chunk *c)
+{
+	if (c->memcg == NULL)
+		return;
+	for (unsigned j = 0; j < CHUNK; j++)
+		if (c->e[j].packed && c->memcg[j])
+			memcg_uncharge(t->memcgs, c->memcg[j], c->e[j].packed);
 }
 
 /* Free directory `d` (empty of chunks) and its group with its last directory. */
@@ -233,16 +441,18 @@ static void tree_empty(struct zswap_tree *t)
 	struct zswap_dir *dir;
 
 	for (uint32_t d = 0; (dir = tree_next_dir(t, &d)) != NULL; d++) {
-		for (unsigned k = 0; k < DIR_SIZE; k++)
-			if (dir->chunk[k] != NULL)
+		for (unsigned k = 0; k < DIR_SIZE; k++) {
+			if (dir->chunk[k] != NULL) {
+				chunk_uncharge(t, dir->chunk[k]);
 				chunk_free(t, dir->chunk[k]);
+			}
+		}
 		tree_free_dir(t, d);
 	}
 	free(t->pins);
 	t->pins = NULL;
 	t->nr_pins = t->cap_pins = 0;
-	for (int p = 0; p < NR_POOLS; p++)
-		lru_free(t, p);
+	lru_free_all(t);
 	t->nr_stored = t->nr_same = 0;
 }
 
@@ -316,7 +526,7 @@ fail_group:
 /* Take the present entry at `offset` out; lock held. The chunk goes with its last
  * entry, the directory and the group with their last, the LRU records with the
  * tree's last entry (they are only hints, and an empty tree has nothing to write
- * back). */
+ * back). Its memcg, if any, is charged no more. */
 static void tree_clear(struct zswap_tree *t, uint32_t offset)
 {
 	uint32_t ci = offset >> CHUNK_SHIFT;
@@ -324,6 +534,10 @@ static void tree_clear(struct zswap_tree *t, uint32_t offset)
 	struct zswap_chunk *c = dir->chunk[ci & (DIR_SIZE - 1)];
 	struct zswap_entry *e = &c->e[offset & CHUNK_MASK];
 
+	if (c->memcg != NULL && c->memcg[offset & CHUNK_MASK]) {
+		memcg_uncharge(t->memcgs, c->memcg[offset & CHUNK_MASK], e->packed);
+		c->memcg[offset & CHUNK_MASK] = 0;
+	}
 	if (e->packed & E_SAME)
 		t->nr_same--;
 	e->packed = 0;
@@ -335,8 +549,7 @@ static void tree_clear(struct zswap_tree *t, uint32_t offset)
 			tree_free_dir(t, ci >> DIR_SHIFT);
 	}
 	if (--t->nr_stored == 0)
-		for (int p = 0; p < NR_POOLS; p++)
-			lru_free(t, p);
+		lru_free_all(t);
 }
 
 /* Record a checksum; lock held. -1 when the array cannot be made. */
@@ -350,6 +563,16 @@ static int tree_set_crc(struct zswap_tree *t, struct zswap_chunk *c, uint32_t i,
 		t->mem[MEM_CRCS] += CHUNK * sizeof(uint64_t);
 	}
 	c->crcs[i] = crc;
+	return 0;
+}
+
+/* Give the chunk its array of memcg ids; lock held. -1 when it cannot be made. */
+static int chunk_memcg_alloc(struct zswap_tree *t, struct zswap_chunk *c)
+{
+	c->memcg = calloc(CHUNK, sizeof(uint16_t));
+	if (c->memcg == NULL)
+		return -1;
+	t->mem[MEM_MEMCG] += CHUNK * sizeof(uint16_t);
 	return 0;
 }
 
@@ -406,7 +629,8 @@ static void tree_unpin(struct zswap_tree *t, uint32_t offset)
 /* ===========================================================================
  * 2. lru
  *
- * As the Python backend's _Lru: a store appends (offset, stamp); a load only
+ * One queue per pool and memcg (an entry's memcg limit writes back its own
+ * entries). As the Python backend's _Lru: a store appends (offset, stamp); a load only
  * gives the entry a new stamp, and writeback moves a record whose entry was
  * loaded since it was queued to the young end instead of taking it (the kernel's
  * second chance). Records of entries that are gone are dropped when met. The
@@ -423,12 +647,15 @@ static inline int stamp_before(uint32_t a, uint32_t b)
 	return (int32_t)(a - b) < 0;
 }
 
-/* The stamp of the entry at `offset` if it belongs to pool `pid`, else -1. */
-static int64_t pooled_stamp(struct zswap_tree *t, uint32_t offset, int pid)
+/* The stamp of the entry at `offset` if it belongs to the LRU of pool `pid` and
+ * memcg `gid`, else -1: an offset another memcg's store reused is not the entry
+ * that was queued. */
+static int64_t pooled_stamp(struct zswap_tree *t, uint32_t offset, int pid, uint16_t gid)
 {
 	struct zswap_entry *e = tree_entry(t, offset);
 
-	if (e == NULL || !e->packed || (e->packed & E_SAME) || E_POOL(e->packed) != pid)
+	if (e == NULL || !e->packed || (e->packed & E_SAME) || E_POOL(e->packed) != pid ||
+	    entry_memcg(e, offset) != gid)
 		return -1;
 	return (int64_t)e->stamp;
 }
@@ -461,7 +688,7 @@ static int lru_append(struct zswap_tree *t, struct zswap_lru *l, uint32_t offset
 }
 
 /* Drop records of entries that are gone, and repeats; lock held. */
-static void lru_trim(struct zswap_tree *t, struct zswap_lru *l, int pid)
+static void lru_trim(struct zswap_tree *t, struct zswap_lru *l, int pid, uint16_t gid)
 {
 	size_t n = l->len - l->head, out = 0, mask = 1;
 	uint32_t *seen;
@@ -476,7 +703,7 @@ static void lru_trim(struct zswap_tree *t, struct zswap_lru *l, int pid)
 	mask -= 1;
 	for (size_t k = l->head; k < l->len; k++) {
 		uint32_t off = l->recs[k].offset;
-		int64_t cur = pooled_stamp(t, off, pid);
+		int64_t cur = pooled_stamp(t, off, pid, gid);
 		size_t h;
 
 		if (cur < 0)
@@ -497,34 +724,53 @@ static void lru_trim(struct zswap_tree *t, struct zswap_lru *l, int pid)
 	l->len = out;
 }
 
-/* Record that (offset, stamp) of pool `pid` is now the youngest; lock held. */
-static void lru_push(struct zswap_tree *t, int pid, uint32_t offset, uint64_t stamp)
+/* Record that (offset, stamp) of pool `pid` and memcg `gid` is now the youngest;
+ * lock held. */
+static void lru_push(struct zswap_tree *t, int pid, uint16_t gid, uint32_t offset,
+		     uint64_t stamp)
 {
-	struct zswap_lru *l = t->lru[pid];
+	struct zswap_lru **lp = lru_slot(t, pid, gid, 1), *l;
 
+	if (lp == NULL)
+		return; /* the entry stays, without a writeback record */
+	l = *lp;
 	if (l == NULL) {
 		l = calloc(1, sizeof(*l));
 		if (l == NULL)
-			return; /* the entry stays, without a writeback record */
-		t->lru[pid] = l;
+			return;
+		*lp = l;
 		t->mem[MEM_LRU] += sizeof(*l);
 	}
 	lru_append(t, l, offset, stamp);
 	if (l->len - l->head > 4 * t->nr_stored + 4096)
-		lru_trim(t, l, pid);
+		lru_trim(t, l, pid, gid);
 }
 
-/* The oldest entry of pool `pid` not loaded since it was queued: its stamp and
- * offset; entries loaded since get their second chance. 0 when none; lock held. */
-static int lru_peek(struct zswap_tree *t, int pid, uint32_t *stamp, uint32_t *offset)
+/* Queue the entry at `offset`, if it is one with pool memory, at the young end of
+ * its own (pool, memcg) LRU with the stamp it has now; lock held. */
+static void lru_requeue(struct zswap_tree *t, uint32_t offset)
 {
-	struct zswap_lru *l = t->lru[pid];
+	struct zswap_entry *e = tree_entry(t, offset);
 
-	if (l == NULL)
+	if (e == NULL || !e->packed || (e->packed & E_SAME))
+		return;
+	lru_push(t, E_POOL(e->packed), entry_memcg(e, offset), offset, e->stamp);
+}
+
+/* The oldest entry of pool `pid` and memcg `gid` not loaded since it was queued:
+ * its stamp and offset; entries loaded since get their second chance. 0 when
+ * none; lock held. */
+static int lru_peek(struct zswap_tree *t, int pid, uint16_t gid, uint32_t *stamp,
+		    uint32_t *offset)
+{
+	struct zswap_lru **lp = lru_slot(t, pid, gid, 0), *l;
+
+	if (lp == NULL || *lp == NULL)
 		return 0;
+	l = *lp;
 	while (l->head < l->len) {
 		struct lru_rec r = l->recs[l->head];
-		int64_t cur = pooled_stamp(t, r.offset, pid);
+		int64_t cur = pooled_stamp(t, r.offset, pid, gid);
 
 		if (cur >= 0) {
 			if ((uint32_t)cur == r.stamp) {
@@ -537,7 +783,7 @@ static int lru_peek(struct zswap_tree *t, int pid, uint32_t *stamp, uint32_t *of
 		}
 		l->head++;
 	}
-	lru_free(t, pid); /* all consumed: start afresh rather than keep dead records */
+	lru_free(t, pid, gid); /* all consumed: start afresh rather than keep dead records */
 	return 0;
 }
 
@@ -593,11 +839,15 @@ typedef struct {
 	pthread_mutex_t stats_lock;
 	uint64_t stats[NR_STATS];
 	uint64_t clock; /* LRU stamps; atomic */
+
+	/* The memcg table and its counters, under its own (leaf) lock. */
+	struct zswap_memcgs memcgs;
 } CoreObject;
 
 static PyObject *str_store, *str_load, *str_invalidate;
 static PyObject *str_wake, *str_pool_empty, *str_hook, *str_bad_handle, *str_free_failed;
 static PyObject *str_unreadable, *str_bad_page, *str_as_page, *str_errno, *str_wait_pin;
+static PyObject *str_group_id, *str_memcg_reclaim;
 
 /* Python 3.11 has no PyErr_GetRaisedException: these take the pending exception
  * as one object (to pass on), or keep it aside and put it back (to re-raise). */
@@ -795,19 +1045,21 @@ static int call_hook(CoreObject *c, PyObject *kind, long type, uint64_t offset, 
 	return 0;
 }
 
-/* Parse (type, offset[, page]) and keyword `exclusive`, as the Python methods. */
+/* Parse (type, offset[, page]) and keyword `exclusive` (loads) or `group` (store),
+ * as the Python methods. */
 struct op_args {
-	PyObject *type, *offset, *page, *exclusive;
+	PyObject *type, *offset, *page, *exclusive, *group;
 };
 
 static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
 		      PyObject *kwnames, int npos, struct op_args *a)
 {
-	static const char *const names[] = {"type", "offset", "page", "exclusive"};
-	PyObject **slots[4] = {&a->type, &a->offset, &a->page, &a->exclusive};
+	static const char *const names[] = {"type", "offset", "page", "exclusive", "group"};
+	PyObject **slots[5] = {&a->type, &a->offset, &a->page, &a->exclusive, &a->group};
 	int allow_excl = npos == 2 && strcmp(fname, "invalidate_page") != 0;
+	int allow_group = npos == 3; /* store */
 
-	a->type = a->offset = a->page = a->exclusive = NULL;
+	a->type = a->offset = a->page = a->exclusive = a->group = NULL;
 	if (nargs > npos) {
 		PyErr_Format(PyExc_TypeError, "%s() takes %d positional arguments but %zd were given",
 			     fname, npos, nargs);
@@ -820,8 +1072,8 @@ static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs
 			PyObject *name = PyTuple_GET_ITEM(kwnames, k);
 			int found = 0;
 
-			for (int j = 0; j < 4; j++) {
-				if ((j < npos || (j == 3 && allow_excl)) &&
+			for (int j = 0; j < 5; j++) {
+				if ((j < npos || (j == 3 && allow_excl) || (j == 4 && allow_group)) &&
 				    PyUnicode_CompareWithASCIIString(name, names[j]) == 0) {
 					if (*slots[j] != NULL) {
 						PyErr_Format(PyExc_TypeError,
@@ -1110,12 +1362,107 @@ static int pool_full(CoreObject *c)
 	return c->full;
 }
 
-/* Put `packed` at `offset`; the tree lock is held and the offset is not pinned.
- * 0 and the entry it replaced in *old (0: none); 1 when the tree is dead
- * (invalidate_area won the race: refuse, as if it came first); 2 when there is no
- * memory for the entry. */
+/* The entry at slot `i` of chunk `ch` goes from `old` (0: none) to `packed` of
+ * memcg `gid`: move the charge; lock held, and the chunk has its memcg array. */
+static void chunk_memcg_move(struct zswap_tree *t, struct zswap_chunk *ch, uint32_t i,
+			     uint64_t old, uint64_t packed, uint16_t gid)
+{
+	if (old && ch->memcg[i])
+		memcg_uncharge(t->memcgs, ch->memcg[i], old);
+	ch->memcg[i] = gid;
+	if (gid)
+		memcg_charge(t->memcgs, gid, packed);
+}
+
+/* Is memcg `gid` registered? Its lock held. */
+static inline int memcg_online_locked(struct zswap_memcgs *m, long gid)
+{
+	return gid > 0 && gid < (long)m->cap && m->tab[gid].online;
+}
+
+/* May a page of memcg `gid` enter zswap? Not when the group or an ancestor has
+ * memory.zswap.max 0, or is at or over its limit (the kernel's
+ * obj_cgroup_may_zswap). */
+static int memcg_may_zswap(struct zswap_memcgs *m, uint16_t gid)
+{
+	int ok = 1;
+
+	pthread_mutex_lock(&m->lock);
+	for (uint32_t g = gid; g && ok; g = m->tab[g].parent) {
+		int64_t max = m->tab[g].max;
+
+		if (max == 0 || (max > 0 && m->tab[g].stat[MEMCG_ZSWAP_B] >= (uint64_t)max))
+			ok = 0;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return ok;
+}
+
+/* May entries of memcg `gid` be written back? Not when the group or an ancestor
+ * has memory.zswap.writeback 0. The root: yes. */
+static int memcg_writeback_enabled(struct zswap_memcgs *m, uint16_t gid)
+{
+	int ok = 1;
+
+	pthread_mutex_lock(&m->lock);
+	for (uint32_t g = gid; g && ok; g = m->tab[g].parent)
+		ok = m->tab[g].writeback;
+	pthread_mutex_unlock(&m->lock);
+	return ok;
+}
+
+/* The memcg a store's `group` is charged to: the owner's _native_group_id(group),
+ * which must be a registered one (or 0). 0, or -1 with an exception. */
+static int store_memcg(CoreObject *c, PyObject *group, uint16_t *gid)
+{
+	PyObject *r = owner_call(c, str_group_id, 1, group, NULL, NULL, NULL);
+	long v;
+	int online;
+
+	if (r == NULL)
+		return -1;
+	v = PyLong_AsLong(r);
+	Py_DECREF(r);
+	if (v == -1 && PyErr_Occurred())
+		return -1;
+	pthread_mutex_lock(&c->memcgs.lock);
+	online = memcg_online_locked(&c->memcgs, v);
+	pthread_mutex_unlock(&c->memcgs.lock);
+	if (v != 0 && !online) {
+		PyErr_Format(PyExc_ValueError, "memcg %ld is not registered", v);
+		return -1;
+	}
+	*gid = (uint16_t)v;
+	return 0;
+}
+
+/* Room for a page of memcg `gid`? At its limit (or an ancestor's), write back the
+ * group's own oldest entries first when its writeback is enabled: the owner's
+ * _native_memcg_reclaim(gid), with no C lock held. 1: store; 0: refuse; -1: an
+ * exception. */
+static int store_memcg_room(CoreObject *c, uint16_t gid)
+{
+	PyObject *id, *r;
+
+	if (memcg_may_zswap(&c->memcgs, gid))
+		return 1;
+	if (!memcg_writeback_enabled(&c->memcgs, gid))
+		return 0;
+	id = PyLong_FromLong(gid);
+	r = id ? owner_call(c, str_memcg_reclaim, 1, id, NULL, NULL, NULL) : NULL;
+	Py_XDECREF(id);
+	if (r == NULL)
+		return -1;
+	Py_DECREF(r);
+	return memcg_may_zswap(&c->memcgs, gid);
+}
+
+/* Put `packed` of memcg `gid` (0: none) at `offset`; the tree lock is held and the
+ * offset is not pinned. 0 and the entry it replaced in *old (0: none); 1 when the
+ * tree is dead (invalidate_area won the race: refuse, as if it came first); 2 when
+ * there is no memory for the entry. */
 static int tree_insert_locked(struct zswap_tree *t, uint32_t offset, uint64_t packed,
-			      uint32_t stamp, uint64_t crc, uint64_t *old)
+			      uint16_t gid, uint32_t stamp, uint64_t crc, uint64_t *old)
 {
 	uint32_t i = offset & CHUNK_MASK;
 	struct zswap_chunk *ch;
@@ -1124,17 +1471,21 @@ static int tree_insert_locked(struct zswap_tree *t, uint32_t offset, uint64_t pa
 	*old = 0;
 	if (t->dead)
 		return 1;
+	/* Everything that may fail first: the entry there, if any, stays as it was. */
 	ch = tree_chunk_get(t, offset >> CHUNK_SHIFT);
-	if (ch == NULL || ((crc || t->nr_crc) && tree_set_crc(t, ch, i, crc) < 0))
+	if (ch == NULL || (gid && ch->memcg == NULL && chunk_memcg_alloc(t, ch) < 0) ||
+	    ((crc || t->nr_crc) && tree_set_crc(t, ch, i, crc) < 0))
 		return 2;
 	e = &ch->e[i];
 	*old = e->packed;
+	if (ch->memcg != NULL)
+		chunk_memcg_move(t, ch, i, *old, packed, gid);
 	e->packed = packed;
 	e->stamp = stamp;
 	if (packed & E_SAME)
 		t->nr_same++;
 	else
-		lru_push(t, E_POOL(packed), offset, stamp);
+		lru_push(t, E_POOL(packed), gid, offset, stamp);
 	if (*old) {
 		if (*old & E_SAME)
 			t->nr_same--;
@@ -1157,13 +1508,13 @@ static int tree_insert_locked(struct zswap_tree *t, uint32_t offset, uint64_t pa
 /* The insert as the GIL-free path tries it: -1 when the offset is pinned (the
  * caller waits with the GIL and tries again), else tree_insert_locked's answer. */
 static int tree_insert_nowait(struct zswap_tree *t, uint32_t offset, uint64_t packed,
-			      uint32_t stamp, uint64_t crc, uint64_t *old)
+			      uint16_t gid, uint32_t stamp, uint64_t crc, uint64_t *old)
 {
 	int rc = -1;
 
 	pthread_mutex_lock(&t->lock);
 	if (!t->nr_pins || !tree_pinned(t, offset))
-		rc = tree_insert_locked(t, offset, packed, stamp, crc, old);
+		rc = tree_insert_locked(t, offset, packed, gid, stamp, crc, old);
 	pthread_mutex_unlock(&t->lock);
 	return rc;
 }
@@ -1201,6 +1552,7 @@ static unsigned char *scratch_get(size_t len)
 struct store_work {
 	const unsigned char *page; /* the page, kept alive by the caller */
 	uint32_t offset;
+	uint16_t memcg;   /* its memcg, 0: none */
 	int checksums;
 	uint64_t packed;  /* the new entry, once allocated */
 	uint64_t crc;
@@ -1245,8 +1597,8 @@ static int store_native(CoreObject *c, struct zswap_tree *t, int pid, struct zsw
 				    ((uint64_t)dlen << E_LEN_SHIFT) | (handle << E_HANDLE_SHIFT);
 			if (w->checksums)
 				w->crc = zswap_crc32(w->page, page_size) | CRC_VALID;
-			w->inserted = tree_insert_nowait(t, w->offset, w->packed, stamp, w->crc,
-							 &w->old);
+			w->inserted = tree_insert_nowait(t, w->offset, w->packed, w->memcg, stamp,
+							 w->crc, &w->old);
 		}
 	}
 	Py_END_ALLOW_THREADS
@@ -1315,6 +1667,7 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 	PyObject *page, *data = NULL;
 	uint64_t packed, fill, old, crc = 0, handle = 0;
 	uint32_t offset, stamp;
+	uint16_t gid = 0;
 	long type;
 	int pid = 0, bad, rc;
 
@@ -1340,6 +1693,15 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 	}
 	if (!c->enabled)
 		goto refuse;
+	if (a.group != NULL && a.group != Py_None) {
+		if (store_memcg(c, a.group, &gid) < 0)
+			goto fail_page;
+		rc = gid ? store_memcg_room(c, gid) : 1;
+		if (rc < 0)
+			goto fail_page;
+		if (rc == 0)
+			goto refuse;
+	}
 	if (pool_full(c)) {
 		PyObject *r = owner_call(c, str_wake, 0, NULL, NULL, NULL, NULL);
 
@@ -1365,6 +1727,7 @@ static PyObject *core_store(CoreObject *c, PyObject *const *args, Py_ssize_t nar
 			 * and insert) without the GIL. */
 			w.page = (const unsigned char *)PyBytes_AS_STRING(page);
 			w.offset = offset;
+			w.memcg = gid;
 			w.checksums = c->checksums;
 			rc = store_native(c, t, pid, zc, &w);
 			codec_put(zc);
@@ -1417,7 +1780,7 @@ insert:
 			PyErr_WriteUnraisable((PyObject *)c);
 		goto fail_tree;
 	}
-	rc = tree_insert_locked(t, offset, packed, stamp, crc, &old);
+	rc = tree_insert_locked(t, offset, packed, gid, stamp, crc, &old);
 	pthread_mutex_unlock(&t->lock);
 	return store_finish(c, t, type, offset, packed, rc, old);
 
@@ -1640,6 +2003,7 @@ static int load_native(CoreObject *c, struct zswap_tree *t, struct load_work *w)
 	if (packed & E_SAME) {
 		uint64_t fill = (packed & 0xFFFFFFFF00000000ull) | stamp;
 
+		entry_memcg_event(t, e, w->offset, MEMCG_ZSWPIN);
 		if (w->excl)
 			tree_clear(t, w->offset);
 		pthread_mutex_unlock(&t->lock);
@@ -1666,9 +2030,10 @@ static int load_native(CoreObject *c, struct zswap_tree *t, struct load_work *w)
 	    tree_verify(t, w->offset, (const char *)w->out, page_size))
 		goto fallback;
 	pinned = t->nr_pins && tree_pinned(t, w->offset);
+	if (w->excl && pinned)
+		goto fallback;
+	entry_memcg_event(t, e, w->offset, MEMCG_ZSWPIN);
 	if (w->excl) {
-		if (pinned)
-			goto fallback;
 		tree_clear(t, w->offset);
 		w->to_free = packed;
 	} else if (!pinned) {
@@ -1753,6 +2118,7 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 		}
 		stamp = e->stamp;
 		if (packed & E_SAME) {
+			entry_memcg_event(t, e, offset, MEMCG_ZSWPIN);
 			if (excl)
 				tree_clear(t, offset);
 			pthread_mutex_unlock(&t->lock);
@@ -1814,6 +2180,7 @@ static PyObject *core_do_load(CoreObject *c, const char *fname, PyObject *const 
 				"checksum mismatch: the stored data was corrupted");
 		}
 		if (out != NULL) {
+			entry_memcg_event(t, e, offset, MEMCG_ZSWPIN);
 			if (excl) {
 				tree_clear(t, offset);
 				to_free = packed;
@@ -1969,29 +2336,35 @@ static PyObject *core_invalidate_area(CoreObject *c, PyObject *type_obj)
  * still read it.
  * ========================================================================= */
 
-/* lru_pop(pid) -> (type, offset, packed, stamp) of the pool's oldest entry across
- * the trees, taken off its queue; or None. */
-static PyObject *core_lru_pop(CoreObject *c, PyObject *arg)
+/* lru_pop(pid, gid=0) -> (type, offset, packed, stamp) of the oldest entry of
+ * pool `pid` and memcg `gid` across the trees, taken off its queue; or None. */
+static PyObject *core_lru_pop(CoreObject *c, PyObject *args)
 {
-	long pid = PyLong_AsLong(arg);
+	long pid, lgid = 0;
 	struct zswap_tree *best = NULL;
 	uint64_t packed = 0;
 	uint32_t best_stamp = 0, stamp, best_off = 0, off;
+	uint16_t gid;
 
-	if (pid == -1 && PyErr_Occurred())
+	if (!PyArg_ParseTuple(args, "l|l:lru_pop", &pid, &lgid))
 		return NULL;
 	if (pid <= 0 || pid >= NR_POOLS) {
 		PyErr_SetString(PyExc_ValueError, "pool id out of range");
 		return NULL;
 	}
+	if (lgid < 0 || lgid >= NR_MEMCGS) {
+		PyErr_SetString(PyExc_ValueError, "memcg id out of range");
+		return NULL;
+	}
+	gid = (uint16_t)lgid;
 	for (int k = 0; k < MAX_SWAPFILES; k++) {
 		struct zswap_tree *t = c->trees[k];
 		int found;
 
-		if (t == NULL || t->lru[pid] == NULL)
+		if (t == NULL || (gid == 0 && t->lru[pid] == NULL))
 			continue;
 		pthread_mutex_lock(&t->lock);
-		found = lru_peek(t, (int)pid, &stamp, &off);
+		found = lru_peek(t, (int)pid, gid, &stamp, &off);
 		pthread_mutex_unlock(&t->lock);
 		if (found && (best == NULL || stamp_before(stamp, best_stamp))) {
 			best = t;
@@ -2003,7 +2376,8 @@ static PyObject *core_lru_pop(CoreObject *c, PyObject *arg)
 		Py_RETURN_NONE;
 	pthread_mutex_lock(&best->lock);
 	{
-		struct zswap_lru *l = best->lru[pid];
+		struct zswap_lru **lp = lru_slot(best, (int)pid, gid, 0);
+		struct zswap_lru *l = lp != NULL ? *lp : NULL;
 		struct zswap_entry *e;
 
 		if (l != NULL && l->head < l->len && l->recs[l->head].offset == best_off &&
@@ -2024,7 +2398,8 @@ static struct zswap_tree *live_tree(CoreObject *c, long type)
 
 /* lru_rotate(type, offset, packed, stamp): the shrinker's second chance. The entry
  * lru_pop gave is still that one: clear its referenced bit and queue it at the
- * young end; changed since (loaded, replaced): queue it with its stamp now. A
+ * young end; changed since (loaded, replaced): queue it with its stamp now, on
+ * the LRU of its pool and memcg now. A
  * pinned entry is left to the writeback that pinned it (wb_end requeues it). */
 static PyObject *core_lru_rotate(CoreObject *c, PyObject *args)
 {
@@ -2044,12 +2419,9 @@ static PyObject *core_lru_rotate(CoreObject *c, PyObject *args)
 	if (e != NULL && !t->dead && !tree_pinned(t, offset)) {
 		if (e->packed == packed && e->stamp == (uint32_t)stamp) {
 			e->stamp &= ~STAMP_REFERENCED;
-			lru_push(t, E_POOL(packed), offset, e->stamp);
+			lru_push(t, E_POOL(packed), entry_memcg(e, offset), offset, e->stamp);
 		} else {
-			int64_t cur = pooled_stamp(t, offset, E_POOL(packed));
-
-			if (cur >= 0)
-				lru_push(t, E_POOL(packed), offset, (uint64_t)cur);
+			lru_requeue(t, offset);
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -2117,10 +2489,7 @@ static PyObject *core_wb_take(CoreObject *c, PyObject *args)
 	} else if (e != NULL && !tree_pinned(t, offset)) {
 		/* Gone, replaced or loaded since it was picked: its record was taken off
 		 * the LRU, so one that is still here goes back, at the young end. */
-		int64_t cur = pooled_stamp(t, offset, E_POOL(packed));
-
-		if (cur >= 0)
-			lru_push(t, E_POOL(packed), offset, (uint64_t)cur);
+		lru_requeue(t, offset);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return PyBool_FromLong(ok);
@@ -2168,11 +2537,12 @@ static PyObject *core_wb_end(CoreObject *c, PyObject *args)
 	tree_unpin(t, offset);
 	if (e != NULL && e->packed == packed) {
 		if (ok) {
+			entry_memcg_event(t, e, offset, MEMCG_ZSWPWB);
 			tree_clear(t, offset);
 			freed = 1;
 		} else {
 			e->stamp = next_stamp(c);
-			lru_push(t, E_POOL(packed), offset, e->stamp);
+			lru_push(t, E_POOL(packed), entry_memcg(e, offset), offset, e->stamp);
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -2205,6 +2575,7 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 		return NULL;
 	pthread_mutex_init(&c->pools_lock, NULL);
 	pthread_mutex_init(&c->stats_lock, NULL);
+	pthread_mutex_init(&c->memcgs.lock, NULL);
 	c->page_size = (size_t)page_size;
 	c->zero_page = PyBytes_FromStringAndSize(NULL, page_size);
 	if (c->zero_page == NULL) {
@@ -2279,8 +2650,10 @@ static void core_dealloc(CoreObject *c)
 	Py_CLEAR(c->pages);
 	Py_CLEAR(c->zpool_error);
 	Py_CLEAR(c->zero_page);
+	free(c->memcgs.tab); /* after the trees, which uncharge into it */
 	pthread_mutex_destroy(&c->pools_lock);
 	pthread_mutex_destroy(&c->stats_lock);
+	pthread_mutex_destroy(&c->memcgs.lock);
 	Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
@@ -2296,7 +2669,7 @@ static PyObject *core_init_type(CoreObject *c, PyObject *arg)
 		return NULL;
 	}
 	if (c->trees[type] == NULL) {
-		c->trees[type] = tree_new((int)type);
+		c->trees[type] = tree_new((int)type, &c->memcgs);
 		if (c->trees[type] == NULL)
 			return PyErr_NoMemory();
 	}
@@ -2653,6 +3026,9 @@ static PyObject *core_native_memory(CoreObject *c, UNUSED PyObject *unused)
 			total[m] += t->mem[m];
 		pthread_mutex_unlock(&t->lock);
 	}
+	pthread_mutex_lock(&c->memcgs.lock);
+	total[MEM_MEMCG] += c->memcgs.cap * sizeof(struct zswap_memcg);
+	pthread_mutex_unlock(&c->memcgs.lock);
 	for (int m = 0; m < NR_MEM; m++) {
 		x = PyLong_FromSize_t(total[m]);
 		if (x == NULL || PyDict_SetItemString(d, mem_names[m], x) < 0) {
@@ -2665,9 +3041,149 @@ static PyObject *core_native_memory(CoreObject *c, UNUSED PyObject *unused)
 	return d;
 }
 
+/* A memcg id argument: a registered one (ValueError otherwise), or 0 when
+ * `allow_root`. -1 with an exception. */
+static long get_memcg(CoreObject *c, PyObject *arg, int allow_root)
+{
+	long gid = PyLong_AsLong(arg);
+	int online;
+
+	if (gid == -1 && PyErr_Occurred())
+		return -1;
+	if (gid == 0 && allow_root)
+		return 0;
+	pthread_mutex_lock(&c->memcgs.lock);
+	online = memcg_online_locked(&c->memcgs, gid);
+	pthread_mutex_unlock(&c->memcgs.lock);
+	if (!online) {
+		PyErr_Format(PyExc_ValueError, "memcg %ld is not registered", gid);
+		return -1;
+	}
+	return gid;
+}
+
+/* memcg_add(gid, parent): register memcg `gid` (1..65535) under `parent` (0, the
+ * root, or a registered one): no limit, writeback enabled. */
+static PyObject *core_memcg_add(CoreObject *c, PyObject *args)
+{
+	struct zswap_memcgs *m = &c->memcgs;
+	long gid, parent;
+	const char *err = NULL;
+
+	if (!PyArg_ParseTuple(args, "ll:memcg_add", &gid, &parent))
+		return NULL;
+	if (gid <= 0 || gid >= NR_MEMCGS) {
+		PyErr_Format(PyExc_ValueError, "memcg id %ld out of range 1..%d", gid,
+			     NR_MEMCGS - 1);
+		return NULL;
+	}
+	pthread_mutex_lock(&m->lock);
+	if (memcg_online_locked(m, gid)) {
+		err = "is already registered";
+	} else if (parent != 0 && !memcg_online_locked(m, parent)) {
+		err = "has an unknown parent";
+	} else if ((uint32_t)gid >= m->cap) {
+		uint32_t cap = m->cap ? 2 * m->cap : 64;
+		struct zswap_memcg *tab;
+
+		while (cap <= (uint32_t)gid)
+			cap *= 2;
+		if (cap > NR_MEMCGS)
+			cap = NR_MEMCGS;
+		tab = realloc(m->tab, cap * sizeof(*tab));
+		if (tab == NULL) {
+			err = "";
+		} else {
+			memset(tab + m->cap, 0, (cap - m->cap) * sizeof(*tab));
+			m->tab = tab;
+			m->cap = cap;
+		}
+	}
+	if (err == NULL) {
+		struct zswap_memcg *g = &m->tab[gid];
+
+		memset(g, 0, sizeof(*g));
+		g->max = -1;
+		g->parent = (uint16_t)parent;
+		g->writeback = 1;
+		g->online = 1;
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (err != NULL && *err == '\0')
+		return PyErr_NoMemory();
+	if (err != NULL) {
+		PyErr_Format(PyExc_ValueError, "memcg %ld %s (parent %ld)", gid, err, parent);
+		return NULL;
+	}
+	Py_RETURN_NONE;
+}
+
+/* memcg_set(gid, max_bytes, writeback): memory.zswap.max (-1: "max") and the
+ * group's own memory.zswap.writeback. */
+static PyObject *core_memcg_set(CoreObject *c, PyObject *args)
+{
+	PyObject *gid_obj;
+	long long max;
+	int writeback;
+	long gid;
+
+	if (!PyArg_ParseTuple(args, "OLp:memcg_set", &gid_obj, &max, &writeback))
+		return NULL;
+	gid = get_memcg(c, gid_obj, 0);
+	if (gid < 0)
+		return NULL;
+	if (max < -1) {
+		PyErr_Format(PyExc_ValueError, "max_bytes must be -1 (no limit) or >= 0, got %lld",
+			     max);
+		return NULL;
+	}
+	pthread_mutex_lock(&c->memcgs.lock);
+	c->memcgs.tab[gid].max = max;
+	c->memcgs.tab[gid].writeback = (uint8_t)writeback;
+	pthread_mutex_unlock(&c->memcgs.lock);
+	Py_RETURN_NONE;
+}
+
+/* memcg_stat(gid) -> (zswap_bytes, zswapped, zswpin, zswpout, zswpwb, own_lru): the
+ * first five with its descendants, own_lru its own entries on the LRUs. */
+static PyObject *core_memcg_stat(CoreObject *c, PyObject *arg)
+{
+	long gid = get_memcg(c, arg, 0);
+	struct zswap_memcg g;
+
+	if (gid < 0)
+		return NULL;
+	pthread_mutex_lock(&c->memcgs.lock);
+	g = c->memcgs.tab[gid];
+	pthread_mutex_unlock(&c->memcgs.lock);
+	return Py_BuildValue("(KKKKKK)", (unsigned long long)g.stat[MEMCG_ZSWAP_B],
+			     (unsigned long long)g.stat[MEMCG_ZSWAPPED],
+			     (unsigned long long)g.stat[MEMCG_ZSWPIN],
+			     (unsigned long long)g.stat[MEMCG_ZSWPOUT],
+			     (unsigned long long)g.stat[MEMCG_ZSWPWB], (unsigned long long)g.own_lru);
+}
+
+static PyObject *core_memcg_may_zswap(CoreObject *c, PyObject *arg)
+{
+	long gid = get_memcg(c, arg, 1);
+
+	if (gid < 0)
+		return NULL;
+	return PyBool_FromLong(memcg_may_zswap(&c->memcgs, (uint16_t)gid));
+}
+
+static PyObject *core_memcg_writeback_enabled(CoreObject *c, PyObject *arg)
+{
+	long gid = get_memcg(c, arg, 1);
+
+	if (gid < 0)
+		return NULL;
+	return PyBool_FromLong(memcg_writeback_enabled(&c->memcgs, (uint16_t)gid));
+}
+
 static PyMethodDef core_methods[] = {
 	{"store", (PyCFunction)(void (*)(void))core_store, METH_FASTCALL | METH_KEYWORDS,
-	 "store(type, offset, page) -> bool"},
+	 "store(type, offset, page, *, group=None) -> bool"},
 	{"load", (PyCFunction)(void (*)(void))core_load, METH_FASTCALL | METH_KEYWORDS,
 	 "load(type, offset, *, exclusive=None) -> bytes | None"},
 	{"load_dirty", (PyCFunction)(void (*)(void))core_load_dirty,
@@ -2693,13 +3209,18 @@ static PyMethodDef core_methods[] = {
 	{"stat_add", (PyCFunction)core_stat_add, METH_VARARGS, NULL},
 	{"counters", (PyCFunction)core_counters, METH_NOARGS, NULL},
 	{"native_memory", (PyCFunction)core_native_memory, METH_NOARGS, NULL},
-	{"lru_pop", (PyCFunction)core_lru_pop, METH_O, NULL},
+	{"lru_pop", (PyCFunction)core_lru_pop, METH_VARARGS, NULL},
 	{"wb_take", (PyCFunction)core_wb_take, METH_VARARGS, NULL},
 	{"lru_rotate", (PyCFunction)core_lru_rotate, METH_VARARGS, NULL},
 	{"disk_swapin", (PyCFunction)core_disk_swapin, METH_O, NULL},
 	{"lru_state", (PyCFunction)core_lru_state, METH_NOARGS, NULL},
 	{"wb_verify", (PyCFunction)core_wb_verify, METH_VARARGS, NULL},
 	{"wb_end", (PyCFunction)core_wb_end, METH_VARARGS, NULL},
+	{"memcg_add", (PyCFunction)core_memcg_add, METH_VARARGS, NULL},
+	{"memcg_set", (PyCFunction)core_memcg_set, METH_VARARGS, NULL},
+	{"memcg_stat", (PyCFunction)core_memcg_stat, METH_O, NULL},
+	{"memcg_may_zswap", (PyCFunction)core_memcg_may_zswap, METH_O, NULL},
+	{"memcg_writeback_enabled", (PyCFunction)core_memcg_writeback_enabled, METH_O, NULL},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -2777,7 +3298,9 @@ PyMODINIT_FUNC PyInit__core(void)
 	    intern(&str_free_failed, "_native_free_failed") ||
 	    intern(&str_unreadable, "_native_unreadable") ||
 	    intern(&str_bad_page, "_bad_page") || intern(&str_as_page, "_native_as_page") ||
-	    intern(&str_errno, "errno") || intern(&str_wait_pin, "_native_wait_pin"))
+	    intern(&str_errno, "errno") || intern(&str_wait_pin, "_native_wait_pin") ||
+	    intern(&str_group_id, "_native_group_id") ||
+	    intern(&str_memcg_reclaim, "_native_memcg_reclaim"))
 		return NULL;
 	if (PyType_Ready(&PageCounter_Type) < 0 || PyType_Ready(&Core_Type) < 0 ||
 	    PyType_Ready(&CodecOps_Type) < 0 || PyType_Ready(&Gate_Type) < 0)
