@@ -296,6 +296,40 @@ def test_what_if_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert small["compressor"] == r["recommendation"]["compressor"] == "lz4"
 
 
+def test_what_if_in_a_cgroup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--group: a group is charged the compressed length of its pages (computed here
+    with the lz4 library directly); past memory.zswap.max the share that fits saves
+    in proportion and the rest goes to the file, or stays in RAM with writeback=0."""
+    import lz4.block
+
+    pages = mixed_pages(2000, seed=3)
+    f = write_pages(tmp_path / "m.bin", pages)
+    r = advise_json(
+        capsys, str(f), "--kernel", "6.6", "--compressors", "lz4", "--zpools", "zsmalloc",
+        "--sample", "all", "--group", "all", "--group", "half:max=64K:writeback=0",
+        "--group", "web:max=64K", "--group", "none:max=0",
+    )  # fmt: skip
+    x = r["results"][0]
+    rows = {g["group"]: g for g in r["what_if"]["groups"]}
+    assert list(rows) == ["all", "half", "web", "none"]
+    same = [p for p in pages if p == p[:8] * (P // 8)]
+    lengths = [len(lz4.block.compress(p, store_size=False)) for p in pages if p not in same]
+    want = sum(n for n in lengths if n < P)  # this kernel refuses the others
+    assert rows["all"]["charged_bytes"] == pytest.approx(want, rel=0.01)
+    assert rows["all"]["fits_percent"] == 100 and rows["all"]["rest"] is None
+    assert rows["all"]["saved_bytes"] == x["saved_bytes"]["value"]
+    assert rows["half"]["zswap_max_bytes"] == 65536 == rows["half"]["charged_bytes"]
+    assert 0 < rows["half"]["fits_percent"] < 100 and rows["half"]["rest"] == "stays in RAM"
+    assert rows["web"]["rest"] == "swap file"
+    assert rows["web"]["saved_bytes"] == rows["half"]["saved_bytes"] < rows["all"]["saved_bytes"]
+    assert rows["none"] == {
+        **rows["none"],
+        "charged_bytes": 0, "fits_percent": 0, "saved_bytes": 0, "rest": "swap file",
+    }  # fmt: skip
+    code, out, _err = advise(capsys, str(f), "--kernel", "6.6", "--group", "web:max=64K")
+    assert code == 0 and "what if in a cgroup (memory.zswap.max)" in out
+
+
 def test_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = write_pages(tmp_path / "m.bin", mixed_pages(100, seed=2))
     code, out, err = advise(capsys, str(f), "--kernel", "6.1", "--compressors", "lz4,zstd", "--csv")
@@ -320,6 +354,8 @@ def test_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         (["--pid", "999999999"], "nothing to advise on: pid 999999999"),
         (["FILE", "--sample", "0"], "Invalid value for '--sample'"),
         (["FILE", "--confidence", "1.5"], "Invalid value for '--confidence'"),
+        (["FILE", "--group", "a:max=big"], "bad size"),
+        (["FILE", "--group", "a", "--group", "a"], "named twice"),
     ],
 )
 def test_bad_input_is_one_line(

@@ -68,6 +68,8 @@ class Request:
     idle: str | None = None  #: "page_idle" when present; "soft-dirty" with --mark-idle
     idle_interval: float = 10.0
     jobs: int | None = None
+    #: (name, memory.zswap.max in bytes or None for "max", memory.zswap.writeback)
+    groups: Sequence[tuple[str, int | None, bool]] = ()
     progress: Callable[[int, int], Callable[[int], None]] | None = field(default=None)
     #: one-line notices for a person watching (the idle wait), or None
     notice: Callable[[str], None] | None = field(default=None)
@@ -281,6 +283,9 @@ def advise(request: Request) -> dict[str, Any]:
         "recommendation": recommend(estimates, request.objective, request.cpu_budget),
     }
     report["what_if"] = what_if(estimates, report["recommendation"], request)
+    report["what_if"]["groups"] = group_what_if(
+        estimates, report["recommendation"], request.groups, page_size
+    )
     report["cold"] = (
         None
         if stopped
@@ -555,6 +560,59 @@ def what_if(estimates: Sequence[Estimate], rec: dict[str, Any], request: Request
             }
         )
     return out
+
+
+def group_what_if(
+    estimates: Sequence[Estimate],
+    rec: dict[str, Any],
+    groups: Sequence[tuple[str, int | None, bool]],
+    page_size: int,
+) -> list[dict[str, Any]]:
+    """For each ``--group``: the measured memory in a cgroup with that
+    ``memory.zswap.max``, under the recommended compressor and zpool.
+
+    A group is charged the compressed length of its entries (not pool pages); pages
+    kept without pool memory charge nothing and always fit, except with max 0, which
+    keeps every page out. Past the limit, the share that fits saves in proportion;
+    the rest goes to the swap file, or stays in RAM with writeback 0.
+    """
+    pick = next(
+        (
+            e
+            for e in estimates
+            if e.compressor == rec.get("compressor") and e.zpool == rec.get("zpool")
+        ),
+        None,
+    )
+    if pick is None or not groups:
+        return []
+    compressed = pick.stored_pages - pick.same_filled_pages - pick.raw_pages
+    ratio = pick.codec_ratio.value if pick.codec_ratio is not None else None
+    charged = pick.raw_pages * page_size + (compressed * page_size / ratio if ratio else 0.0)
+    held = pick.stored_pages + pick.swapcore_pages
+    rows = []
+    for name, limit, writeback in groups:
+        if limit == 0:
+            share, fits, saved = 0.0, 0.0, 0.0
+        else:
+            share = 1.0 if limit is None or charged <= 0 else min(1.0, limit / charged)
+            apart = pick.same_filled_pages + pick.swapcore_pages
+            fits = 100.0 if held <= 0 else 100.0 * (apart + (held - apart) * share) / held
+            saved = pick.saved_same_bytes + (pick.saved_bytes.value - pick.saved_same_bytes) * share
+        rows.append(
+            {
+                "group": name,
+                "zswap_max_bytes": limit,
+                "writeback": int(writeback),
+                "compressor": pick.compressor,
+                "zpool": pick.zpool,
+                "charged_bytes": round(charged * share),
+                "fits_percent": round(fits, 2),
+                "saved_bytes": round(saved),
+                "rest": None if fits >= 100.0 else ("swap file" if writeback else "stays in RAM"),
+            }
+        )
+    return rows
 
 
 def _cold_report(

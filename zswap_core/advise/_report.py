@@ -173,6 +173,39 @@ def text_lines(report: dict[str, Any]) -> list[str]:
                 "  ",
             )
         )
+    groups = wi.get("groups") or []
+    if groups:
+        out.append("")
+        out.append(
+            f"what if in a cgroup (memory.zswap.max), {groups[0]['compressor']}/"
+            f"{groups[0]['zpool']}:"
+        )
+        out.extend(
+            _table(
+                [
+                    "group",
+                    "zswap.max MiB",
+                    "writeback",
+                    "charged MiB",
+                    "fits %",
+                    "saved MiB",
+                    "rest",
+                ],
+                [
+                    [
+                        g["group"],
+                        "max" if g["zswap_max_bytes"] is None else _mib(g["zswap_max_bytes"]),
+                        str(g["writeback"]),
+                        _mib(g["charged_bytes"]),
+                        f"{g['fits_percent']:.1f}",
+                        _mib(g["saved_bytes"]),
+                        g["rest"] or "-",
+                    ]
+                    for g in groups
+                ],
+                "  ",
+            )
+        )
     cold = report.get("cold")
     if cold is not None and cold.get("method") is None:
         out.append("")

@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from ._common import SEED, CliError, FiniteFloatRange, SizeType, echo_json, parse_size
+from ._common import (
+    SEED,
+    CliError,
+    FiniteFloatRange,
+    SizeType,
+    echo_json,
+    parse_group,
+    parse_size,
+)
 
 __all__ = ["advise"]
 
@@ -223,6 +231,14 @@ Shell completion (compressor and zpool names complete from installed plugins):
     "zswap.max_pool_percent, else 20]",
 )
 @click.option(
+    "--group",
+    "group_specs",
+    multiple=True,
+    metavar="NAME[:max=SIZE][:writeback=0|1]",
+    help="What if the memory measured were in a cgroup with this memory.zswap.max "
+    "(repeatable): what is charged, what fits and saves, where the rest goes.",
+)
+@click.option(
     "--ram",
     type=SizeType(minimum=1 << 20, what="1M"),
     default=None,
@@ -275,6 +291,7 @@ def advise(
     objective: str,
     cpu_budget: float,
     max_pool_percent: tuple[float, ...],
+    group_specs: tuple[str, ...],
     ram: int | None,
     mark_idle: bool,
     idle_interval: float,
@@ -361,6 +378,7 @@ def advise(
         objective=objective,
         cpu_budget=cpu_budget,
         max_pool_percent=max_pool_percent,
+        groups=_groups(group_specs),
         ram_bytes=ram,
         idle=idle,
         idle_interval=idle_interval,
@@ -397,3 +415,15 @@ def advise(
         from . import _signals
 
         raise _signals.Terminated(2)  # SIGINT: "zswap: interrupted", exit status 130
+
+
+def _groups(texts: tuple[str, ...]) -> list[tuple[str, int | None, bool]]:
+    """``--group`` specs as (name, memory.zswap.max bytes or None, writeback)."""
+    specs = [parse_group(t) for t in texts]
+    if len({s.path for s in specs}) != len(specs):
+        raise CliError("--group: a group is named twice")
+    page = os.sysconf("SC_PAGE_SIZE")
+    return [
+        (s.path, None if s.max == "max" else int(s.max) // page * page, bool(s.writeback))
+        for s in specs
+    ]
