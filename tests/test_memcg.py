@@ -292,15 +292,23 @@ def test_zswapin(swap: Swap) -> None:
     assert g.stat()["zswpin"] == 100 == swap.vmstat["zswpin"]
 
 
-@pytest.mark.parametrize("writeback", [True, False], ids=["enabled", "disabled"])
-def test_zswap_writeback(swap: Swap, writeback: bool) -> None:
-    """test_zswap_writeback: a group at its limit writes its own entries back only
-    when memory.zswap.writeback allows; with it disabled nothing is written back and
-    a refused page stays in memory (not written to the swap file)."""
+@pytest.mark.parametrize(
+    ("writeback", "parent_writeback"),
+    [(True, True), (False, True), (True, False)],
+    ids=["enabled", "disabled", "disabled-by-parent"],
+)
+def test_zswap_writeback(swap: Swap, writeback: bool, parent_writeback: bool) -> None:
+    """test_zswap_writeback_{enabled,disabled}: a group at its limit writes its own
+    entries back only when memory.zswap.writeback allows, its own and every
+    ancestor's (a child's 1 under a parent's 0 is still disabled); disabled, nothing
+    is written back and a refused page stays in memory (not written to the file)."""
     z = swap.zswap
     assert z is not None
-    g = z.group("zswap_writeback_test")
+    parent = z.group("zswap_writeback_test")
+    parent.write("memory.zswap.writeback", int(parent_writeback))
+    g = z.group("child", parent=parent)
     g.write("memory.zswap.writeback", int(writeback))
+    writeback = writeback and parent_writeback
     pages = [page(i) for i in range(60)]
     entries = [swap.swap_out(p, group=g) for p in pages[:20]]
     g.write("memory.zswap.max", str(g.zswap_current // 2))

@@ -19,7 +19,7 @@ def python_blocks() -> list[str]:
 
 def test_readme_python_examples_run(tmp_path: Path) -> None:
     blocks = python_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     program = "\n".join(blocks).replace("/tmp/swapfile", str(tmp_path / "swapfile"))
     out = subprocess.run(
         [sys.executable, "-c", program],
@@ -31,6 +31,7 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "Y PoolInfo(name=" in out.stdout
     assert "'pswpout'" in out.stdout or "pswpout" in out.stdout
+    assert "'zswpout': 1" in out.stdout  # the group's memory.stat
 
 
 def test_readme_names_the_two_commands_that_ci_runs() -> None:
