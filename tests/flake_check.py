@@ -73,6 +73,8 @@ THREAD_TESTS = (
     "tests/test_native_threads.py",
     # shared_zpool and compressor flipping while four threads store and load
     "tests/test_shared_zpool.py::test_switches_under_threads_lose_no_page",
+    # groups: four threads store, load and free while limits and writeback change
+    "tests/test_memcg.py::test_threads_keep_charges_exact",
     "tests/test_native_fuzz.py",
     "plugins/zpools/zsmalloc/tests/test_zsmalloc_threads.py",
     "tests/test_codec_ops_plugins.py",
