@@ -746,15 +746,17 @@ static void lru_push(struct zswap_tree *t, int pid, uint16_t gid, uint32_t offse
 		lru_trim(t, l, pid, gid);
 }
 
-/* Queue the entry at `offset`, if it is one with pool memory, at the young end of
- * its own (pool, memcg) LRU with the stamp it has now; lock held. */
-static void lru_requeue(struct zswap_tree *t, uint32_t offset)
+/* Queue the entry at `offset`, if it is still an entry of pool `pid`, at the young
+ * end of its (pool, memcg) LRU with the stamp it has now; lock held. A record taken
+ * off a pool's LRU goes back to that pool's only: an offset reused by another pool's
+ * store has its own record already. */
+static void lru_requeue(struct zswap_tree *t, uint32_t offset, int pid)
 {
 	struct zswap_entry *e = tree_entry(t, offset);
 
-	if (e == NULL || !e->packed || (e->packed & E_SAME))
+	if (e == NULL || !e->packed || (e->packed & E_SAME) || E_POOL(e->packed) != pid)
 		return;
-	lru_push(t, E_POOL(e->packed), entry_memcg(e, offset), offset, e->stamp);
+	lru_push(t, pid, entry_memcg(e, offset), offset, e->stamp);
 }
 
 /* The oldest entry of pool `pid` and memcg `gid` not loaded since it was queued:
@@ -2421,7 +2423,7 @@ static PyObject *core_lru_rotate(CoreObject *c, PyObject *args)
 			e->stamp &= ~STAMP_REFERENCED;
 			lru_push(t, E_POOL(packed), entry_memcg(e, offset), offset, e->stamp);
 		} else {
-			lru_requeue(t, offset);
+			lru_requeue(t, offset, E_POOL(packed));
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -2489,7 +2491,7 @@ static PyObject *core_wb_take(CoreObject *c, PyObject *args)
 	} else if (e != NULL && !tree_pinned(t, offset)) {
 		/* Gone, replaced or loaded since it was picked: its record was taken off
 		 * the LRU, so one that is still here goes back, at the young end. */
-		lru_requeue(t, offset);
+		lru_requeue(t, offset, E_POOL(packed));
 	}
 	pthread_mutex_unlock(&t->lock);
 	return PyBool_FromLong(ok);
