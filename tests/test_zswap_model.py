@@ -34,9 +34,11 @@ EVENTS = ("zswpin", "zswpout", "zswpwb")
 
 
 class ZswapModel(RuleBasedStateMachine):
+    backend: str | None = None  # None: ZSWAP_BACKEND, else the native one when built
+
     def __init__(self) -> None:
         super().__init__()
-        self.z = Zswap(compressor="lz4", zpool=ZPOOLS[0], ram_bytes=1 << 30)
+        self.z = Zswap(compressor="lz4", zpool=ZPOOLS[0], ram_bytes=1 << 30, backend=self.backend)
         self.live_types: set[int] = set()
         self.model: dict[tuple[int, int], bytes] = {}
         a = self.z.group("a")
@@ -220,10 +222,19 @@ class ZswapModel(RuleBasedStateMachine):
         assert self.z.pages.nr_pages == 0
 
 
-TestZswapModel = ZswapModel.TestCase
-TestZswapModel.settings = settings(
+class PythonZswapModel(ZswapModel):
+    backend = "python"
+
+
+MODEL_SETTINGS = settings(
     max_examples=60,
     stateful_step_count=80,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+# Both backends in every run: the default (native when built, or ZSWAP_BACKEND's) and
+# the Python reference.
+TestZswapModel = ZswapModel.TestCase
+TestZswapModel.settings = MODEL_SETTINGS
+TestPythonZswapModel = PythonZswapModel.TestCase
+TestPythonZswapModel.settings = MODEL_SETTINGS
