@@ -644,7 +644,12 @@ class Swap:
         try:
             zswap = self.zswap
             try:
-                stored = zswap is not None and zswap.store(si.type, off, data, group=group)
+                # (no keyword when there is no group: the common call stays the cheapest)
+                stored = zswap is not None and (
+                    zswap.store(si.type, off, data)
+                    if group is None
+                    else zswap.store(si.type, off, data, group=group)
+                )
             except BaseException:
                 if zswap is not None:
                     with contextlib.suppress(Exception):  # best effort: drop a partial entry
@@ -740,7 +745,11 @@ class Swap:
         si.pinned[off] = data
         group = si.groups.get(off)
         try:
-            stored = zswap.store(si.type, off, data, group=group)
+            stored = (
+                zswap.store(si.type, off, data)
+                if group is None
+                else zswap.store(si.type, off, data, group=group)
+            )
         except Exception:  # a refusal, whatever the reason: the file is next
             stored = False
         if stored:
