@@ -576,3 +576,79 @@ def test_group_metadata_costs_nothing_without_groups(make_zswap: Callable[..., Z
         g = z.group("g")
         z.store(0, 600, page(600), group=g)
         assert list(tree.memcgs) == [1] and tree.memcgs[1].itemsize == 2
+
+
+# --------------------------------------------------------------------------------------
+# forced interleavings (the reference backend, where the kit sees every line)
+# --------------------------------------------------------------------------------------
+def test_group_ops_at_every_line_of_a_group_store(zswap_backend: str) -> None:
+    """At every line of a store into a group at its limit (so that it writes its own
+    entries back first), another thread stores over the same offset for another group,
+    invalidates it, writes back, or changes the limit and the writeback setting
+    (forced: the store waits at that line while the other runs). Whatever the line,
+    each group's counters equal what the entries recorded as its own hold, and every
+    offset holds one of the two pages written to it, or nothing."""
+    if zswap_backend != "python":
+        pytest.skip("the interleaver steps through Python lines: the reference backend")
+    import zswap_core._zswap
+    from zswap_core.testing._interleave import Walk, code_filter, watch_locks
+
+    with watch_locks():
+        z = Zswap(compressor="lz4", zpool="zsmalloc", ram_bytes=RAM, shrink_worker=False)
+        try:
+            z.init(0)
+            z.set_writeback_handler(lambda t, off, p: None)
+            a, b = z.group("a"), z.group("b")
+            a.write("memory.zswap.max", "4K")
+            w = Walk(code_filter([zswap_core._zswap.__file__]))
+
+            def check(last: int) -> None:
+                tree = z._trees[0]
+                assert tree is not None
+                charged = {1: 0, 2: 0}
+                count = {1: 0, 2: 0}
+                with tree.lock:
+                    for off, e, _stamp in tree.entries():
+                        gid = tree.gid(off >> 9, off & 511)
+                        if gid:
+                            charged[gid] += (e >> 10) & 0x1FFFF  # the packed length
+                            count[gid] += 1
+                for g in (a, b):
+                    assert g.zswap_current == charged[g._gid]
+                    assert g.stat()["zswapped"] == count[g._gid] * PS
+                for k in range(last + 1):
+                    got = z.load(0, 100 + k)
+                    assert got in (None, page_at(k), page_at(k, seed=1)), f"offset {100 + k}"
+
+            def step(j: int) -> None:
+                off = 100 + j
+
+                def action() -> None:
+                    kind = j % 4
+                    if kind == 0:
+                        z.store(0, off, page_at(j, seed=1), group=b)
+                    elif kind == 1:
+                        z.invalidate_page(0, off)
+                    elif kind == 2:
+                        z.writeback(1)
+                    else:
+                        a.write("memory.zswap.max", "8K" if j % 8 == 3 else "4K")
+                        a.zswap_writeback = j % 8 != 7
+
+                w.at(j, action)
+                z.store(0, off, page_at(j), group=a)
+                w.done()
+                with w.quiet():
+                    check(j)
+
+            w.run(step, 160)
+            assert w.fired >= 20  # the actions ran inside the stores, at each of their lines
+            z.invalidate_area(0)
+            assert a.zswap_current == b.zswap_current == 0
+            assert a.stat()["zswapped"] == b.stat()["zswapped"] == 0
+        finally:
+            z.close()
+
+
+def page_at(j: int, seed: int = 0) -> bytes:
+    return page(j, seed=seed, noise=1200)
