@@ -100,6 +100,8 @@ VALID: dict[tuple[str, str], frozenset[str] | str] = {
     ("run", "ram"): frozenset(),
     ("run", "sets"): frozenset(),
     ("run", "compact_every"): frozenset({"0"}),
+    # a group name: "nan", "-1" or "0.0001" name a cgroup as well as any word; "" does not
+    ("run", "group_specs"): ALL - {""},
     ("run", "async_writeback"): FLAG,
     ("run", "as_json"): FLAG,
     ("compare", "paths"): frozenset(),
@@ -149,6 +151,7 @@ VALID: dict[tuple[str, str], frozenset[str] | str] = {
     ("advise", "cpu_budget"): frozenset({"0.0001"}),
     ("advise", "max_pool_percent"): frozenset({"0.0001"}),
     ("advise", "ram"): frozenset(),
+    ("advise", "group_specs"): ALL - {""},
     ("advise", "mark_idle"): FLAG,
     ("advise", "idle_interval"): frozenset(),
     ("advise", "jobs"): frozenset(),
