@@ -322,6 +322,10 @@ struct zs_pool {
 	uint32_t nr_maps;
 	uint32_t maps_cap;
 	uint32_t nr_orphans; /* atomic; records of freed objects (slot ZS_NONE) */
+
+	/* atomic: arenas ever mapped and unmapped; equal once every page is back (tests:
+	 * an arena a malloc mapped in vain must be unmapped, whatever else maps memory) */
+	uint64_t arenas_mapped, arenas_unmapped;
 };
 
 /* -- the tables lock ---------------------------------------------------------- */
@@ -597,6 +601,7 @@ static struct zs_arena *zs_arena_create(struct zs_pool *pool)
 	a->base = (char *)start;
 	a->nr_pages = nr_pages;
 	a->nr_free = nr_pages;
+	zs_add(&pool->arenas_mapped, 1);
 	return a;
 }
 
@@ -604,6 +609,7 @@ static struct zs_arena *zs_arena_create(struct zs_pool *pool)
 static void zs_arena_destroy(struct zs_pool *pool, struct zs_arena *a)
 {
 	munmap(a->base, pool->arena_bytes);
+	zs_add(&pool->arenas_unmapped, 1);
 	free(a);
 }
 
@@ -2461,6 +2467,13 @@ static PyObject *Pool_native_memory(PoolObject *self, PyObject *Py_UNUSED(ignore
 			     "arenas", (Py_ssize_t)m.arenas);
 }
 
+/* _arena_counts() -> (arenas ever mapped, arenas ever unmapped): for tests */
+static PyObject *Pool_arena_counts(PoolObject *self, PyObject *Py_UNUSED(ignored))
+{
+	return Py_BuildValue("(KK)", (unsigned long long)zs_load(&self->pool.arenas_mapped),
+			     (unsigned long long)zs_load(&self->pool.arenas_unmapped));
+}
+
 /* classes() -> the class table: (index, size, pages, objs, huge, first_index) */
 static PyObject *Pool_classes(PoolObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -2632,6 +2645,8 @@ static PyMethodDef Pool_methods[] = {
 	{"classes", (PyCFunction)Pool_classes, METH_NOARGS, "the size class table"},
 	{"_where", (PyCFunction)Pool_where, METH_O, "(zspage id, object index) of a handle"},
 	{"_check", (PyCFunction)Pool_check, METH_NOARGS, "check every structure (tests)"},
+	{"_arena_counts", (PyCFunction)Pool_arena_counts, METH_NOARGS,
+	 "(arenas ever mapped, ever unmapped) (tests)"},
 	{NULL, NULL, 0, NULL},
 };
 
