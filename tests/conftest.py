@@ -58,6 +58,9 @@ BACKEND_MODULES = {
     "test_zswap_model",
     "test_stress",
     "test_param_lock_deadlock",
+    "test_memcg",
+    "test_shrinker",
+    "test_shared_zpool",
 }
 
 

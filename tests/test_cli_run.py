@@ -579,33 +579,16 @@ def test_the_report_marks_what_no_kernel_has() -> None:
 def test_pools_sharing_a_zpool_are_shown_as_one_zpool() -> None:
     """shared_zpool=Y: the compressors in use share one zpool instance; its size is
     counted once and the density is the shared zpool's."""
-    r = run_json(
-        "--pages",
-        "2048",
-        "--cmdline",
-        "zswap.shared_zpool=Y",
-        "--set",
-        "30%:compressor=zstd",
-        "--set",
-        "60%:compressor=deflate",
-    )
+    args = ["--pages", "2048", "--cmdline", "zswap.shared_zpool=Y"]
+    args += ["--set", "30%:compressor=zstd", "--set", "60%:compressor=deflate"]
+    r = run_json(*args)
     pools = r["pools"]
     assert len(pools) >= 2 and len({p["zpool_instance"] for p in pools}) == 1
     assert sum(p["size"] for p in pools) == r["stats"]["pool_total_size"]
     pages = r["stats"]["pool_total_size"] // 4096
     density = round(sum(p["entries"] for p in pools) / pages, 3)
     assert all(p["pool_density"] == density for p in pools)
-    text = zswap(
-        "run",
-        "--pages",
-        "2048",
-        "--cmdline",
-        "zswap.shared_zpool=Y",
-        "--set",
-        "30%:compressor=zstd",
-        "--set",
-        "60%:compressor=deflate",
-    ).stdout
+    text = zswap("run", *args).stdout
     assert "zpool_instance" in text
     assert "zpool_instance" not in zswap("run", "--pages", "2048").stdout
 

@@ -25,18 +25,7 @@ import zswap_core
 from zswap_core import Group, ParamError, WritebackDisabledError, Zswap
 from zswap_core.swap import Swap, SwapEntry
 
-
-def _backends() -> list[object]:
-    from zswap_core._backend import NATIVE_ERROR
-
-    native = pytest.param(
-        "native",
-        marks=pytest.mark.skipif(NATIVE_ERROR is not None, reason=str(NATIVE_ERROR)),
-    )
-    return [native, "python"]
-
-
-pytestmark = pytest.mark.parametrize("zswap_backend", _backends(), indirect=True)
+# every test on both backends: conftest.BACKEND_MODULES
 
 PS = 4096
 RAM = 1 << 30

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import uuid
 import zlib
-from typing import Any
 
 import pytest
 from helpers import ALL_COMPRESSORS, ALL_ZPOOLS, mixed_pages
@@ -19,18 +18,7 @@ from helpers import ALL_COMPRESSORS, ALL_ZPOOLS, mixed_pages
 import zswap_core
 from zswap_core import ParamError, Zswap, hookimpl, register_observer, unregister_observer
 
-
-def _backends() -> list[Any]:
-    from zswap_core._backend import NATIVE_ERROR
-
-    native = pytest.param(
-        "native",
-        marks=pytest.mark.skipif(NATIVE_ERROR is not None, reason=str(NATIVE_ERROR)),
-    )
-    return [native, "python"]
-
-
-pytestmark = pytest.mark.parametrize("zswap_backend", _backends(), indirect=True)
+# every test on both backends: conftest.BACKEND_MODULES
 
 COMPRESSORS = [c for c in ALL_COMPRESSORS if zswap_core.crypto_has_comp(c)]
 ZPOOLS = [z for z in ALL_ZPOOLS if zswap_core.zpool_has_pool(z)]

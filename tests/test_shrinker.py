@@ -21,19 +21,7 @@ from zswap_core import ParamError, Zswap
 from zswap_core._zswap import SHRINK_STOP
 from zswap_core.swap import Swap, SwapEntry
 
-
-def _backends() -> list[object]:
-    from zswap_core._backend import NATIVE_ERROR
-
-    native = pytest.param(
-        "native",
-        marks=pytest.mark.skipif(NATIVE_ERROR is not None, reason=str(NATIVE_ERROR)),
-    )
-    return [native, "python"]
-
-
-# every test on both backends (the conftest's autouse fixture takes the parameter)
-pytestmark = pytest.mark.parametrize("zswap_backend", _backends(), indirect=True)
+# every test on both backends: conftest.BACKEND_MODULES
 
 PS = 4096
 #: a small ``zswap run`` (its defaults otherwise), with the report as JSON
